@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set-up command 2: install what is needed (OS packages, Python 3.12 venv, a
+# Docker engine and an offline base image for the containers provider), then
+# run the whole test suite. Arguments are passed to pytest.
+source "$(dirname "$0")/_common.sh"
+apt_install "${APT_PACKAGES[@]}" docker.io debootstrap chromium
+ensure_venv
+bash "$REPO_ROOT/scripts/docker-engine.sh"
+cd "$REPO_ROOT"
+exec "$VENV/bin/python" -m pytest "$@"
