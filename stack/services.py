@@ -8,6 +8,7 @@ same text runs as a local child process and as a container's command.
 from __future__ import annotations
 
 import shlex
+import signal
 from collections.abc import Mapping
 
 from stack.config import (
@@ -112,6 +113,7 @@ POSTGRES = ServiceSpec(
     default_ports={"main": 5432},
     run_as_postgres=True,
     ready_timeout=60.0,
+    stop_signal=signal.SIGINT,
 )
 
 
@@ -143,6 +145,7 @@ REPLICA = ServiceSpec(
     default_ports={"main": 5433},
     run_as_postgres=True,
     ready_timeout=60.0,
+    stop_signal=signal.SIGINT,
     optional=True,
 )
 

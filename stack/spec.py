@@ -12,6 +12,7 @@ a service. That is what keeps the two providers honest with each other.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,5 +95,7 @@ class ServiceSpec:
     run_as_postgres: bool = False
     """PostgreSQL and PgBouncer refuse to run as root: run them as ``postgres``."""
     ready_timeout: float = 30.0
+    stop_signal: int = signal.SIGTERM
+    """Signal for a clean, quick stop (PostgreSQL: SIGINT = fast shutdown)."""
     optional: bool = False
     """Started only when asked for (e.g. the read replica)."""

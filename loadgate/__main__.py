@@ -1,0 +1,3 @@
+from loadgate.cli import app
+
+app(prog_name="loadgate")

@@ -1,0 +1,20 @@
+"""The ``loadgate`` command line: one typer app, one sub-app per concept."""
+
+from __future__ import annotations
+
+import typer
+
+from loadgate import stack_cli
+
+app = typer.Typer(
+    name="loadgate",
+    help="Load-testing and capacity-planning harness for the Blue Harvests marketplace.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(stack_cli.app, name="stack")
+
+
+@app.callback()
+def main() -> None:
+    """Load-testing and capacity-planning harness for the Blue Harvests marketplace."""

@@ -1,0 +1,73 @@
+"""Choosing a provider: containers where a Docker engine answers, else local.
+
+Also the one place that reaps what SIGKILLed harnesses left behind, so every
+``loadgate`` start begins from a clean machine whichever provider it picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stack.config import StackConfig
+from stack.errors import DockerUnavailable
+from stack.providers.base import Provider
+from stack.providers.local import LocalProvider
+
+
+def docker_problem() -> str | None:
+    """Why no Docker engine can be used, or ``None`` when one answers."""
+    try:
+        import docker
+    except ImportError:  # pragma: no cover - docker is a dependency
+        return "the docker Python package is not installed"
+    try:
+        client = docker.from_env(timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    return None
+
+
+def choose_provider_name(config: StackConfig) -> str:
+    if config.provider != "auto":
+        return config.provider
+    return "containers" if docker_problem() is None else "local"
+
+
+def _containers_class() -> type[Provider]:
+    from stack.providers.containers import ContainersProvider
+
+    return ContainersProvider
+
+
+def reap_leftovers(progress: Callable[[str], None] = lambda m: None) -> list[str]:
+    """Remove processes, containers and temp dirs of dead earlier stacks."""
+    reaped = LocalProvider.reap_leftovers()
+    if docker_problem() is None:
+        reaped += _containers_class().reap_leftovers()
+    for item in reaped:
+        progress(f"reaped leftover {item}")
+    return reaped
+
+
+def make_provider(
+    config: StackConfig, stack_id: str, progress: Callable[[str], None]
+) -> Provider:
+    name = choose_provider_name(config)
+    if name == "containers":
+        problem = docker_problem()
+        if problem is not None:
+            raise DockerUnavailable(
+                f"the containers provider needs a Docker engine but none answers ({problem}): "
+                "start one (scripts/docker-engine.sh does it here) or use --provider local"
+            )
+    reap_leftovers(progress)
+    if name == "containers":
+        provider = _containers_class()(config, stack_id)
+    else:
+        provider = LocalProvider(config, stack_id)
+    provider.progress = progress  # type: ignore[attr-defined]
+    return provider

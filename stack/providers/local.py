@@ -1,0 +1,296 @@
+"""The ``local`` provider: every service a child process on 127.0.0.1.
+
+Used where no Docker engine answers. PostgreSQL 15, PgBouncer and Redis come
+from the OS packages, OSRM from the ``osrm-bindings`` wheel, the Stripe mock
+from localstripe. Each service gets its own temporary directory tree
+(``/tmp/loadgate-stack-<owner pid>-*``) that is removed at teardown.
+
+Why the process plumbing: teardown must hold even when the harness is
+SIGKILLed. Each child runs in its own session (so a terminal's Ctrl-C reaches
+the harness first, which then stops services in order) with a parent-death
+signal (so the kernel kills it when the harness dies) and carries
+``LOADGATE_OWNER_PID`` in its environment, so the next ``loadgate`` start can
+find and kill anything that still escaped, and delete leftover temp trees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+
+from stack.config import StackConfig
+from stack.errors import BinaryMissing, StackError
+from stack.osrm_map import ensure_map, osrm_bin_dir
+from stack.providers.base import Provider, RunningService
+from stack.spec import Address, ServiceContext, ServiceSpec
+
+HOST = "127.0.0.1"
+TEMP_PREFIX = "loadgate-stack-"
+OWNER_ENV = "LOADGATE_OWNER_PID"
+STACK_ENV = "LOADGATE_STACK_ID"
+_PR_SET_PDEATHSIG = 1
+
+
+def find_pg_bin() -> Path | None:
+    """PostgreSQL 15's server binaries (Debian keeps them off PATH)."""
+    for candidate in ("/usr/lib/postgresql/15/bin", *sorted(
+        (str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True
+    )):
+        if (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child just before exec: die when the harness dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the harness died before prctl took effect
+        os._exit(1)
+
+
+class LocalProvider(Provider):
+    """Services as child processes with free ports and temporary directories."""
+
+    name = "local"
+
+    def __init__(self, config: StackConfig, stack_id: str) -> None:
+        super().__init__(config, stack_id)
+        self.root: Path | None = None
+        self.pg_bin: Path | None = None
+        self.osrm_data: Path | None = None
+        self.progress = lambda message: None
+
+    # --- prerequisites --------------------------------------------------------
+
+    def prepare(self, specs: list[ServiceSpec]) -> None:
+        names = {s.name for s in specs}
+        if names & {"postgres", "replica", "pgbouncer"}:
+            self._require_postgres_tools(names)
+        if "redis" in names and not shutil.which("redis-server", path=self._path()):
+            raise BinaryMissing(
+                "redis-server not found: install it (apt-get install redis-server, or run "
+                "scripts/run.sh which installs it) or use --provider containers"
+            )
+        if "osrm" in names:
+            bin_dir = osrm_bin_dir()
+            if not (bin_dir / "osrm-routed").exists():
+                raise BinaryMissing(
+                    f"osrm-routed not found in {bin_dir}: reinstall the osrm-bindings wheel "
+                    "(pip install osrm-bindings, needs Python >= 3.12)"
+                )
+            self.osrm_data = ensure_map(progress=self.progress)
+        if "stripe" in names:
+            try:
+                import localstripe  # noqa: F401
+            except ImportError as exc:
+                raise BinaryMissing(
+                    "localstripe is not installed: pip install localstripe "
+                    "(or reinstall loadgate with its dependencies)"
+                ) from exc
+        self.root = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        self.root.chmod(0o755)  # the postgres user must traverse it
+
+    def _require_postgres_tools(self, names: set[str]) -> None:
+        self.pg_bin = find_pg_bin()
+        if self.pg_bin is None:
+            raise BinaryMissing(
+                "PostgreSQL server binaries (initdb, postgres) not found: install them "
+                "(apt-get install postgresql) or use --provider containers"
+            )
+        if "pgbouncer" in names and not shutil.which("pgbouncer", path=self._path()):
+            raise BinaryMissing(
+                "pgbouncer not found: install it (apt-get install pgbouncer) "
+                "or use --provider containers"
+            )
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise StackError(
+                    "PostgreSQL refuses to run as root and there is no 'postgres' user: "
+                    "create one (useradd --system postgres) or run loadgate as a normal user"
+                ) from exc
+
+    @staticmethod
+    def _path() -> str:
+        """The caller's PATH plus the sbin dirs where Debian puts pgbouncer."""
+        return os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+    # --- start / stop ---------------------------------------------------------
+
+    def start(
+        self,
+        spec: ServiceSpec,
+        host_ports: Mapping[str, int],
+        peers: Mapping[str, RunningService],
+    ) -> RunningService:
+        assert self.root is not None, "prepare() must run before start()"
+        service_root = self.root / spec.name
+        data_dir, config_dir = service_root / "data", service_root / "conf"
+        for directory in (service_root, data_dir, config_dir):
+            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        ctx = self._context(spec, host_ports, peers, data_dir, config_dir)
+        for file_name, text in spec.files(ctx).items():
+            (config_dir / file_name).write_text(text)
+            (config_dir / file_name).chmod(0o644)
+        user = self._run_as(spec)
+        if user is not None:
+            os.chown(data_dir, user.pw_uid, user.pw_gid)
+            data_dir.chmod(0o700)
+        log_path = service_root / "service.log"
+        process = self._spawn(spec.command(ctx), ctx, spec, user, data_dir, log_path)
+        return RunningService(
+            spec=spec,
+            host=HOST,
+            ports=dict(host_ports),
+            url=spec.url(HOST, host_ports, self.config),
+            peer_host=HOST,
+            peer_ports=dict(host_ports),
+            handle=process,
+            log_path=log_path,
+            pid=process.pid,
+        )
+
+    def _context(
+        self,
+        spec: ServiceSpec,
+        host_ports: Mapping[str, int],
+        peers: Mapping[str, RunningService],
+        data_dir: Path,
+        config_dir: Path,
+    ) -> ServiceContext:
+        return ServiceContext(
+            name=spec.name,
+            config=self.config,
+            ports=dict(host_ports),
+            peers={name: Address(p.peer_host, p.peer_ports["main"]) for name, p in peers.items()},
+            data_dir=data_dir,
+            config_dir=config_dir,
+            pg_bin=self.pg_bin or Path("/usr/lib/postgresql/15/bin"),
+            osrm_bin=osrm_bin_dir(),
+            osrm_data=self.osrm_data or Path("/nonexistent"),
+            stripe_mock=f"{sys.executable} -m stack.stripe_mock",
+            listen_host=HOST,
+        )
+
+    @staticmethod
+    def _run_as(spec: ServiceSpec) -> pwd.struct_passwd | None:
+        if spec.run_as_postgres and os.geteuid() == 0:
+            return pwd.getpwnam("postgres")
+        return None
+
+    def _spawn(
+        self,
+        command: str,
+        ctx: ServiceContext,
+        spec: ServiceSpec,
+        user: pwd.struct_passwd | None,
+        cwd: Path,
+        log_path: Path,
+    ) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "PATH": self._path(),
+            OWNER_ENV: str(os.getpid()),
+            STACK_ENV: self.stack_id,
+            **spec.env(ctx),
+        }
+        if user is not None:
+            env["HOME"] = user.pw_dir
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
+                preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
+            )
+
+    def exit_code(self, service: RunningService) -> int | None:
+        return service.handle.poll()
+
+    def log_tail(self, service: RunningService, lines: int = 20) -> list[str]:
+        if service.log_path is None or not service.log_path.exists():
+            return []
+        text = service.log_path.read_text(errors="replace")
+        return text.splitlines()[-lines:]
+
+    def stop(self, service: RunningService, timeout: float = 10.0) -> None:
+        process: subprocess.Popen[bytes] = service.handle
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, service.spec.stop_signal)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # The service's own children (postgres backends, a half-done initdb)
+        # share its process group: make sure none outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+
+    def pause(self, service: RunningService) -> None:
+        os.killpg(service.handle.pid, signal.SIGSTOP)
+
+    def resume(self, service: RunningService) -> None:
+        os.killpg(service.handle.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    # --- leftovers of a SIGKILLed harness --------------------------------------
+
+    @classmethod
+    def reap_leftovers(cls) -> list[str]:
+        """Kill orphaned service processes and delete temp trees of dead owners."""
+        reaped = [*cls._reap_processes(), *cls._reap_temp_dirs()]
+        return reaped
+
+    @staticmethod
+    def _reap_processes() -> list[str]:
+        reaped = []
+        for proc in psutil.process_iter(["pid", "name"]):
+            try:
+                owner = proc.environ().get(OWNER_ENV)
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            if owner and owner.isdigit() and not psutil.pid_exists(int(owner)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+                    reaped.append(f"process {proc.info['pid']} ({proc.info['name']})")
+        return reaped
+
+    @staticmethod
+    def _reap_temp_dirs() -> list[str]:
+        reaped = []
+        pattern = re.compile(rf"^{TEMP_PREFIX}(\d+)-")
+        for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+            match = pattern.match(path.name)
+            if match and not psutil.pid_exists(int(match.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                reaped.append(f"temp dir {path}")
+        return reaped
