@@ -52,9 +52,7 @@ RateOpt = Annotated[
 ]
 MaxConnOpt = Annotated[int, typer.Option(help="PostgreSQL max_connections.")]
 PoolOpt = Annotated[int, typer.Option(help="PgBouncer default_pool_size.")]
-TimeoutOpt = Annotated[
-    float | None, typer.Option(help="Readiness timeout per service, seconds.")
-]
+TimeoutOpt = Annotated[float | None, typer.Option(help="Readiness timeout per service, seconds.")]
 NetworkOpt = Annotated[str, typer.Option(help="Containers: auto, host or bridge networking.")]
 BaseImageOpt = Annotated[str, typer.Option(help="Containers: base image of the service images.")]
 
@@ -203,8 +201,17 @@ def up(
 ) -> None:
     """Bring the stack up and show its services; stays up until Ctrl-C (or --detach)."""
     config = build_config(
-        provider, service, port, replica, stripe_latency, stripe_rate_limit,
-        pg_max_connections, pgbouncer_pool_size, ready_timeout, network, base_image,
+        provider,
+        service,
+        port,
+        replica,
+        stripe_latency,
+        stripe_rate_limit,
+        pg_max_connections,
+        pgbouncer_pool_size,
+        ready_timeout,
+        network,
+        base_image,
     )
     _refuse_second_stack()
     if detach:
@@ -249,9 +256,14 @@ def _detach(argv: list[str]) -> int:
     while time.monotonic() < deadline:
         state = read_state()
         if state and state.get("supervisor_pid") == child.pid:
-            console.print(services_table(state["services"], f"stack {state['stack_id']} "
-                          f"({state['provider']} provider) ready in "
-                          f"{state['ready_after_s']:.2f} s, detached"))
+            console.print(
+                services_table(
+                    state["services"],
+                    f"stack {state['stack_id']} "
+                    f"({state['provider']} provider) ready in "
+                    f"{state['ready_after_s']:.2f} s, detached",
+                )
+            )
             console.print(f"Supervisor pid {child.pid}; stop it with 'loadgate stack down'.")
             return 0
         code = child.poll()
@@ -284,8 +296,13 @@ def status(
     if as_json:
         print(json.dumps({"up": True, "healthy": healthy, **state}, indent=2))
     else:
-        console.print(services_table(state["services"], f"stack {state['stack_id']} "
-                      f"({state['provider']} provider, supervisor pid {state['supervisor_pid']})"))
+        console.print(
+            services_table(
+                state["services"],
+                f"stack {state['stack_id']} "
+                f"({state['provider']} provider, supervisor pid {state['supervisor_pid']})",
+            )
+        )
     raise typer.Exit(0 if healthy else 1)
 
 
@@ -336,8 +353,17 @@ def check(
 ) -> None:
     """Bring the stack up, check every endpoint answers, take it down."""
     config = build_config(
-        provider, service, None, replica, stripe_latency, stripe_rate_limit,
-        200, 20, ready_timeout, network, base_image,
+        provider,
+        service,
+        None,
+        replica,
+        stripe_latency,
+        stripe_rate_limit,
+        200,
+        20,
+        ready_timeout,
+        network,
+        base_image,
     )
     _refuse_second_stack()
     with terminate_on_sigterm():

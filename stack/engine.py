@@ -53,9 +53,7 @@ def reap_leftovers(progress: Callable[[str], None] = lambda m: None) -> list[str
     return reaped
 
 
-def make_provider(
-    config: StackConfig, stack_id: str, progress: Callable[[str], None]
-) -> Provider:
+def make_provider(config: StackConfig, stack_id: str, progress: Callable[[str], None]) -> Provider:
     name = choose_provider_name(config)
     if name == "containers":
         problem = docker_problem()

@@ -11,8 +11,8 @@ a service. That is what keeps the two providers honest with each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import signal
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -53,9 +53,7 @@ def resolve_services(config: StackConfig) -> list[ServiceSpec]:
         wanted = list(config.services)
     unknown = [name for name in wanted if name not in SERVICES]
     if unknown:
-        raise UnknownService(
-            f"unknown service {unknown[0]!r}: choose from {', '.join(SERVICES)}"
-        )
+        raise UnknownService(f"unknown service {unknown[0]!r}: choose from {', '.join(SERVICES)}")
     chosen: dict[str, ServiceSpec] = {}
 
     def add(name: str) -> None:
@@ -213,7 +211,8 @@ class Stack:
                 try:
                     service.spec.probe(service.url)
                 except Exception as exc:
-                    last_error[name] = f"{type(exc).__name__}: {exc}".strip()
+                    first_line = (str(exc).strip().splitlines() or [""])[0]
+                    last_error[name] = f"{type(exc).__name__}: {first_line}".strip(": ")
                     if time.monotonic() - service.started_at > self._timeout(service.spec):
                         raise self._not_ready(service, last_error[name]) from None
                     continue

@@ -22,8 +22,8 @@ def processes_of(stack_id: str) -> list[psutil.Process]:
     return found
 
 
-def temp_dirs_of(owner_pid: int) -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{owner_pid}-*"))
+def temp_dirs_of(owner_pid: int, stack_id: str) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{owner_pid}-{stack_id}-*"))
 
 
 def containers_of(stack_id: str | None = None) -> list[str]:

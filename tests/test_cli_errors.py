@@ -25,7 +25,8 @@ def assert_one_clear_error(result, *needles: str) -> str:
 
 def test_docker_asked_for_but_unreachable(tmp_path):
     result = run_cli(
-        ["stack", "up", "--provider", "containers"], tmp_path,
+        ["stack", "up", "--provider", "containers"],
+        tmp_path,
         DOCKER_HOST="unix:///nonexistent/docker.sock",
     )
     assert_one_clear_error(result, "Docker engine", "--provider local")
@@ -34,8 +35,9 @@ def test_docker_asked_for_but_unreachable(tmp_path):
 
 def test_binary_missing(tmp_path):
     # With an empty PATH, redis-server cannot be found.
-    result = run_cli(["stack", "up", "--provider", "local", "-s", "redis"], tmp_path,
-                     PATH="/nonexistent")
+    result = run_cli(
+        ["stack", "up", "--provider", "local", "-s", "redis"], tmp_path, PATH="/nonexistent"
+    )
     assert_one_clear_error(result, "redis-server not found", "apt-get install redis-server")
 
 
@@ -82,4 +84,3 @@ def test_bad_port_syntax(tmp_path):
 def test_bad_stripe_latency(tmp_path):
     result = run_cli(["stack", "up", "--stripe-latency", "fast"], tmp_path)
     assert_one_clear_error(result, "MIN-MAX")
-

@@ -13,7 +13,7 @@ import stripe
 
 from stack.config import STRIPE_API_KEY
 from stack.osrm_map import random_road_points
-from tests.conftest import STRIPE_UNDER_TEST
+from tests.support import STRIPE_UNDER_TEST
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,7 @@ def test_sql_through_pgbouncer(full_stack):
         conn.execute("CREATE TABLE IF NOT EXISTS probe_items (id int PRIMARY KEY, name text)")
         conn.execute("INSERT INTO probe_items VALUES (1, 'carrots') ON CONFLICT DO NOTHING")
         conn.commit()
-        assert conn.execute("SELECT name FROM probe_items WHERE id = 1").fetchone() == (
-            "carrots",
-        )
+        assert conn.execute("SELECT name FROM probe_items WHERE id = 1").fetchone() == ("carrots",)
     # PgBouncer's admin console proves the traffic went through the pooler.
     admin = full_stack.url("pgbouncer").rsplit("/", 1)[0] + "/pgbouncer"
     with psycopg.connect(admin, autocommit=True, prepare_threshold=None) as conn:
@@ -78,9 +76,7 @@ def test_osrm_routes_between_snapped_points(full_stack):
 
 
 def _stripe(url: str) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        STRIPE_API_KEY, base_addresses={"api": url}, max_network_retries=0
-    )
+    return stripe.StripeClient(STRIPE_API_KEY, base_addresses={"api": url}, max_network_retries=0)
 
 
 def test_stripe_payment_intent_has_seed_latency(full_stack):
@@ -90,8 +86,12 @@ def test_stripe_payment_intent_has_seed_latency(full_stack):
     for _ in range(5):
         started = time.perf_counter()
         intent = client.v1.payment_intents.create(
-            params={"amount": 1299, "currency": "usd", "payment_method": "pm_card_visa",
-                    "confirm": True}
+            params={
+                "amount": 1299,
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+            }
         )
         durations.append((time.perf_counter() - started) * 1000)
         assert intent.status == "succeeded"
@@ -107,7 +107,8 @@ def test_stripe_burst_above_limit_gets_429(full_stack):
 
     def one(_: int) -> tuple[int, dict]:
         response = httpx.get(
-            f"{url}/v1/customers", headers={"Authorization": f"Bearer {STRIPE_API_KEY}"},
+            f"{url}/v1/customers",
+            headers={"Authorization": f"Bearer {STRIPE_API_KEY}"},
             timeout=10,
         )
         return response.status_code, response.json()
@@ -120,8 +121,9 @@ def test_stripe_burst_above_limit_gets_429(full_stack):
     assert all(body["error"]["type"] == "rate_limit_error" for body in limited)
     # The official SDK sees Stripe's own exception type.
     client = _stripe(url)
-    with pytest.raises(stripe.RateLimitError), concurrent.futures.ThreadPoolExecutor(
-        max_workers=burst
-    ) as pool:
+    with (
+        pytest.raises(stripe.RateLimitError),
+        concurrent.futures.ThreadPoolExecutor(max_workers=burst) as pool,
+    ):
         for future in [pool.submit(client.v1.customers.list) for _ in range(burst)]:
             future.result()

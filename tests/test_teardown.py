@@ -13,8 +13,8 @@ from stack.config import StackConfig
 from stack.errors import ServiceNotReady
 from stack.stack import Stack
 from tests.cli_helpers import run_cli, start_cli, wait_for_state
-from tests.conftest import PROVIDERS, require_provider
 from tests.leftovers import containers_of, listening, processes_of, temp_dirs_of
+from tests.support import PROVIDERS, require_provider
 
 pytestmark = pytest.mark.integration
 SMALL = ["-s", "postgres", "-s", "redis"]
@@ -25,7 +25,7 @@ def assert_nothing_left(stack_id: str, owner_pid: int, ports: list[int]) -> None
     while time.monotonic() < deadline and processes_of(stack_id):
         time.sleep(0.1)
     assert processes_of(stack_id) == []
-    assert temp_dirs_of(owner_pid) == []
+    assert temp_dirs_of(owner_pid, stack_id) == []
     assert containers_of(stack_id) == []
     assert [p for p in ports if listening(p)] == []
 
@@ -52,8 +52,9 @@ def test_signal_tears_everything_down(provider, sig, tmp_path):
 def test_readiness_timeout_leaves_nothing(provider):
     require_provider(provider)
     # 50 ms is too short for initdb: the start must fail and clean up after itself.
-    stack = Stack(StackConfig(provider=provider, services=("postgres", "redis"),
-                              ready_timeout=0.05))
+    stack = Stack(
+        StackConfig(provider=provider, services=("postgres", "redis"), ready_timeout=0.05)
+    )
     with pytest.raises(ServiceNotReady) as info:
         stack.start()
     assert "not ready after 0.05 s" in str(info.value)
@@ -64,9 +65,10 @@ def test_readiness_timeout_leaves_nothing(provider):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_exception_inside_the_stack_block_tears_down(provider):
     require_provider(provider)
-    with pytest.raises(RuntimeError, match="boom"), Stack(
-        StackConfig(provider=provider, services=("redis",))
-    ) as stack:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        Stack(StackConfig(provider=provider, services=("redis",))) as stack,
+    ):
         ports = [s.port for s in stack.services.values()]
         assert all(listening(p) for p in ports)
         raise RuntimeError("boom")

@@ -3,7 +3,7 @@
 Used where no Docker engine answers. PostgreSQL 15, PgBouncer and Redis come
 from the OS packages, OSRM from the ``osrm-bindings`` wheel, the Stripe mock
 from localstripe. Each service gets its own temporary directory tree
-(``/tmp/loadgate-stack-<owner pid>-*``) that is removed at teardown.
+(``/tmp/loadgate-stack-<owner pid>-<stack id>-*``) that is removed at teardown.
 
 Why the process plumbing: teardown must hold even when the harness is
 SIGKILLed. Each child runs in its own session (so a terminal's Ctrl-C reaches
@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,9 +46,10 @@ _PR_SET_PDEATHSIG = 1
 
 def find_pg_bin() -> Path | None:
     """PostgreSQL 15's server binaries (Debian keeps them off PATH)."""
-    for candidate in ("/usr/lib/postgresql/15/bin", *sorted(
-        (str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True
-    )):
+    for candidate in (
+        "/usr/lib/postgresql/15/bin",
+        *sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True),
+    ):
         if (Path(candidate) / "initdb").exists():
             return Path(candidate)
     initdb = shutil.which("initdb")
@@ -60,6 +62,24 @@ def _die_with_parent(parent_pid: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the harness died before prctl took effect
         os._exit(1)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Wait until every process of a killed group has really exited.
+
+    Deleting a data directory while a SIGKILLed initdb is still exiting
+    races with its last writes; waiting here makes teardown deterministic.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != "zombie":
+                    alive.append(proc)
+        if not alive:
+            return
+        time.sleep(0.05)
 
 
 class LocalProvider(Provider):
@@ -101,7 +121,7 @@ class LocalProvider(Provider):
                     "localstripe is not installed: pip install localstripe "
                     "(or reinstall loadgate with its dependencies)"
                 ) from exc
-        self.root = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{self.stack_id}-"))
         self.root.chmod(0o755)  # the postgres user must traverse it
 
     def _require_postgres_tools(self, names: set[str]) -> None:
@@ -250,6 +270,7 @@ class LocalProvider(Provider):
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
+        _wait_group_gone(process.pid, timeout=5)
 
     def pause(self, service: RunningService) -> None:
         os.killpg(service.handle.pid, signal.SIGSTOP)
@@ -259,7 +280,11 @@ class LocalProvider(Provider):
 
     def close(self) -> None:
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            for _ in range(3):  # a just-killed writer may still be flushing
+                shutil.rmtree(self.root, ignore_errors=True)
+                if not self.root.exists():
+                    break
+                time.sleep(0.2)
             self.root = None
 
     # --- leftovers of a SIGKILLed harness --------------------------------------
