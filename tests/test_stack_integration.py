@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import time
 
 import httpx
@@ -48,12 +49,10 @@ def test_replica_streams_from_primary(full_stack):
         deadline = time.monotonic() + 10
         found = None
         while time.monotonic() < deadline and not found:
-            try:
+            with contextlib.suppress(psycopg.errors.UndefinedTable):
                 found = conn.execute(
                     "SELECT 1 FROM replication_probe WHERE marker = %s", (marker,)
                 ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                pass
             time.sleep(0.1)
     assert found, "the row written on the primary never reached the replica"
 

@@ -231,6 +231,7 @@ class LocalProvider(Provider):
         }
         if user is not None:
             env["HOME"] = user.pw_dir
+        parent_pid = os.getpid()
         with open(log_path, "ab") as log:
             return subprocess.Popen(
                 ["/bin/sh", "-c", command],
@@ -243,7 +244,7 @@ class LocalProvider(Provider):
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
-                preexec_fn=lambda parent=os.getpid(): _die_with_parent(parent),
+                preexec_fn=lambda: _die_with_parent(parent_pid),
             )
 
     def exit_code(self, service: RunningService) -> int | None:
@@ -260,10 +261,8 @@ class LocalProvider(Provider):
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, service.spec.stop_signal)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # The service's own children (postgres backends, a half-done initdb)
         # share its process group: make sure none outlives it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
