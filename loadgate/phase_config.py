@@ -1,0 +1,292 @@
+"""The phase config (``config/phases.toml``): loaded, validated, resolved.
+
+Why pydantic: a malformed config must be rejected *before* anything starts,
+with the offending key and the allowed values named; pydantic's validation
+errors carry exactly that (a location path and the constraint), so we only
+reformat them into one line. Resolution turns a phase plus command-line
+overrides into concrete load stages (the stepped ramp the analysis slices
+into steady-state steps).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
+PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
+PROFILES = ("phase0", "phase1", "phase2", "phase3")
+MODELS = ("closed", "open")
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class ConfigError(ValueError):
+    """The phase config is invalid; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Ramp(_Strict):
+    steps: Annotated[int, Field(ge=1, le=100)] = 6
+    step_ramp_s: NonNegativeFloat = 10
+    step_hold_s: PositiveFloat = 30
+    warmup_s: NonNegativeFloat = 5
+
+
+class OpenModel(_Strict):
+    rate_per_user: PositiveFloat = 0.33
+
+
+class Gate(_Strict):
+    p95_ms: PositiveFloat | None = None
+    error_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    db_connection_errors: Annotated[int, Field(ge=0)] | None = None
+    cache_hit_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    job_completion_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+def _check_mix(mix: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(mix) - set(PERSONAS))
+    if unknown:
+        raise ValueError(f"unknown persona {unknown[0]!r} (allowed: {', '.join(PERSONAS)})")
+    if any(weight < 0 for weight in mix.values()) or sum(mix.values()) <= 0:
+        raise ValueError("weights must be >= 0 with a positive sum")
+    return mix
+
+
+def _check_think(think: tuple[float, float]) -> tuple[float, float]:
+    if think[0] < 0 or think[1] < think[0]:
+        raise ValueError("need [min, max] with 0 <= min <= max")
+    return think
+
+
+class Defaults(_Strict):
+    model: Literal["closed", "open"] = "closed"
+    think_time_s: tuple[float, float] = (1.0, 5.0)
+    persona_mix: dict[str, float] = Field(
+        default_factory=lambda: {"shopper": 60, "buyer": 25, "farmer": 6, "driver": 6, "admin": 3}
+    )
+    ramp: Ramp = Ramp()
+    open: OpenModel = OpenModel()
+
+    @field_validator("persona_mix")
+    @classmethod
+    def _valid_mix(cls, mix: dict[str, float]) -> dict[str, float]:
+        return _check_mix(mix)
+
+    @field_validator("think_time_s")
+    @classmethod
+    def _valid_think(cls, think: tuple[float, float]) -> tuple[float, float]:
+        return _check_think(think)
+
+
+class Phase(_Strict):
+    name: str
+    target_users: Annotated[int, Field(ge=1)]
+    gate_users: Annotated[int, Field(ge=1)]
+    profile: Literal["phase0", "phase1", "phase2", "phase3"]
+    fixture_size: str
+    gate: Gate = Gate()
+    model: Literal["closed", "open"] | None = None
+    think_time_s: tuple[float, float] | None = None
+    persona_mix: dict[str, float] | None = None
+    ramp: Ramp | None = None
+    open: OpenModel | None = None
+
+    @field_validator("persona_mix")
+    @classmethod
+    def _valid_mix(cls, mix: dict[str, float] | None) -> dict[str, float] | None:
+        return None if mix is None else _check_mix(mix)
+
+    @field_validator("think_time_s")
+    @classmethod
+    def _valid_think(cls, think: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if think is None else _check_think(think)
+
+
+class PhasesFile(_Strict):
+    defaults: Defaults = Defaults()
+    phases: dict[int, Phase]
+
+
+class Stage(_Strict):
+    """One segment of the load shape; analysis measures the ``hold`` ones."""
+
+    name: str
+    kind: Literal["ramp", "hold"]
+    start_s: float
+    end_s: float
+    users: int
+    """Users at the end of the stage (closed model; also the open model's level)."""
+    rate: float | None = None
+    """Target arrivals/s at the end of the stage (open model only)."""
+    warmup_s: float = 0.0
+
+
+class ResolvedPhase(_Strict):
+    """A phase with defaults and overrides applied: what a run executes."""
+
+    phase: int
+    name: str
+    profile: str
+    model: Literal["closed", "open"]
+    target_users: int
+    gate_users: int
+    peak_users: int
+    fixture_size: str
+    think_time_s: tuple[float, float]
+    persona_mix: dict[str, float]
+    stages: list[Stage]
+    gate: dict[str, Any]
+
+    @property
+    def duration_s(self) -> float:
+        return self.stages[-1].end_s if self.stages else 0.0
+
+
+def _format_error(error: ValidationError, source: str) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    if first["type"] == "literal_error":
+        message = f"{message} (got {first.get('input')!r})"
+    return ConfigError(f"{source}: {key}: {message}")
+
+
+def load_phases(path: Path | None = None) -> PhasesFile:
+    """Parse and validate the phase config; raises :class:`ConfigError`."""
+    path = path or DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"phase config {path} not found: pass --config PATH") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return PhasesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _format_error(exc, str(path)) from None
+
+
+def build_stages(
+    peak_users: int, ramp: Ramp, model: str, rate_per_user: float, peak_rate: float | None
+) -> list[Stage]:
+    """A stepped ramp: ``steps`` load levels up to the peak, each ramped then held."""
+    stages: list[Stage] = []
+    clock = 0.0
+    for level in range(1, ramp.steps + 1):
+        users = max(1, round(peak_users * level / ramp.steps))
+        rate = None
+        if model == "open":
+            top = peak_rate if peak_rate is not None else peak_users * rate_per_user
+            rate = round(top * level / ramp.steps, 3)
+        if ramp.step_ramp_s > 0:
+            stages.append(
+                Stage(
+                    name=f"ramp-{level}",
+                    kind="ramp",
+                    start_s=clock,
+                    end_s=clock + ramp.step_ramp_s,
+                    users=users,
+                    rate=rate,
+                )
+            )
+            clock += ramp.step_ramp_s
+        stages.append(
+            Stage(
+                name=f"hold-{level}",
+                kind="hold",
+                start_s=clock,
+                end_s=clock + ramp.step_hold_s,
+                users=users,
+                rate=rate,
+                warmup_s=min(ramp.warmup_s, ramp.step_hold_s / 2),
+            )
+        )
+        clock += ramp.step_hold_s
+    return stages
+
+
+def resolve(
+    config: PhasesFile,
+    phase: int,
+    *,
+    users: int | None = None,
+    duration_s: float | None = None,
+    rate: float | None = None,
+    profile: str | None = None,
+    model: str | None = None,
+) -> ResolvedPhase:
+    """Apply defaults and overrides to one phase; raises :class:`ConfigError`."""
+    if phase not in config.phases:
+        known = ", ".join(str(p) for p in sorted(config.phases))
+        raise ConfigError(f"unknown phase {phase}: choose one of {known}")
+    spec, defaults = config.phases[phase], config.defaults
+    _check_overrides(users, duration_s, rate, profile, model)
+    chosen_model = model or spec.model or defaults.model
+    if rate is not None and chosen_model != "open":
+        raise ConfigError("--rate applies to the open model only: add --model open")
+    ramp = spec.ramp or defaults.ramp
+    if duration_s is not None:
+        ramp = _ramp_for_duration(ramp, duration_s)
+    peak = users or spec.gate_users
+    open_model = spec.open or defaults.open
+    stages = build_stages(peak, ramp, chosen_model, open_model.rate_per_user, rate)
+    gate = {k: v for k, v in spec.gate.model_dump().items() if v is not None}
+    gate["users"] = spec.gate_users
+    gate["target_users"] = spec.target_users
+    return ResolvedPhase(
+        phase=phase,
+        name=spec.name,
+        profile=profile or spec.profile,
+        model=chosen_model,
+        target_users=spec.target_users,
+        gate_users=spec.gate_users,
+        peak_users=peak,
+        fixture_size=spec.fixture_size,
+        think_time_s=spec.think_time_s or defaults.think_time_s,
+        persona_mix=spec.persona_mix or defaults.persona_mix,
+        stages=stages,
+        gate=gate,
+    )
+
+
+def _check_overrides(
+    users: int | None,
+    duration_s: float | None,
+    rate: float | None,
+    profile: str | None,
+    model: str | None,
+) -> None:
+    if users is not None and users < 1:
+        raise ConfigError(f"--users {users}: must be at least 1")
+    if duration_s is not None and duration_s <= 0:
+        raise ConfigError(f"--duration {duration_s:g}: must be positive seconds")
+    if rate is not None and rate <= 0:
+        raise ConfigError(f"--rate {rate:g}: must be positive arrivals per second")
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if model is not None and model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+
+
+def _ramp_for_duration(ramp: Ramp, duration_s: float) -> Ramp:
+    """Scale ramp and hold times so the whole shape lasts ``duration_s``."""
+    per_step = duration_s / ramp.steps
+    share = ramp.step_ramp_s / (ramp.step_ramp_s + ramp.step_hold_s)
+    hold = per_step * (1 - share)
+    return Ramp(
+        steps=ramp.steps,
+        step_ramp_s=per_step * share,
+        step_hold_s=hold,
+        warmup_s=min(ramp.warmup_s, hold / 2),
+    )

@@ -1,0 +1,95 @@
+"""The phase config: the shipped file is valid, bad files and overrides are
+rejected naming the key, and stages follow the ramp settings."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from loadgate.phase_config import ConfigError, load_phases, resolve
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "phases.toml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """
+[phases.1]
+name = "Foundation"
+target_users = 1000
+gate_users = 1500
+profile = "phase1"
+fixture_size = "phase1"
+gate = { p95_ms = 2000, error_rate = 0.01 }
+"""
+
+
+def test_shipped_config_matches_the_seed_gates():
+    config = load_phases()
+    assert {p: config.phases[p].gate_users for p in (1, 2, 3, 4)} == {
+        1: 1500,
+        2: 15000,
+        3: 75000,
+        4: 150000,
+    }
+    assert config.phases[1].gate.p95_ms == 2000
+    assert config.phases[2].gate.cache_hit_rate == 0.80
+    assert config.phases[3].gate.p95_ms == 1000
+
+
+def test_stages_step_up_to_the_gate_load_and_hold():
+    resolved = resolve(load_phases(), 1)
+    holds = [s for s in resolved.stages if s.kind == "hold"]
+    assert len(holds) == 6
+    assert [h.users for h in holds] == [250, 500, 750, 1000, 1250, 1500]
+    assert all(b.start_s == a.end_s for a, b in itertools.pairwise(resolved.stages))
+    assert resolved.gate["users"] == 1500 and resolved.gate["p95_ms"] == 2000
+
+
+def test_overrides_rescale_users_duration_and_open_rate():
+    resolved = resolve(load_phases(), 1, users=12, duration_s=60, model="open", rate=30)
+    assert resolved.peak_users == 12
+    assert resolved.duration_s == pytest.approx(60)
+    assert resolved.stages[-1].rate == pytest.approx(30)
+    assert resolved.model == "open"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (MINIMAL.replace('profile = "phase1"', 'profile = "phase9"'), "phases.1.profile"),
+        (MINIMAL.replace("gate_users = 1500", "gate_users = -5"), "phases.1.gate_users"),
+        (MINIMAL + "\n[defaults]\npersona_mix = { hacker = 1 }\n", "unknown persona 'hacker'"),
+        (MINIMAL.replace("p95_ms = 2000", "p95_msec = 2000"), "unknown key"),
+        ("[phases.1\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as info:
+        load_phases(write(tmp_path, text))
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"users": 0}, "--users"),
+        ({"duration_s": -1}, "--duration"),
+        ({"rate": 10}, "--rate applies to the open model"),
+        ({"profile": "phase7"}, "unknown profile 'phase7'"),
+        ({"model": "poisson"}, "unknown model 'poisson'"),
+    ],
+)
+def test_bad_overrides_are_rejected(overrides, needle):
+    with pytest.raises(ConfigError) as info:
+        resolve(load_phases(), 1, **overrides)
+    assert needle in str(info.value)
+
+
+def test_unknown_phase():
+    with pytest.raises(ConfigError, match="unknown phase 9: choose one of 0, 1, 2, 3, 4"):
+        resolve(load_phases(), 9)
