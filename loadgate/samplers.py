@@ -1,0 +1,301 @@
+"""Once a second, what the stack and the load generator are doing.
+
+Latency alone cannot say *why* a step got slow; these samples can (a pool
+with clients waiting, a CPU at 100 %, a generator that saturated before the
+service did). Each sampler reads one source and returns rows of
+``(source, metric, value, labels)``; :class:`SamplerLoop` calls them all at
+1 Hz in a thread and writes the rows through :class:`ParquetBatches` into
+``samples/``. A sampler that fails (its service paused, killed by a fault)
+is recorded as ``sampler_errors`` and the loop goes on.
+
+Counters (transactions, keyspace hits) are stored raw; analysis turns them
+into rates over its own windows, so no rate is computed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import psutil
+import psycopg
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadgate.records import SAMPLE_SCHEMA, ParquetBatches, now_us
+
+Row = tuple[str, str, float, str]
+
+
+def _labels(**labels: object) -> str:
+    return json.dumps(labels, sort_keys=True) if labels else ""
+
+
+class Sampler(Protocol):
+    name: str
+
+    def sample(self) -> Iterable[Row]: ...
+
+
+@dataclass
+class ProcessSampler:
+    """CPU, memory, fds and sockets of one process tree (a service or a worker)."""
+
+    name: str
+    pid: int
+    source: str = ""
+    _procs: dict[int, psutil.Process] = field(default_factory=dict)
+
+    def sample(self) -> Iterable[Row]:
+        root = psutil.Process(self.pid)
+        tree = [root, *root.children(recursive=True)]
+        cpu = rss = fds = conns = 0.0
+        for proc in tree:
+            # cpu_percent needs the same Process object across calls.
+            proc = self._procs.setdefault(proc.pid, proc)
+            try:
+                with proc.oneshot():
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                    fds += proc.num_fds()
+                    conns += len(proc.net_connections(kind="tcp"))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        source = self.source or f"process:{self.name}"
+        return [
+            (source, "cpu_percent", cpu, ""),
+            (source, "rss_bytes", rss, ""),
+            (source, "open_fds", fds, ""),
+            (source, "tcp_connections", conns, ""),
+        ]
+
+
+@dataclass
+class PostgresSampler:
+    """Connections by state vs max_connections, transactions, lock waits."""
+
+    dsn: str
+    name: str = "postgres"
+    _conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=2, application_name="loadgate-sampler"
+            )
+        return self._conn
+
+    def sample(self) -> Iterable[Row]:
+        conn = self._connection()
+        rows: list[Row] = []
+        states = conn.execute(
+            "SELECT coalesce(state, 'background'), count(*) FROM pg_stat_activity "
+            "WHERE application_name <> 'loadgate-sampler' GROUP BY 1"
+        ).fetchall()
+        total = 0
+        for state, count in states:
+            rows.append((self.name, "connections", float(count), _labels(state=state)))
+            total += count
+        rows.append((self.name, "connections_total", float(total), ""))
+        (max_conn,) = conn.execute("SHOW max_connections").fetchone()  # type: ignore[misc]
+        rows.append((self.name, "max_connections", float(max_conn), ""))
+        xacts = conn.execute(
+            "SELECT sum(xact_commit + xact_rollback), sum(deadlocks) FROM pg_stat_database"
+        ).fetchone()
+        rows.append((self.name, "xact_total", float(xacts[0] or 0), ""))  # type: ignore[index]
+        rows.append((self.name, "deadlocks_total", float(xacts[1] or 0), ""))  # type: ignore[index]
+        (waiting,) = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()  # type: ignore[misc]
+        rows.append((self.name, "locks_waiting", float(waiting), ""))
+        return rows
+
+
+_POOL_COLUMNS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait")
+
+
+@dataclass
+class PgBouncerSampler:
+    """SHOW POOLS / SHOW STATS from PgBouncer's admin console."""
+
+    dsn: str
+    name: str = "pgbouncer"
+    database: str = "blueharvests"
+
+    def sample(self) -> Iterable[Row]:
+        admin = self.dsn.rsplit("/", 1)[0] + "/pgbouncer"
+        rows: list[Row] = []
+        with psycopg.connect(
+            admin, autocommit=True, prepare_threshold=None, connect_timeout=2
+        ) as conn:
+            cur = conn.execute("SHOW POOLS")
+            names = [c.name for c in cur.description or []]
+            for record in cur.fetchall():
+                pool = dict(zip(names, record, strict=True))
+                if pool.get("database") != self.database:
+                    continue
+                for column in _POOL_COLUMNS:
+                    rows.append(
+                        (
+                            self.name,
+                            column,
+                            float(pool.get(column) or 0),
+                            _labels(user=pool.get("user")),
+                        )
+                    )
+            cur = conn.execute("SHOW STATS")
+            names = [c.name for c in cur.description or []]
+            for record in cur.fetchall():
+                stats = dict(zip(names, record, strict=True))
+                if stats.get("database") == self.database:
+                    for column in ("total_xact_count", "total_query_count", "total_wait_time"):
+                        rows.append((self.name, column, float(stats.get(column) or 0), ""))
+        return rows
+
+
+@dataclass
+class RedisSampler:
+    url: str
+    name: str = "redis"
+    _client: redis.Redis | None = None
+
+    def sample(self) -> Iterable[Row]:
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, socket_timeout=2)
+        info = self._client.info()
+        metrics = (
+            "instantaneous_ops_per_sec",
+            "connected_clients",
+            "used_memory",
+            "keyspace_hits",
+            "keyspace_misses",
+            "total_commands_processed",
+        )
+        return [(self.name, m, float(info.get(m, 0)), "") for m in metrics]
+
+
+@dataclass
+class PrometheusSampler:
+    """The service's own /metrics: counters, gauges, histogram sums and counts.
+
+    Histogram buckets are skipped: percentiles come from the raw request
+    records, and the buckets would multiply the sample volume tenfold.
+    """
+
+    url: str
+    name: str = "service"
+
+    def sample(self) -> Iterable[Row]:
+        text = httpx.get(self.url, timeout=2).text
+        rows: list[Row] = []
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name.endswith(("_bucket", "_created")):
+                    continue
+                rows.append((self.name, s.name, float(s.value), _labels(**s.labels)))
+        return rows
+
+
+@dataclass
+class DockerStatsSampler:
+    """CPU and memory of one container from the engine's one-shot stats.
+
+    ``one_shot`` answers at once (no two-sample wait); CPU % is computed from
+    the previous call's counters, as ``docker stats`` does.
+    """
+
+    name: str
+    container_id: str
+    _client: object | None = None
+    _previous: tuple[float, float] | None = None
+
+    def sample(self) -> Iterable[Row]:
+        import docker
+
+        if self._client is None:
+            self._client = docker.from_env(timeout=5)
+        container = self._client.containers.get(self.container_id)  # type: ignore[attr-defined]
+        stats = container.stats(stream=False, one_shot=True)
+        cpu = stats.get("cpu_stats", {})
+        total = float(cpu.get("cpu_usage", {}).get("total_usage", 0))
+        system = float(cpu.get("system_cpu_usage", 0))
+        online = float(cpu.get("online_cpus") or psutil.cpu_count() or 1)
+        rows: list[Row] = []
+        source = f"process:{self.name}"
+        if self._previous is not None and system > self._previous[1]:
+            share = (total - self._previous[0]) / (system - self._previous[1])
+            rows.append((source, "cpu_percent", share * online * 100.0, ""))
+        self._previous = (total, system)
+        memory = stats.get("memory_stats", {})
+        rows.append((source, "rss_bytes", float(memory.get("usage", 0)), ""))
+        rows.append((source, "memory_limit_bytes", float(memory.get("limit", 0)), ""))
+        return rows
+
+
+class SamplerLoop:
+    """Runs every sampler once a second in a thread, until stopped."""
+
+    def __init__(self, run_dir: Path, samplers: list[Sampler], interval_s: float = 1.0):
+        self.samplers = samplers
+        self.interval_s = interval_s
+        self.batches = ParquetBatches(Path(run_dir) / "samples", "stack", SAMPLE_SCHEMA)
+        self.errors: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="samplers", daemon=True)
+
+    def start(self) -> None:
+        self.batches.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.batches.close()
+
+    def sample_once(self) -> None:
+        ts = now_us()
+        for sampler in self.samplers:
+            try:
+                rows = list(sampler.sample())
+            except Exception as exc:
+                self.errors[sampler.name] = f"{type(exc).__name__}: {exc}"
+                self.batches.append((ts, sampler.name, "sampler_errors", 1.0, ""))
+                continue
+            for source, metric, value, labels in rows:
+                self.batches.append((ts, source, metric, value, labels))
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            self.sample_once()
+            next_tick += self.interval_s
+            self._stop.wait(max(0.0, next_tick - time.monotonic()))
+
+
+def stack_samplers(
+    urls: Mapping[str, str],
+    pids: Mapping[str, int] | None = None,
+    containers: Mapping[str, str] | None = None,
+) -> list[Sampler]:
+    """The samplers for a stack: one per service it has, plus its processes.
+
+    ``pids`` are local service processes, ``containers`` container ids (the
+    containers provider); each service is sampled by whichever it has.
+    """
+    samplers: list[Sampler] = [ProcessSampler(n, pid) for n, pid in (pids or {}).items()]
+    samplers += [DockerStatsSampler(n, cid) for n, cid in (containers or {}).items()]
+    if "postgres" in urls:
+        samplers.append(PostgresSampler(urls["postgres"]))
+    if "replica" in urls:
+        samplers.append(PostgresSampler(urls["replica"], name="replica"))
+    if "pgbouncer" in urls:
+        samplers.append(PgBouncerSampler(urls["pgbouncer"]))
+    if "redis" in urls:
+        samplers.append(RedisSampler(urls["redis"]))
+    if "marketplace" in urls:
+        samplers.append(PrometheusSampler(urls["marketplace"].rstrip("/") + "/metrics"))
+    return samplers

@@ -1,0 +1,43 @@
+"""Samplers read real services once a second into samples/*.parquet."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import psycopg
+import pytest
+
+from loadgate.samplers import SamplerLoop, stack_samplers
+
+pytestmark = pytest.mark.integration
+
+
+def test_sampler_loop_records_every_service(full_stack, tmp_path):
+    services = full_stack.services.values()
+    urls = {s.name: s.url for s in services}
+    pids = {s.name: s.pid for s in services if s.pid}
+    containers = {s.name: s.container_id for s in services if s.container_id}
+    loop = SamplerLoop(tmp_path, stack_samplers(urls, pids, containers), interval_s=0.5)
+    # Hold a connection through PgBouncer so its pool shows an active client.
+    with psycopg.connect(full_stack.url("pgbouncer"), prepare_threshold=None) as conn:
+        conn.execute("SELECT 1")
+        loop.start()
+        time.sleep(2.2)
+        loop.stop()
+    frame = pd.read_parquet(tmp_path / "samples")
+    assert loop.errors == {}
+    assert len(frame["ts_us"].unique()) >= 3
+
+    def values(source: str, metric: str) -> pd.Series:
+        return frame[(frame.source == source) & (frame.metric == metric)]["value"]
+
+    assert (values("postgres", "max_connections") == 200).all()
+    assert values("postgres", "connections_total").max() >= 1
+    assert (values("replica", "max_connections") == 200).all()
+    assert values("pgbouncer", "cl_active").max() >= 1
+    assert not values("redis", "keyspace_hits").empty
+    assert values("process:postgres", "rss_bytes").max() > 1_000_000
+    labels = frame[(frame.source == "postgres") & (frame.metric == "connections")]["labels"]
+    assert all("state" in json.loads(text) for text in labels)
