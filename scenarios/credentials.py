@@ -1,0 +1,54 @@
+"""Handing fixture credentials to simulated users, one identity each.
+
+The fixture loader writes every profile's bearer token (``loadgate fixtures
+load``). Users of a role take identities round-robin, starting at an offset
+per process so that workers of a distributed run do not all begin with the
+same consumer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from fixtures.credentials import read_credentials
+
+
+class NoCredentials(RuntimeError):
+    """No identity of a role is available; the message names the fix."""
+
+
+class CredentialPool:
+    def __init__(self, rows: list[dict]) -> None:
+        self._by_role: dict[str, list[dict]] = {}
+        for row in rows:
+            self._by_role.setdefault(row["role"], []).append(row)
+        offset = zlib.crc32(f"{os.getpid()}".encode())
+        self._cursors: dict[str, Iterator[int]] = {
+            role: itertools.count(offset % len(items)) for role, items in self._by_role.items()
+        }
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> CredentialPool:
+        path = Path(path)
+        if not path.exists():
+            raise NoCredentials(
+                f"credentials file {path} not found: run 'loadgate fixtures load' first "
+                "or pass --loadgate-credentials PATH"
+            )
+        return cls(read_credentials(path))
+
+    def take(self, role: str) -> dict:
+        items = self._by_role.get(role)
+        if not items:
+            raise NoCredentials(
+                f"no {role} credentials loaded: load fixtures that have {role}s "
+                "('loadgate fixtures load') and pass --loadgate-credentials PATH"
+            )
+        return items[next(self._cursors[role]) % len(items)]
+
+    def roles(self) -> dict[str, int]:
+        return {role: len(items) for role, items in self._by_role.items()}

@@ -1,0 +1,177 @@
+"""What each persona does, as plain functions over a :class:`Session`.
+
+Flows are written once and used two ways: by the Locust persona users of
+the closed model (with think time between steps) and by the open model's
+arrival driver (one flow per arrival, no think time). Requests are named by
+route template (``/products/[id]``) so statistics group by endpoint, not
+by id.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Session:
+    """One persona's identity and client, and how it pauses between steps."""
+
+    client: Any
+    """A Locust ``FastHttpSession`` (or anything with its ``request`` signature)."""
+    persona: str
+    token: str
+    profile_id: int
+    rng: random.Random
+    think: Callable[[], None] = lambda: None
+    intended_start: float | None = None
+    """Open model: when this flow's arrival was scheduled (epoch seconds)."""
+    known_products: list[int] = field(default_factory=list)
+
+    def request(self, method: str, path: str, name: str, json: Any = None) -> Any:
+        context: dict[str, Any] = {"persona": self.persona}
+        if self.intended_start is not None:
+            # Only the flow's first request waited for its arrival slot.
+            context["intended_start"] = self.intended_start
+            self.intended_start = None
+        return self.client.request(
+            method,
+            path,
+            name=name,
+            json=json,
+            context=context,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+    def get_json(self, path: str, name: str) -> Any:
+        response = self.request("GET", path, name)
+        return _json(response)
+
+
+def _json(response: Any) -> Any:
+    if getattr(response, "status_code", 0) != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _remember_products(session: Session, page: Any) -> None:
+    if isinstance(page, dict):
+        ids = [p["id"] for p in page.get("products", []) if isinstance(p, dict) and "id" in p]
+        if ids:
+            session.known_products = ids[:200]
+
+
+def shopper(session: Session) -> None:
+    """Browse the catalogue, search, look at a few products."""
+    page = session.get_json("/products?limit=50", "/products")
+    _remember_products(session, page)
+    session.think()
+    if isinstance(page, dict) and page.get("next_cursor"):
+        session.get_json(f"/products?limit=50&cursor={page['next_cursor']}", "/products")
+        session.think()
+    term = session.rng.choice(["apple", "carrot", "honey", "egg", "kale", "cheese", "bread"])
+    session.get_json(f"/products/search?q={term}", "/products/search")
+    session.think()
+    for product_id in session.rng.sample(
+        session.known_products, min(2, len(session.known_products))
+    ):
+        session.get_json(f"/products/{product_id}", "/products/[id]")
+        session.think()
+
+
+def buyer(session: Session) -> None:
+    """Fill a cart, check out with credits, look at the order history."""
+    if not session.known_products:
+        _remember_products(session, session.get_json("/products?limit=50", "/products"))
+        session.think()
+    if not session.known_products:
+        return
+    for product_id in session.rng.sample(
+        session.known_products, min(session.rng.randint(1, 3), len(session.known_products))
+    ):
+        session.request(
+            "POST",
+            "/cart/items",
+            "/cart/items",
+            json={"product_id": product_id, "quantity": session.rng.randint(1, 2)},
+        )
+        session.think()
+    session.get_json("/cart", "/cart")
+    session.think()
+    order = _json(session.request("POST", "/checkout", "/checkout", json={"use_credits": True}))
+    session.think()
+    session.get_json("/orders", "/orders")
+    order_id = order.get("order_id") if isinstance(order, dict) else None
+    if order_id:
+        session.think()
+        session.get_json(f"/orders/{order_id}", "/orders/[id]")
+
+
+def farmer(session: Session) -> None:
+    """Review own products and update the stock and price of one."""
+    data = session.get_json("/farmer/products", "/farmer/products")
+    products = data.get("products", []) if isinstance(data, dict) else []
+    session.think()
+    if products:
+        product = session.rng.choice(products)
+        session.request(
+            "PATCH",
+            f"/farmer/products/{product['id']}",
+            "/farmer/products/[id]",
+            json={"stock_quantity": session.rng.randint(50, 500)},
+        )
+
+
+def driver(session: Session) -> None:
+    """Find a delivery batch, claim it, work through its stops."""
+    data = session.get_json("/driver/batches", "/driver/batches")
+    batches = data.get("batches", []) if isinstance(data, dict) else []
+    session.think()
+    pending = [b for b in batches if b.get("status") == "pending"]
+    if not pending:
+        return
+    batch_id = session.rng.choice(pending)["id"]
+    claim = session.request(
+        "POST", f"/driver/batches/{batch_id}/claim", "/driver/batches/[id]/claim"
+    )
+    if getattr(claim, "status_code", 0) != 200:
+        return
+    session.think()
+    detail = session.get_json(f"/driver/batches/{batch_id}", "/driver/batches/[id]")
+    stops = detail.get("stops", []) if isinstance(detail, dict) else []
+    for stop in stops[:5]:
+        session.think()
+        session.request(
+            "PATCH",
+            f"/driver/batches/{batch_id}/stops/{stop['id']}",
+            "/driver/batches/[id]/stops/[id]",
+            json={"status": "delivered"},
+        )
+
+
+def admin(session: Session) -> None:
+    """Open the analytics dashboards."""
+    session.get_json("/admin/analytics/daily-revenue", "/admin/analytics/daily-revenue")
+    session.think()
+    session.get_json("/admin/analytics/product-performance", "/admin/analytics/product-performance")
+
+
+FLOWS: dict[str, Callable[[Session], None]] = {
+    "shopper": shopper,
+    "buyer": buyer,
+    "farmer": farmer,
+    "driver": driver,
+    "admin": admin,
+}
+ROLE_OF: dict[str, str] = {
+    "shopper": "consumer",
+    "buyer": "consumer",
+    "farmer": "farmer",
+    "driver": "driver",
+    "admin": "admin",
+}

@@ -1,0 +1,52 @@
+"""The load shape ``loadgate run`` adds with ``-f locustfile.py,scenarios/loadgate_shape.py``.
+
+Kept out of ``locustfile.py`` so plain ``locust -f locustfile.py -u N -r R``
+keeps its usual meaning. Follows ``--loadgate-plan``: in the closed model
+the persona users ramp and hold per stage; in the open model one arrival
+driver per worker runs and the plan's rate does the rest.
+"""
+
+from __future__ import annotations
+
+from locust import LoadTestShape
+
+from scenarios.open_model import ArrivalUser
+from scenarios.personas import PERSONA_USERS
+from scenarios.plan import LoadPlan
+
+__all__ = ["ArrivalUser", "PlanShape"]
+
+
+class PlanShape(LoadTestShape):
+    _plan: LoadPlan | None = None
+
+    def plan(self) -> LoadPlan:
+        if self._plan is None:
+            from scenarios.plugin import plan_of
+
+            plan = plan_of(self.runner.environment) if self.runner else None
+            if plan is None:
+                raise RuntimeError("PlanShape needs --loadgate-plan (loadgate run writes it)")
+            self._plan = plan
+        return self._plan
+
+    def tick(self):
+        plan = self.plan()
+        t = self.get_run_time()
+        if plan.model == "open":
+            if t >= plan.duration_s:
+                return None
+            options = self.runner.environment.parsed_options
+            drivers = max(1, getattr(options, "loadgate_arrival_drivers", 1))
+            return drivers, drivers, [ArrivalUser]
+        users = plan.users_at(t)
+        if users is None:
+            return None
+        stage = plan.stage_at(t)
+        spawn_rate = 100.0
+        if stage is not None and stage.kind == "ramp":
+            before = plan.stages[plan.stages.index(stage) - 1].users if stage.start_s > 0 else 0
+            slope = abs(stage.users - before) / max(0.001, stage.end_s - stage.start_s)
+            spawn_rate = max(1.0, slope * 1.5)
+        classes = [cls for cls in PERSONA_USERS.values() if cls.weight > 0]
+        return users, spawn_rate, classes
