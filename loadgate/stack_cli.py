@@ -55,8 +55,15 @@ PoolOpt = Annotated[int, typer.Option(help="PgBouncer default_pool_size.")]
 TimeoutOpt = Annotated[float | None, typer.Option(help="Readiness timeout per service, seconds.")]
 NetworkOpt = Annotated[str, typer.Option(help="Containers: auto, host or bridge networking.")]
 BaseImageOpt = Annotated[str, typer.Option(help="Containers: base image of the service images.")]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", help="Also run the marketplace service with this profile (phase0..phase3)."
+    ),
+]
 
 PROVIDERS = ("auto", "local", "containers")
+PROFILES = ("phase0", "phase1", "phase2", "phase3")
 NETWORKS = ("auto", "host", "bridge")
 
 
@@ -102,6 +109,7 @@ def build_config(
     ready_timeout: float | None,
     network: str,
     base_image: str,
+    profile: str | None = None,
 ) -> StackConfig:
     """Options to a :class:`StackConfig`, rejecting bad values before anything starts."""
     if provider not in PROVIDERS:
@@ -111,6 +119,8 @@ def build_config(
     for name in services or []:
         if name not in SERVICES:
             raise _fail(f"unknown service {name!r}: choose from {', '.join(SERVICES)}")
+    if profile is not None and profile not in PROFILES:
+        raise _fail(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     if stripe_rate_limit < 0:
         raise _fail("--stripe-rate-limit must be >= 0 (0 turns the limit off)")
     low, high = _parse_latency(stripe_latency)
@@ -127,6 +137,7 @@ def build_config(
         ready_timeout=ready_timeout,
         network=network_mode,
         base_image=base_image,
+        profile=profile,
     )
 
 
@@ -197,6 +208,7 @@ def up(
     ready_timeout: TimeoutOpt = None,
     network: NetworkOpt = "auto",
     base_image: BaseImageOpt = "debian:bookworm-slim",
+    profile: ProfileOpt = None,
     supervise: Annotated[bool, typer.Option("--supervise", hidden=True)] = False,
 ) -> None:
     """Bring the stack up and show its services; stays up until Ctrl-C (or --detach)."""
@@ -212,6 +224,7 @@ def up(
         ready_timeout,
         network,
         base_image,
+        profile,
     )
     _refuse_second_stack()
     if detach:
@@ -350,6 +363,7 @@ def check(
     ready_timeout: TimeoutOpt = None,
     network: NetworkOpt = "auto",
     base_image: BaseImageOpt = "debian:bookworm-slim",
+    profile: ProfileOpt = None,
 ) -> None:
     """Bring the stack up, check every endpoint answers, take it down."""
     config = build_config(
@@ -364,6 +378,7 @@ def check(
         ready_timeout,
         network,
         base_image,
+        profile,
     )
     _refuse_second_stack()
     with terminate_on_sigterm():

@@ -61,3 +61,7 @@ class StackConfig:
     """Base image the containers provider builds the service images on."""
     network: NetworkMode = "auto"
     """Containers only: ``host`` where the engine has no bridge (CI here)."""
+    profile: str | None = None
+    """Marketplace architecture profile (phase0..phase3); ``None`` = no service."""
+    service_workers: int = 2
+    """Worker processes of the marketplace service."""

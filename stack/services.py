@@ -20,6 +20,7 @@ from stack.config import (
     STRIPE_API_KEY,
     StackConfig,
 )
+from stack.errors import UnknownService
 from stack.osrm_map import MAP_BASENAME
 from stack.probes import (
     probe_http_ok,
@@ -245,7 +246,77 @@ STRIPE = ServiceSpec(
 )
 
 
-ALL_SERVICES: tuple[ServiceSpec, ...] = (POSTGRES, REDIS, OSRM, STRIPE, PGBOUNCER, REPLICA)
+# --- The marketplace service (system under test) ------------------------------------
+
+
+def _peer_dsn(ctx: ServiceContext, name: str) -> str:
+    peer = ctx.peers[name]
+    return f"postgresql://{DB_USER}:{DB_PASSWORD}@{peer.host}:{peer.port}/{DB_NAME}"
+
+
+def _marketplace_env(ctx: ServiceContext) -> dict[str, str]:
+    redis_peer, osrm, stripe = ctx.peers["redis"], ctx.peers["osrm"], ctx.peers["stripe"]
+    env = {
+        "LOADGATE_DATABASE_URL": _peer_dsn(ctx, "postgres"),
+        "LOADGATE_PGBOUNCER_URL": _peer_dsn(ctx, "pgbouncer"),
+        "LOADGATE_REDIS_URL": f"redis://{redis_peer.host}:{redis_peer.port}/0",
+        "LOADGATE_OSRM_URL": f"http://{osrm.host}:{osrm.port}",
+        "LOADGATE_STRIPE_URL": f"http://{stripe.host}:{stripe.port}",
+        "LOADGATE_STRIPE_KEY": STRIPE_API_KEY,
+        "PROMETHEUS_MULTIPROC_DIR": str(ctx.data_dir / "prometheus"),
+    }
+    if "replica" in ctx.peers:
+        env["LOADGATE_REPLICA_URL"] = _peer_dsn(ctx, "replica")
+    return env
+
+
+def _marketplace_command(ctx: ServiceContext) -> str:
+    profile = shlex.quote(ctx.config.profile or "phase0")
+    py = ctx.python
+    return (
+        "set -e; "
+        f"{py} -m marketplace migrate --profile {profile}; "
+        f"exec {py} -m marketplace serve --profile {profile} --host {ctx.listen_host} "
+        f"--port {ctx.port} --workers {ctx.config.service_workers}"
+    )
+
+
+MARKETPLACE = ServiceSpec(
+    name="marketplace",
+    description="The Blue Harvests service under test (architecture profile from --profile)",
+    image="marketplace",
+    command=_marketplace_command,
+    env=_marketplace_env,
+    url=_http_url,
+    probe=lambda url: probe_http_ok(url + "/health"),
+    depends_on=("postgres", "pgbouncer", "redis", "osrm", "stripe"),
+    after=("replica",),
+    default_ports={"main": 8000},
+    ready_timeout=60.0,
+    optional=True,
+)
+
+
+def marketplace_needs(profile: str) -> list[str]:
+    """The services a profile of the marketplace runs on (phase2+ reads a replica)."""
+    from marketplace.profiles import UnknownProfileError, get_profile
+
+    try:
+        chosen = get_profile(profile)
+    except UnknownProfileError as exc:
+        raise UnknownService(f"{exc}") from None
+    return ["marketplace", *(["replica"] if chosen.read_replica else [])]
+
+
+ALL_SERVICES: tuple[ServiceSpec, ...] = (
+    POSTGRES,
+    REDIS,
+    OSRM,
+    STRIPE,
+    PGBOUNCER,
+    REPLICA,
+    MARKETPLACE,
+)
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in ALL_SERVICES}
 
 __all__ = ["ALL_SERVICES", "SERVICES", "STRIPE_API_KEY"]

@@ -12,6 +12,7 @@ a service. That is what keeps the two providers honest with each other.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ class ServiceContext:
     """Command prefix that runs :mod:`stack.stripe_mock` (arguments follow)."""
     listen_host: str = "127.0.0.1"
     """Address the service binds to (``0.0.0.0`` inside a bridge container)."""
+    python: str = sys.executable
+    """A Python with loadgate's packages (runs the marketplace service)."""
 
     @property
     def port(self) -> int:
@@ -86,6 +89,8 @@ class ServiceSpec:
     probe: Probe
     description: str = ""
     depends_on: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    """Optional dependencies: started first *if* they are part of the stack."""
     port_names: tuple[str, ...] = ("main",)
     default_ports: Mapping[str, int] = field(default_factory=dict)
     """Ports used inside a bridge-networked container (and as documentation)."""

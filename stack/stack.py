@@ -25,7 +25,7 @@ from stack.config import StackConfig
 from stack.errors import ServiceNotReady, StackError, UnknownService
 from stack.ports import free_port, require_free
 from stack.providers.base import Provider, RunningService
-from stack.services import SERVICES
+from stack.services import SERVICES, marketplace_needs
 from stack.spec import ServiceSpec
 
 Progress = Callable[[str], None]
@@ -51,6 +51,8 @@ def resolve_services(config: StackConfig) -> list[ServiceSpec]:
             wanted.append("replica")
     else:
         wanted = list(config.services)
+    if config.profile is not None:
+        wanted += [name for name in marketplace_needs(config.profile) if name not in wanted]
     unknown = [name for name in wanted if name not in SERVICES]
     if unknown:
         raise UnknownService(f"unknown service {unknown[0]!r}: choose from {', '.join(SERVICES)}")
@@ -70,10 +72,15 @@ def resolve_services(config: StackConfig) -> list[ServiceSpec]:
 def dependency_waves(specs: list[ServiceSpec]) -> list[list[ServiceSpec]]:
     """Group services so each wave depends only on earlier waves."""
     remaining = {s.name: s for s in specs}
+    present = set(remaining)
     done: set[str] = set()
     waves = []
     while remaining:
-        wave = [s for s in remaining.values() if set(s.depends_on) <= done]
+        wave = [
+            s
+            for s in remaining.values()
+            if set(s.depends_on) <= done and (set(s.after) & present) <= done
+        ]
         if not wave:
             raise StackError(f"dependency cycle among services: {', '.join(remaining)}")
         waves.append(wave)
@@ -196,7 +203,11 @@ class Stack:
     def _start_one(self, spec: ServiceSpec) -> None:
         assert self.provider is not None
         self.progress(f"starting {spec.name}")
-        peers = {name: self.services[name] for name in spec.depends_on}
+        peers = {
+            name: self.services[name]
+            for name in (*spec.depends_on, *spec.after)
+            if name in self.services
+        }
         service = self.provider.start(spec, self._allocate_ports(spec), peers)
         self.services[spec.name] = service
 
