@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadgate import stack_cli
+from loadgate import run_cli, stack_cli
 
 app = typer.Typer(
     name="loadgate",
@@ -13,6 +13,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack_cli.app, name="stack")
+app.command("run")(run_cli.run)
+app.command("worker")(run_cli.worker)
 
 
 @app.callback()

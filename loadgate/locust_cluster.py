@@ -1,0 +1,164 @@
+"""Locust's own distributed mode: one master, N local worker processes.
+
+The harness never invents its own distribution layer: it starts the real
+``locust`` command as a headless master that waits for ``N`` workers, and
+``N`` ``locust --worker`` processes on this machine. Remote machines join the
+same master with ``loadgate worker --master HOST`` (plain ``locust --worker``
+underneath). Every process runs in its own session with a parent-death
+signal, like the stack's services, so a killed harness leaves no generator
+behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.ports import free_port
+from stack.providers.local import OWNER_ENV, die_with_parent
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILES = f"{REPO_ROOT / 'locustfile.py'},{REPO_ROOT / 'scenarios' / 'loadgate_shape.py'}"
+
+
+def default_worker_count() -> int:
+    """One worker per two cores: the service under test shares this machine."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def locust_command() -> list[str]:
+    return [sys.executable, "-m", "locust"]
+
+
+def plugin_args(run_dir: Path, plan: Path, credentials: Path, drivers: int, seed: int) -> list[str]:
+    return [
+        "--loadgate-run-dir",
+        str(run_dir),
+        "--loadgate-plan",
+        str(plan),
+        "--loadgate-credentials",
+        str(credentials),
+        "--loadgate-arrival-drivers",
+        str(drivers),
+        "--loadgate-seed",
+        str(seed),
+    ]
+
+
+@dataclass
+class LocustCluster:
+    run_dir: Path
+    host: str
+    plan: Path
+    credentials: Path
+    workers: int = field(default_factory=default_worker_count)
+    web: bool = False
+    seed: int = 42
+    master: subprocess.Popen[bytes] | None = None
+    worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    web_port: int | None = None
+
+    def start(self) -> None:
+        port = free_port()
+        common = [
+            "-f",
+            LOCUSTFILES,
+            *plugin_args(self.run_dir, self.plan, self.credentials, self.workers, self.seed),
+        ]
+        master_args = [
+            *common,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(self.workers),
+            "--host",
+            self.host,
+            "--csv",
+            str(self.run_dir / "locust" / "locust"),
+            "--csv-full-history",
+            "--loglevel",
+            "WARNING",
+        ]
+        if self.web:
+            self.web_port = free_port()
+            master_args += [
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(self.web_port),
+                "--autostart",
+            ]
+        else:
+            master_args += ["--headless"]
+        self.master = self._spawn(master_args, "master")
+        for index in range(self.workers):
+            self.worker_procs.append(
+                self._spawn(
+                    [
+                        *common,
+                        "--worker",
+                        "--master-host",
+                        "127.0.0.1",
+                        "--master-port",
+                        str(port),
+                        "--loglevel",
+                        "WARNING",
+                    ],
+                    f"worker-{index}",
+                )
+            )
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.run_dir / "locust" / f"{name}.log", "ab")  # noqa: SIM115
+        parent = os.getpid()
+        with log:
+            return subprocess.Popen(
+                [*locust_command(), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+                env={**os.environ, OWNER_ENV: str(parent)},
+                preexec_fn=lambda: die_with_parent(parent),
+            )
+
+    @property
+    def pids(self) -> dict[str, int]:
+        named = {f"locust-worker-{i}": p.pid for i, p in enumerate(self.worker_procs)}
+        if self.master is not None:
+            named["locust-master"] = self.master.pid
+        return named
+
+    def finished(self) -> bool:
+        return self.master is not None and self.master.poll() is not None
+
+    def wait(self, timeout: float) -> int | None:
+        assert self.master is not None
+        try:
+            return self.master.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the master first (it tells workers to quit), then make sure."""
+        procs = [p for p in (self.master, *self.worker_procs) if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)

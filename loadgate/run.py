@@ -1,0 +1,287 @@
+"""``loadgate run``: one phase, from an empty machine to a complete run directory.
+
+The pipeline: resolve the phase config (rejecting bad input before anything
+starts) → create the run directory and its manifest → bring the stack up with
+the phase's profile → load fixtures sized for the phase → start the samplers
+→ run Locust (master + local workers) along the phase's stages, with a live
+view → stop everything → finish the manifest → analyse and report.
+
+Whatever happens (a failure, Ctrl-C, SIGTERM), the ``finally`` path stops
+Locust, flushes the samplers, copies the service logs and takes the stack
+down; raw data already flushed stays, and the manifest says how the run
+ended, so an interrupted run can still be analysed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from fixtures.sizes import get_size
+from loadgate import rundir
+from loadgate.live import LiveStats
+from loadgate.locust_cluster import LocustCluster, default_worker_count
+from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
+from loadgate.samplers import ProcessSampler, Sampler, SamplerLoop, stack_samplers
+from scenarios.plan import LoadPlan
+from stack.config import StackConfig, StripeRealism
+from stack.stack import Stack
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunOptions:
+    phase: int
+    config_path: Path | None = None
+    users: int | None = None
+    duration_s: float | None = None
+    rate: float | None = None
+    profile: str | None = None
+    model: str | None = None
+    provider: str = "auto"
+    out: Path | None = None
+    target: str | None = None
+    credentials: Path | None = None
+    workers: int = field(default_factory=default_worker_count)
+    web: bool = False
+    seed: int = 42
+    fixture_size: str | None = None
+    stripe: StripeRealism = field(default_factory=StripeRealism)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    requests: int = 0
+    ready_after_s: float | None = None
+
+
+def prepare(options: RunOptions) -> ResolvedPhase:
+    """Everything that can be wrong with the input, checked before anything starts."""
+    phase = resolve(
+        load_phases(options.config_path),
+        options.phase,
+        users=options.users,
+        duration_s=options.duration_s,
+        rate=options.rate,
+        profile=options.profile,
+        model=options.model,
+    )
+    size = options.fixture_size or phase.fixture_size
+    try:
+        get_size(size)
+    except ValueError as exc:
+        raise ConfigError(f"fixture size: {exc}") from None
+    if options.workers < 1:
+        raise ConfigError(f"--workers {options.workers}: need at least one Locust worker")
+    if options.target and options.credentials is None:
+        raise ConfigError("--target needs --credentials PATH (identities on that deployment)")
+    if options.credentials is not None and not options.credentials.exists():
+        raise ConfigError(f"--credentials {options.credentials}: no such file")
+    if options.target and not options.target.startswith(("http://", "https://")):
+        raise ConfigError(f"--target {options.target!r}: give a URL such as http://127.0.0.1:8000")
+    return phase
+
+
+def execute(options: RunOptions, console: Console, progress: Progress) -> RunResult:
+    phase = prepare(options)
+    run_dir = rundir.create(options.out or rundir.default_run_dir(options.phase))
+    plan_path = run_dir / "plan.json"
+    plan_path.write_text(json.dumps(phase.model_dump(), indent=2))
+    rundir.write_manifest(
+        run_dir,
+        run_id=run_dir.name,
+        phase=phase.phase,
+        profile=phase.profile,
+        model=phase.model,
+        config=_manifest_config(phase),
+        seed=options.seed,
+        started_at=rundir.now_iso(),
+        status="running",
+        target=options.target,
+        workers=options.workers,
+    )
+    progress(f"run directory {run_dir}")
+    result = RunResult(run_dir=run_dir, status="failed")
+    stack: Stack | None = None
+    samplers: SamplerLoop | None = None
+    cluster: LocustCluster | None = None
+    try:
+        if options.target:
+            host, credentials = options.target, options.credentials
+        else:
+            stack = _bring_up(options, phase, run_dir, progress)
+            result.ready_after_s = stack.ready_after_s
+            credentials = _load_fixtures(options, phase, stack, run_dir, progress)
+            host = stack.url("marketplace")
+        assert credentials is not None
+        cluster = LocustCluster(
+            run_dir, host, plan_path, credentials, options.workers, options.web, options.seed
+        )
+        cluster.start()
+        samplers = SamplerLoop(run_dir, _samplers(stack, cluster))
+        samplers.start()
+        if cluster.web_port:
+            console.print(f"Locust web UI: http://127.0.0.1:{cluster.web_port}")
+        result.status = _drive(cluster, run_dir, phase, console)
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        raise
+    finally:
+        _finish(result, cluster, samplers, stack, run_dir, progress)
+    return result
+
+
+def _manifest_config(phase: ResolvedPhase) -> dict:
+    config = phase.model_dump()
+    config["stages"] = [s.model_dump() for s in phase.stages]
+    return config
+
+
+def _bring_up(
+    options: RunOptions, phase: ResolvedPhase, run_dir: Path, progress: Progress
+) -> Stack:
+    config = StackConfig(
+        provider=options.provider,
+        profile=phase.profile,  # type: ignore[arg-type]
+        stripe=options.stripe,
+    )
+    stack = Stack(config, progress=progress)
+    stack.start()
+    rundir.write_manifest(
+        run_dir,
+        provider=stack.provider.name if stack.provider else None,
+        stack={s.name: s.url for s in stack.services.values()},
+        stack_ready_after_s=stack.ready_after_s,
+    )
+    return stack
+
+
+def _load_fixtures(
+    options: RunOptions, phase: ResolvedPhase, stack: Stack, run_dir: Path, progress: Progress
+) -> Path:
+    from fixtures.load import load
+
+    size = get_size(options.fixture_size or phase.fixture_size)
+    credentials = run_dir / "credentials.csv"
+    progress(f"loading fixtures (size {size.name}, seed {options.seed})")
+    started = time.monotonic()
+    report = load(
+        stack.url("postgres"),
+        size,
+        options.seed,
+        stack.url("osrm"),
+        credentials,
+        progress=progress,
+        migrate_profile=phase.profile,
+    )
+    rundir.write_manifest(
+        run_dir,
+        fixtures={
+            "size": size.name,
+            "seed": options.seed,
+            "seconds": round(time.monotonic() - started, 2),
+            "rows": getattr(report, "rows", None),
+        },
+    )
+    return credentials
+
+
+def _fixture_progress(event: object, progress: Progress) -> None:
+    """Report each finished fixture step (the loader also reports step starts)."""
+    seconds = getattr(event, "seconds", None)
+    if seconds is None:
+        return
+    rows = getattr(event, "rows", None)
+    count = f"{rows:,} rows, " if rows is not None else ""
+    progress(f"fixtures: {getattr(event, 'step', event)} ({count}{seconds:.2f} s)")
+
+
+def _samplers(stack: Stack | None, cluster: LocustCluster) -> list[Sampler]:
+    samplers: list[Sampler] = [ProcessSampler(name, pid) for name, pid in cluster.pids.items()]
+    if stack is not None:
+        services = stack.services.values()
+        samplers += stack_samplers(
+            {s.name: s.url for s in services},
+            {s.name: s.pid for s in services if s.pid},
+            {s.name: s.container_id for s in services if s.container_id},
+        )
+    return samplers
+
+
+def _drive(cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console: Console) -> str:
+    """Show the live view until Locust finishes the plan (bounded by the plan's length)."""
+    plan = LoadPlan.from_dict(phase.model_dump())
+    live = LiveStats(run_dir, plan, cluster.pids)
+    deadline = time.monotonic() + plan.duration_s + 120
+    with Live(live.render(), console=console, refresh_per_second=1, transient=False) as view:
+        while not cluster.finished():
+            if time.monotonic() > deadline:
+                console.print(
+                    "[red]Locust did not finish within the plan + 120 s; stopping it[/red]"
+                )
+                return "timed_out"
+            time.sleep(1)
+            live.refresh()
+            view.update(live.render())
+    live.refresh()
+    code = cluster.master.returncode if cluster.master else None
+    return "completed" if code in (0, 1) else f"locust_exit_{code}"
+
+
+def _finish(
+    result: RunResult,
+    cluster: LocustCluster | None,
+    samplers: SamplerLoop | None,
+    stack: Stack | None,
+    run_dir: Path,
+    progress: Progress,
+) -> None:
+    """Stop in reverse order and record how the run ended; never raises."""
+    if cluster is not None:
+        progress("stopping Locust")
+        cluster.stop()
+    if samplers is not None:
+        samplers.stop()
+    if stack is not None:
+        _copy_logs(stack, run_dir)
+        progress("taking the stack down")
+        stack.stop()
+    result.requests = _count_events(run_dir)
+    rundir.write_manifest(
+        run_dir,
+        ended_at=rundir.now_iso(),
+        status=result.status,
+        exit_status=result.status,
+        requests=result.requests,
+    )
+
+
+def _copy_logs(stack: Stack, run_dir: Path) -> None:
+    for service in stack.services.values():
+        if service.log_path and service.log_path.exists():
+            shutil.copy(service.log_path, run_dir / "logs" / f"{service.name}.log")
+        elif stack.provider is not None:
+            lines = stack.provider.log_tail(service, lines=100_000)
+            (run_dir / "logs" / f"{service.name}.log").write_text("\n".join(lines))
+
+
+def _count_events(run_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in (run_dir / "events").glob("*.parquet"):
+        try:
+            total += pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError):
+            continue
+    return total

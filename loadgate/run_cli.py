@@ -1,0 +1,117 @@
+"""``loadgate run`` and ``loadgate worker``: the main job and remote workers."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loadgate.console import console, error, progress
+from loadgate.locust_cluster import LOCUSTFILES, default_worker_count, locust_command
+from loadgate.phase_config import ConfigError
+from loadgate.run import RunOptions, execute
+from loadgate.signals import terminate_on_sigterm
+from stack.errors import ServiceNotReady, StackError
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h`` → seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise ConfigError(f"--duration {text!r}: write seconds or a unit, e.g. 90, 90s, 5m, 1h")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def run(
+    phase: Annotated[int, typer.Option("--phase", "-p", help="Phase 0..4 of the config.")],
+    users: Annotated[int | None, typer.Option(help="Peak users (default: the gate load).")] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Whole run length, e.g. 90s or 10m (scales the stages).")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Open model: peak arrivals per second.")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Architecture profile override.")] = None,
+    model: Annotated[str | None, typer.Option(help="closed (users) or open (arrivals).")] = None,
+    provider: Annotated[str, typer.Option(help="Stack provider: auto, local, containers.")] = (
+        "auto"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Run directory.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Drive this existing deployment instead of a local stack.")
+    ] = None,
+    credentials: Annotated[
+        Path | None, typer.Option(help="Credentials file (needed with --target).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Local Locust workers.")] = default_worker_count(),
+    web: Annotated[bool, typer.Option("--web", help="Also serve Locust's web UI.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (fixtures, personas).")] = 42,
+    fixture_size: Annotated[str | None, typer.Option(help="Fixture size override.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
+) -> None:
+    """Run one phase: stack up, fixtures, Locust along the phase's stages, reports."""
+    try:
+        options = RunOptions(
+            phase=phase,
+            config_path=config,
+            users=users,
+            duration_s=parse_duration(duration) if duration else None,
+            rate=rate,
+            profile=profile,
+            model=model,
+            provider=provider,
+            out=out,
+            target=target,
+            credentials=credentials,
+            workers=workers,
+            web=web,
+            seed=seed,
+            fixture_size=fixture_size,
+        )
+        if provider not in ("auto", "local", "containers"):
+            raise ConfigError(f"unknown provider {provider!r}: choose auto, local or containers")
+        with terminate_on_sigterm():
+            result = execute(options, console, progress)
+    except ConfigError as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
+    except ServiceNotReady as exc:
+        error(str(exc), exc.log_tail)
+        raise typer.Exit(2) from None
+    except (StackError, FileExistsError) as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        error("run interrupted: raw data flushed so far is kept in the run directory")
+        raise typer.Exit(130) from None
+    console.print(f"run directory: [bold]{result.run_dir}[/bold]")
+    console.print(f"status: {result.status}, {result.requests:,} requests recorded")
+    raise typer.Exit(0 if result.status == "completed" else 1)
+
+
+def worker(
+    master: Annotated[str, typer.Option(help="Host of the run's Locust master.")],
+    master_port: Annotated[int, typer.Option(help="The master's port.")] = 5557,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Record raw requests here (this machine's share).")
+    ] = None,
+) -> None:
+    """Join a run from another machine as a Locust worker (plain ``locust --worker``)."""
+    args = [
+        *locust_command(),
+        "-f",
+        LOCUSTFILES,
+        "--worker",
+        "--master-host",
+        master,
+        "--master-port",
+        str(master_port),
+    ]
+    if run_dir is not None:
+        args += ["--loadgate-run-dir", str(run_dir)]
+    os.execv(sys.executable, args)
