@@ -1,0 +1,105 @@
+"""Command line: ``python -m marketplace [serve] --profile P ...`` and ``... migrate``.
+
+Serving sets up what must exist before the workers fork: the profile (validated
+here so a typo is one error line and exit 2), ``LOADGATE_WORKERS`` (phase0 splits its
+15 connections over them) and a fresh ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+from marketplace.profiles import PROFILES, UnknownProfileError, get_profile
+
+log = logging.getLogger("marketplace")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m marketplace")
+    sub = p.add_subparsers(dest="command")
+    for target in (p, sub.add_parser("serve", help="run the service (default)")):
+        target.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)}")
+        target.add_argument("--host", default="127.0.0.1")
+        target.add_argument("--port", type=int, default=8000)
+        target.add_argument("--workers", type=int, default=1)
+        target.add_argument("--log-level", default="info")
+    m = sub.add_parser("migrate", help="apply versioned migrations up to a profile")
+    m.add_argument("--database-url", default=os.environ.get("LOADGATE_DATABASE_URL"))
+    m.add_argument("--profile", default="phase3")
+    return p
+
+
+def _profile_or_exit(name: str) -> str:
+    try:
+        return get_profile(name).name
+    except UnknownProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    from marketplace.migrate import migrate
+
+    profile = get_profile(_profile_or_exit(args.profile))
+    if not args.database_url:
+        print("error: --database-url or LOADGATE_DATABASE_URL is required", file=sys.stderr)
+        return 2
+    applied = migrate(args.database_url, profile)
+    print(f"migrations applied for {profile.name}: {', '.join(applied) or 'none (up to date)'}")
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    name = _profile_or_exit(args.profile or os.environ.get("LOADGATE_PROFILE") or "phase0")
+    os.environ["LOADGATE_PROFILE"] = name
+    os.environ["LOADGATE_WORKERS"] = str(max(1, args.workers))
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="marketplace-prom-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    else:
+        d = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log.info(
+        "marketplace starting: profile=%s flags=%s workers=%d",
+        name,
+        get_profile(name).as_dict(),
+        args.workers,
+    )
+    try:
+        uvicorn.run(
+            "marketplace.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=max(1, args.workers),
+            log_level=args.log_level,
+            access_log=False,
+        )
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        return migrate_command(args)
+    return serve_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Health, active profile, Prometheus metrics (no auth, no rate limit)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+
+from marketplace import metrics
+from marketplace.deps import get_state
+from marketplace.state import AppState
+
+router = APIRouter(tags=["system"])
+State = Annotated[AppState, Depends(get_state)]
+
+
+@router.get("/health")
+async def health(state: State) -> dict[str, Any]:
+    return {"status": "ok", "profile": state.profile.name}
+
+
+@router.get("/profile")
+async def active_profile(state: State) -> dict[str, Any]:
+    """The active architecture profile and its flags (recorded by run manifests)."""
+    return state.profile.as_dict()
+
+
+@router.get("/metrics")
+async def prometheus_metrics(state: State) -> Response:
+    if state.jobs is not None:
+        await state.jobs.sample_depth()
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,68 @@
+"""Everything one worker process holds: built from settings + profile at startup.
+
+The profile's flags decide which collaborators are real and which are pass-through
+(e.g. ``Cache(None)`` when caching is off), so request handlers never branch on the
+profile name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from marketplace.breakers import Breakers
+from marketplace.cache import Cache
+from marketplace.config import Settings
+from marketplace.db import Database
+from marketplace.profiles import Profile
+from marketplace.ratelimit import DbTableLimiter, RedisSlidingWindowLimiter
+from marketplace.routing import Router
+from marketplace.stripe_client import StripeGateway
+
+log = logging.getLogger("marketplace")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    profile: Profile
+    redis: Any
+    db: Database
+    cache: Cache
+    limiter: Any
+    breakers: Breakers
+    stripe: StripeGateway
+    router: Router
+    jobs: Any = None
+    """:class:`marketplace.jobs.JobQueue` when the profile runs async jobs."""
+
+
+def build_state(settings: Settings, profile: Profile) -> AppState:
+    needs_redis = (
+        profile.rate_limiter == "redis_sliding_window" or profile.cache or profile.async_jobs
+    )
+    if needs_redis and not settings.redis_url:
+        raise RuntimeError(f"profile {profile.name} needs LOADGATE_REDIS_URL")
+    redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+    db = Database(settings, profile, redis=redis)
+    limit = settings.rate_limit_per_min
+    limiter: Any = (
+        RedisSlidingWindowLimiter(redis, limit)
+        if profile.rate_limiter == "redis_sliding_window"
+        else DbTableLimiter(db, limit)
+    )
+    breakers = Breakers(profile.circuit_breakers, settings.breaker_reset_s)
+    return AppState(
+        settings=settings,
+        profile=profile,
+        redis=redis,
+        db=db,
+        cache=Cache(redis if profile.cache else None),
+        limiter=limiter,
+        breakers=breakers,
+        stripe=StripeGateway(settings.stripe_key, settings.stripe_url, breakers),
+        router=Router(settings.osrm_url, breakers),
+    )
