@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from fixtures import cli as fixtures_cli
 from loadgate import run_cli, stack_cli
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack_cli.app, name="stack")
+app.add_typer(fixtures_cli.app, name="fixtures")
 app.command("run")(run_cli.run)
 app.command("worker")(run_cli.worker)
 

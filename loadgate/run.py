@@ -161,6 +161,7 @@ def _bring_up(
         run_dir,
         provider=stack.provider.name if stack.provider else None,
         stack={s.name: s.url for s in stack.services.values()},
+        stack_id=stack.stack_id,
         stack_ready_after_s=stack.ready_after_s,
     )
     return stack
@@ -194,6 +195,17 @@ def _load_fixtures(
         },
     )
     return credentials
+
+
+def _flush_caches(stack: Stack) -> None:
+    """Fixtures replaced the data: drop what the service may have cached before."""
+    import redis
+
+    client = redis.Redis.from_url(stack.url("redis"))
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 def _fixture_progress(event: object, progress: Progress) -> None:

@@ -252,8 +252,10 @@ class SamplerLoop:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop, taking one last sample so final counters cover every request."""
         self._stop.set()
         self._thread.join(timeout=5)
+        self.sample_once()
         self.batches.close()
 
     def sample_once(self) -> None:

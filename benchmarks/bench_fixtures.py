@@ -1,0 +1,93 @@
+"""Benchmark: load the phase2 fixture size (100k consumers, 1M ledger rows).
+
+Goal (marketplace issue, item 4): <= 60 s wall time on the 2-core CI machine,
+from nothing to a loaded, analysed database plus the credentials file. Brings
+up its own local Postgres + OSRM (or uses --database-url/--osrm-url), applies
+the phase1 migrations, then times :func:`fixtures.load.load` end to end.
+
+    .venv/bin/python benchmarks/bench_fixtures.py [--size phase2] [--repeat 2] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import psycopg
+
+from fixtures.load import LoadReport, StepEvent, load
+from fixtures.sizes import get_size
+from stack.config import StackConfig
+from stack.stack import Stack
+
+GOAL_S = 60.0
+
+
+def main() -> int:
+    args = _parse()
+    with ExitStack() as cleanup:
+        dsn, osrm = args.database_url, args.osrm_url
+        if not (dsn and osrm):
+            started = time.perf_counter()
+            stack = cleanup.enter_context(
+                Stack(StackConfig(provider="local", services=("postgres", "osrm")))
+            )
+            dsn, osrm = dsn or stack.url("postgres"), osrm or stack.url("osrm")
+            print(f"stack up in {time.perf_counter() - started:.1f} s (not counted)")
+        creds = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "credentials.csv"
+        worst = 0.0
+        for run in range(1, args.repeat + 1):
+            report = load(dsn, get_size(args.size), args.seed, osrm, creds, progress=_print_step)
+            _print_report(run, report)
+            worst = max(worst, report.seconds)
+        if args.check:
+            _check_chain(dsn)
+    verdict = "PASS" if worst <= GOAL_S else "FAIL"
+    print(f"{verdict}: slowest load {worst:.1f} s (goal <= {GOAL_S:.0f} s)")
+    return 0 if verdict == "PASS" else 1
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="phase2")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeat", type=int, default=1, help="loads in a row (reloads)")
+    parser.add_argument("--database-url")
+    parser.add_argument("--osrm-url")
+    parser.add_argument("--check", action="store_true", help="verify the ledger chain in SQL")
+    return parser.parse_args()
+
+
+def _print_step(event: StepEvent) -> None:
+    if event.seconds is not None:
+        rows = f"{event.rows:>10,}" if event.rows is not None else " " * 10
+        print(f"  {event.step:<16} {rows} rows  {event.seconds:6.2f} s", flush=True)
+
+
+def _print_report(run: int, report: LoadReport) -> None:
+    ledger = report.rows["credits_ledger"]
+    ledger_s = report.step_seconds["credits_ledger"]
+    print(
+        f"run {run}: {report.total_rows:,} rows in {report.seconds:.2f} s wall = "
+        f"{report.total_rows / report.seconds:,.0f} rows/s overall; "
+        f"credits_ledger COPY {ledger:,} rows in {ledger_s:.2f} s = {ledger / ledger_s:,.0f} rows/s"
+    )
+
+
+def _check_chain(dsn: str) -> None:
+    started = time.perf_counter()
+    with psycopg.connect(dsn) as conn:
+        broken = conn.execute(
+            "SELECT count(*) FROM (SELECT balance_after, amount,"
+            " lag(balance_after) OVER (PARTITION BY consumer_id ORDER BY id) AS previous"
+            " FROM credits_ledger) c WHERE balance_after <> coalesce(previous, 0) + amount"
+        ).fetchone()[0]
+    print(f"ledger chain check: {broken} broken rows ({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
