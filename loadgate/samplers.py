@@ -201,39 +201,31 @@ class PrometheusSampler:
 
 
 @dataclass
-class DockerStatsSampler:
-    """CPU and memory of one container from the engine's one-shot stats.
+class ContainerSampler:
+    """A container's processes, sampled like local ones through their host pid.
 
-    ``one_shot`` answers at once (no two-sample wait); CPU % is computed from
-    the previous call's counters, as ``docker stats`` does.
+    The engine's own stats API answers slowly (a second or more per call),
+    which would stretch a 1 Hz loop; a local engine's containers are host
+    processes, so psutil reads them directly once their pid is known.
     """
 
     name: str
     container_id: str
-    _client: object | None = None
-    _previous: tuple[float, float] | None = None
+    _process: ProcessSampler | None = None
 
     def sample(self) -> Iterable[Row]:
-        import docker
+        if self._process is None:
+            import docker
 
-        if self._client is None:
-            self._client = docker.from_env(timeout=5)
-        container = self._client.containers.get(self.container_id)  # type: ignore[attr-defined]
-        stats = container.stats(stream=False, one_shot=True)
-        cpu = stats.get("cpu_stats", {})
-        total = float(cpu.get("cpu_usage", {}).get("total_usage", 0))
-        system = float(cpu.get("system_cpu_usage", 0))
-        online = float(cpu.get("online_cpus") or psutil.cpu_count() or 1)
-        rows: list[Row] = []
-        source = f"process:{self.name}"
-        if self._previous is not None and system > self._previous[1]:
-            share = (total - self._previous[0]) / (system - self._previous[1])
-            rows.append((source, "cpu_percent", share * online * 100.0, ""))
-        self._previous = (total, system)
-        memory = stats.get("memory_stats", {})
-        rows.append((source, "rss_bytes", float(memory.get("usage", 0)), ""))
-        rows.append((source, "memory_limit_bytes", float(memory.get("limit", 0)), ""))
-        return rows
+            client = docker.from_env(timeout=5)
+            try:
+                pid = int(client.containers.get(self.container_id).attrs["State"]["Pid"])
+            finally:
+                client.close()
+            if pid <= 0:
+                raise RuntimeError(f"container {self.container_id[:12]} is not running")
+            self._process = ProcessSampler(self.name, pid)
+        return self._process.sample()
 
 
 class SamplerLoop:
@@ -289,7 +281,7 @@ def stack_samplers(
     containers provider); each service is sampled by whichever it has.
     """
     samplers: list[Sampler] = [ProcessSampler(n, pid) for n, pid in (pids or {}).items()]
-    samplers += [DockerStatsSampler(n, cid) for n, cid in (containers or {}).items()]
+    samplers += [ContainerSampler(n, cid) for n, cid in (containers or {}).items()]
     if "postgres" in urls:
         samplers.append(PostgresSampler(urls["postgres"]))
     if "replica" in urls:

@@ -56,7 +56,7 @@ def find_pg_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Runs in the child just before exec: die when the harness dies."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -244,7 +244,7 @@ class LocalProvider(Provider):
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
-                preexec_fn=lambda: _die_with_parent(parent_pid),
+                preexec_fn=lambda: die_with_parent(parent_pid),
             )
 
     def exit_code(self, service: RunningService) -> int | None:
