@@ -227,7 +227,43 @@ def context_extras(image: str) -> dict[str, Path | bytes]:
         return {"bin": osrm_package_bin()}
     if image == "stripe":
         return {"stripe_mock.py": STRIPE_MOCK_SOURCE, "build-ca-bundle.crt": host_ca_bundle()}
+    if image == "marketplace":
+        return {
+            "marketplace": MARKETPLACE_SOURCE,
+            "requirements.txt": marketplace_requirements(),
+            "build-ca-bundle.crt": host_ca_bundle(),
+        }
     return {}
+
+
+MARKETPLACE_SOURCE = Path(__file__).resolve().parent.parent.parent / "marketplace"
+MARKETPLACE_PYTHON = "/opt/venv/bin/python"
+MARKETPLACE_PACKAGES = (
+    "fastapi",
+    "pydantic",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "psycopg",
+    "psycopg-binary",
+    "psycopg-pool",
+    "redis",
+    "arq",
+    "purgatory",
+    "PyJWT",
+    "prometheus-client",
+    "stripe",
+    "httpx",
+)
+
+
+def marketplace_requirements() -> bytes:
+    """The service's dependencies pinned to this venv's versions."""
+    lines = []
+    for package in MARKETPLACE_PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            lines.append(f"{package}=={importlib.metadata.version(package)}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def build_args(image: str, base_image: str) -> dict[str, str]:
@@ -254,7 +290,9 @@ def context_files(image: str) -> dict[str, Path | bytes]:
         if isinstance(source, bytes) or source.is_file():
             sources[prefix] = source
             continue
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        for path in sorted(
+            p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ):
             relative = path.relative_to(source).as_posix()
             sources[f"{prefix}/{relative}" if prefix else relative] = path
     return sources
@@ -485,6 +523,7 @@ class ContainersProvider(Provider):
             osrm_data=OSRM_DATA,
             stripe_mock=STRIPE_MOCK,
             listen_host="0.0.0.0" if bridge else HOST,
+            python=MARKETPLACE_PYTHON,
         )
 
     def _write_files(self, spec: ServiceSpec, ctx: ServiceContext) -> Path:
