@@ -235,8 +235,10 @@ def _drive(cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console:
     plan = LoadPlan.from_dict(phase.model_dump())
     live = LiveStats(run_dir, plan, cluster.pids)
     deadline = time.monotonic() + plan.duration_s + 120
+    load_started = False
     with Live(live.render(), console=console, refresh_per_second=1, transient=False) as view:
         while not cluster.finished():
+            load_started = load_started or _record_load_start(run_dir)
             if time.monotonic() > deadline:
                 console.print(
                     "[red]Locust did not finish within the plan + 120 s; stopping it[/red]"
@@ -246,8 +248,20 @@ def _drive(cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console:
             live.refresh()
             view.update(live.render())
     live.refresh()
+    _record_load_start(run_dir)
     code = cluster.master.returncode if cluster.master else None
     return "completed" if code in (0, 1) else f"locust_exit_{code}"
+
+
+def _record_load_start(run_dir: Path) -> bool:
+    """Copy the master's test-start time into the manifest (stage offsets' t = 0)."""
+    path = run_dir / rundir.TEST_START_FILE
+    try:
+        started = json.loads(path.read_text())["load_started_at"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return False
+    rundir.write_manifest(run_dir, load_started_at=started)
+    return True
 
 
 def _finish(

@@ -29,6 +29,8 @@ from typing import Any
 
 import psutil
 
+TEST_START_FILE = "locust/test_start.json"
+"""Written by the Locust master when the load shape starts (its t = 0)."""
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "locust",

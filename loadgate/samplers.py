@@ -147,6 +147,12 @@ class PgBouncerSampler:
                             _labels(user=pool.get("user")),
                         )
                     )
+            cur = conn.execute("SHOW DATABASES")
+            names = [c.name for c in cur.description or []]
+            for record in cur.fetchall():
+                database = dict(zip(names, record, strict=True))
+                if database.get("name") == self.database:
+                    rows.append((self.name, "pool_size", float(database.get("pool_size") or 0), ""))
             cur = conn.execute("SHOW STATS")
             names = [c.name for c in cur.description or []]
             for record in cur.fetchall():
@@ -178,12 +184,28 @@ class RedisSampler:
         return [(self.name, m, float(info.get(m, 0)), "") for m in metrics]
 
 
+# Summary counters analysis reads (docs/run-directory.md), derived from the
+# service's own Prometheus series: (metric, family, label filter).
+DERIVED_COUNTERS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("db_connection_errors", "marketplace_db_connection_errors_total", {}),
+    ("cache_hits", "marketplace_cache_requests_total", {"result": "hit"}),
+    ("cache_misses", "marketplace_cache_requests_total", {"result": "miss"}),
+    ("jobs_enqueued", "marketplace_queue_jobs_enqueued_total", {}),
+    ("jobs_completed", "marketplace_queue_jobs_completed_total", {}),
+    ("jobs_failed", "marketplace_queue_jobs_failed_total", {}),
+    ("stripe_calls", "marketplace_external_calls_total", {"service": "stripe"}),
+    ("osrm_calls", "marketplace_external_calls_total", {"service": "osrm"}),
+)
+
+
 @dataclass
 class PrometheusSampler:
     """The service's own /metrics: counters, gauges, histogram sums and counts.
 
     Histogram buckets are skipped: percentiles come from the raw request
-    records, and the buckets would multiply the sample volume tenfold.
+    records, and the buckets would multiply the sample volume tenfold. The
+    summary counters analysis reads (``DERIVED_COUNTERS``) are added, summed
+    over the series that match.
     """
 
     url: str
@@ -192,11 +214,18 @@ class PrometheusSampler:
     def sample(self) -> Iterable[Row]:
         text = httpx.get(self.url, timeout=2).text
         rows: list[Row] = []
+        derived = dict.fromkeys((d[0] for d in DERIVED_COUNTERS), 0.0)
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 if s.name.endswith(("_bucket", "_created")):
                     continue
                 rows.append((self.name, s.name, float(s.value), _labels(**s.labels)))
+                for metric, source_name, wanted in DERIVED_COUNTERS:
+                    if s.name == source_name and all(
+                        s.labels.get(k) == v for k, v in wanted.items()
+                    ):
+                        derived[metric] += float(s.value)
+        rows += [(self.name, metric, value, "") for metric, value in derived.items()]
         return rows
 
 

@@ -18,6 +18,8 @@ second (a custom message), the Locust way of sharing state with workers.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadgate.rundir import TEST_START_FILE
 from scenarios.capture import RawCapture
 from scenarios.credentials import CredentialPool
 from scenarios.personas import PERSONA_USERS, PersonaUser
@@ -98,12 +101,22 @@ def on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         gevent.spawn(_broadcast_users, environment)
     run_dir = getattr(options, "loadgate_run_dir", "") if options else ""
+    if run_dir and not isinstance(runner, WorkerRunner):
+        environment.events.test_start.add_listener(lambda **_: _write_test_start(Path(run_dir)))
     if run_dir and not isinstance(runner, MasterRunner):
         worker_id = f"{os.uname().nodename}-{os.getpid()}"
         capture = RawCapture(Path(run_dir), worker_id, users=lambda: total_users(environment))
         environment.events.request.add_listener(capture.on_request)
         capture.start(spawn=gevent.spawn)
         _state["capture"] = capture
+
+
+def _write_test_start(run_dir: Path) -> None:
+    """When the load shape's t = 0 happened: stage offsets are relative to it."""
+    path = run_dir / TEST_START_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.UTC).isoformat()
+    path.write_text(json.dumps({"load_started_at": started}))
 
 
 def _on_users_message(environment: Environment, msg: Any, **_: Any) -> None:

@@ -1,0 +1,77 @@
+"""``analyze(run)``: every analysis step in order, collected into one AnalysisResult."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analysis import gates, headroom, saturation, steps, timeseries, usl, validity
+from analysis.runs import Run
+
+OK_EXIT_STATUSES = {0, "0", "ok", "completed", "success", None}
+
+
+@dataclass
+class AnalysisResult:
+    """What reports need; holds no raw records (the Run can be freed)."""
+
+    run_id: str
+    phase: int | None
+    profile: str | None
+    model: str
+    manifest: dict[str, Any]
+    n_records: int
+    start_us: int  # origin of stage offsets and of every time chart
+    steps: list[steps.StepStats]
+    checks: list[validity.Check]
+    knee: saturation.Knee
+    usl: usl.USLFit
+    headroom: headroom.Headroom
+    gate: gates.GateResult
+    timeseries: timeseries.TimeSeries
+    resources: pd.DataFrame
+    faults: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return self.gate.verdict
+
+
+def analyze(run: Run) -> AnalysisResult:
+    step_list = steps.build_steps(run)
+    stats = steps.compute_step_stats(run, step_list)
+    fit = saturation.fit_usl(stats, run.model)
+    warns = list(run.warnings)
+    if run.manifest.get("exit_status") not in OK_EXIT_STATUSES:
+        warns.append(
+            f"run exit status {run.manifest.get('exit_status')!r}: the run did not "
+            "finish cleanly; results cover the data that was written"
+        )
+    if not step_list:
+        warns.append("manifest has no hold stages: no steady-state step to analyse")
+    checks = validity.run_checks(run, stats)
+    for c in checks:
+        if c.ok is False:
+            warns.append(f"validity: {c.name} at {c.step}: {c.detail}")
+    return AnalysisResult(
+        run_id=run.run_id,
+        phase=run.phase,
+        profile=run.manifest.get("profile"),
+        model=run.model,
+        manifest=run.manifest,
+        n_records=len(run.events),
+        start_us=run.start_us,
+        steps=stats,
+        checks=checks,
+        knee=saturation.find_knee(stats),
+        usl=fit,
+        headroom=headroom.compute_headroom(run, stats, fit),
+        gate=gates.evaluate(run, stats, fit),
+        timeseries=timeseries.build(run),
+        resources=timeseries.resources(run),
+        faults=run.faults,
+        warnings=warns,
+    )

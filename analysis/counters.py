@@ -1,0 +1,70 @@
+"""Cumulative counters in the samples table (cache hits, Stripe calls, job counts, ...).
+
+Counters are sampled as running totals (as Redis INFO and Prometheus expose them), so a
+window's amount is last - first per labelled series, summed over series.  A counter
+reset (restart of the process) is handled by summing only positive increments.  A metric
+``x`` is also found as ``x_total`` (the Prometheus client's name for counter ``x``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COUNTER_METRICS = frozenset(
+    {
+        "keyspace_hits",
+        "keyspace_misses",
+        "cache_hits",
+        "cache_misses",
+        "stripe_calls",
+        "db_connection_errors",
+        "jobs_enqueued",
+        "jobs_completed",
+        "jobs_failed",
+    }
+)
+
+
+def counter_delta(
+    samples: pd.DataFrame,
+    source: str,
+    metric: str,
+    start_us: int | None = None,
+    end_us: int | None = None,
+) -> float | None:
+    """Increase of a counter inside [start_us, end_us); None when never sampled."""
+    if samples.empty:
+        return None
+    # Prometheus client counters are exposed with a ``_total`` suffix.
+    names = {str(m) for m in samples.loc[samples["source"] == source, "metric"].unique()}
+    if metric not in names and f"{metric}_total" in names:
+        metric = f"{metric}_total"
+    sel = (samples["source"] == source) & (samples["metric"] == metric)
+    if start_us is not None:
+        sel &= samples["ts_us"] >= start_us
+    if end_us is not None:
+        sel &= samples["ts_us"] < end_us
+    win = samples[sel]
+    if win.empty:
+        return None
+    total = 0.0
+    for _, series in win.sort_values("ts_us").groupby("labels", observed=True)["value"]:
+        inc = np.diff(series.to_numpy())
+        total += float(inc[inc > 0].sum())
+    return total
+
+
+def hit_rate(
+    samples: pd.DataFrame, start_us: int | None = None, end_us: int | None = None
+) -> tuple[float | None, str]:
+    """Cache hit rate: the service's own counters first, Redis keyspace counters second."""
+    for source, hits_m, miss_m in (
+        ("service", "cache_hits", "cache_misses"),
+        ("redis", "keyspace_hits", "keyspace_misses"),
+    ):
+        hits = counter_delta(samples, source, hits_m, start_us, end_us)
+        misses = counter_delta(samples, source, miss_m, start_us, end_us)
+        if hits is not None and misses is not None and hits + misses > 0:
+            return hits / (hits + misses), f"{source} {hits_m}/{miss_m}"
+    return None, "no cache hit/miss counters sampled"

@@ -1,0 +1,327 @@
+"""Loading a run directory (format: docs/run-directory.md).
+
+Events are kept as numpy arrays plus dictionary-encoded string columns rather than a
+pandas DataFrame: a gate run holds up to tens of millions of request records, and the
+analysis only ever needs integer columns and small category codes.  Reading with
+``read_dictionary`` keeps strings as codes so no Python string is built per record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+EVENT_COLUMNS = (
+    "ts_us",
+    "persona",
+    "name",
+    "method",
+    "status",
+    "latency_us",
+    "intended_latency_us",
+    "bytes",
+    "error_class",
+    "worker",
+    "users",
+)
+#: String columns read as dictionaries (codes + small category list).
+DICT_COLUMNS = ("persona", "name", "method", "error_class", "worker")
+#: Columns analysis needs; ``bytes`` and ``worker``/``persona`` are read on demand only.
+NEEDED_COLUMNS = (
+    "ts_us",
+    "name",
+    "method",
+    "status",
+    "latency_us",
+    "intended_latency_us",
+    "error_class",
+    "users",
+)
+ERROR_CLASSES = ("connection", "timeout", "4xx", "429", "5xx", "assertion")
+
+
+class RunFormatError(ValueError):
+    """The directory is not a readable run directory (a harness error, exit code 2)."""
+
+
+@dataclass
+class Categorical:
+    """A dictionary-encoded string column: ``categories[codes[i]]`` is row i's value."""
+
+    codes: np.ndarray
+    categories: list[str]
+
+    def code_of(self, value: str) -> int:
+        """Code of ``value`` or -1 when it never occurs."""
+        try:
+            return self.categories.index(value)
+        except ValueError:
+            return -1
+
+
+@dataclass
+class Events:
+    """Raw request records, one array per column, in file order (not sorted)."""
+
+    ts_us: np.ndarray
+    latency_us: np.ndarray
+    intended_latency_us: np.ndarray
+    status: np.ndarray
+    users: np.ndarray
+    endpoint: Categorical  # "METHOD name"
+    error_class: Categorical
+
+    def __len__(self) -> int:
+        return int(self.ts_us.shape[0])
+
+
+@dataclass
+class Stage:
+    """One stage of the load shape from the manifest."""
+
+    name: str
+    start_s: float
+    end_s: float
+    users: int
+    kind: str  # "ramp" | "hold"
+    rate: float | None = None
+    warmup_s: float | None = None  # per-stage warm-up; overrides config.warmup_s
+
+
+@dataclass
+class Run:
+    """Everything analysis needs from one run directory."""
+
+    path: Path
+    manifest: dict[str, Any]
+    events: Events
+    samples: pd.DataFrame
+    arrivals: pd.DataFrame | None
+    faults: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id", self.path.name))
+
+    @property
+    def phase(self) -> int | None:
+        phase = self.manifest.get("phase")
+        return int(phase) if phase is not None else None
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest.get("model", "closed"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest.get("config", {}) or {}
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        return self.config.get("gate", {}) or {}
+
+    @property
+    def start_us(self) -> int:
+        """Origin of the stage offsets (µs since epoch): ``load_started_at`` when the run
+        records when the load shape's t = 0 was (after stack start-up and fixtures),
+        else ``started_at``."""
+        return _iso_to_us(self.manifest.get("load_started_at") or self.manifest["started_at"])
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [
+            Stage(
+                name=str(s.get("name", f"stage{i}")),
+                start_s=float(s["start_s"]),
+                end_s=float(s["end_s"]),
+                users=int(s.get("users", 0)),
+                kind=str(s.get("kind", "hold")),
+                rate=None if s.get("rate") is None else float(s["rate"]),
+                warmup_s=None if s.get("warmup_s") is None else float(s["warmup_s"]),
+            )
+            for i, s in enumerate(self.config.get("stages", []))
+        ]
+
+    @property
+    def think_time_s(self) -> tuple[float, float]:
+        tt = self.config.get("think_time_s", [0.0, 0.0])
+        return float(tt[0]), float(tt[1])
+
+
+def _iso_to_us(value: str) -> int:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value // 1000)
+
+
+def _parquet_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+
+
+def _read_tables(
+    files: list[Path],
+    columns: list[str] | None,
+    run_warnings: list[str],
+    read_dictionary: list[str] | None = None,
+) -> list[pa.Table]:
+    """Read every file; a file that does not parse (a killed writer) is skipped with a warning."""
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f, columns=columns, read_dictionary=read_dictionary))
+        except (pa.ArrowInvalid, OSError) as exc:
+            msg = f"skipped unreadable file {f.name} (truncated by a killed run?): {exc}"
+            warnings.warn(msg, stacklevel=3)
+            log.warning(msg)
+            run_warnings.append(msg)
+    return tables
+
+
+def _dictionary_column(table: pa.Table, name: str) -> Categorical:
+    """Codes + categories of a dictionary column whose chunks share one dictionary.
+
+    Call on a table after ``unify_dictionaries()``; string columns that were not read as
+    dictionaries are encoded here.
+    """
+    col = table.column(name)
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+        col = pa.chunked_array(col.chunks) if isinstance(col, pa.ChunkedArray) else col
+    if col.num_chunks == 0:
+        return Categorical(np.zeros(0, dtype=np.int32), [])
+    categories = ["" if v is None else str(v) for v in col.chunks[0].dictionary.to_pylist()]
+    codes = np.concatenate(
+        [c.indices.fill_null(0).to_numpy(zero_copy_only=False) for c in col.chunks]
+    ).astype(np.int32, copy=False)
+    # Null and "" must share a code (both mean "no error" for error_class).
+    if "" in categories and categories.count("") > 1:
+        first = categories.index("")
+        remap = np.array([first if c == "" else k for k, c in enumerate(categories)], np.int32)
+        codes = remap[codes]
+    return Categorical(codes=codes, categories=categories)
+
+
+def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    """A numeric column as one numpy array (per-chunk conversion, one concatenation)."""
+    chunks = table.column(name).chunks
+    if not chunks:
+        return np.zeros(0, dtype=dtype)
+    parts = [(c.fill_null(0) if c.null_count else c).to_numpy() for c in chunks]
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def _read_events(path: Path, run_warnings: list[str]) -> Events:
+    files = _parquet_files(path / "events")
+    tables = _read_tables(
+        files, list(NEEDED_COLUMNS), run_warnings, read_dictionary=["name", "method", "error_class"]
+    )
+    if not tables:
+        raise RunFormatError(f"{path}: no readable events/*.parquet")
+    table = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
+    endpoint = _combine(_dictionary_column(table, "method"), _dictionary_column(table, "name"))
+    return Events(
+        ts_us=_column(table, "ts_us", np.int64),
+        latency_us=_column(table, "latency_us", np.int64),
+        intended_latency_us=_column(table, "intended_latency_us", np.int64),
+        status=_column(table, "status", np.int16),
+        users=_column(table, "users", np.int32),
+        endpoint=endpoint,
+        error_class=_dictionary_column(table, "error_class"),
+    )
+
+
+def _combine(methods: Categorical, names: Categorical) -> Categorical:
+    """Endpoint key "METHOD name" from two small code spaces without per-row strings."""
+    width = max(len(names.categories), 1)
+    pair = methods.codes.astype(np.int64) * width + names.codes
+    # O(n) lookup table instead of np.unique (a sort of every record).
+    present = np.bincount(pair, minlength=1)
+    uniq = np.flatnonzero(present)
+    lut = np.zeros(present.size, dtype=np.int32)
+    lut[uniq] = np.arange(uniq.size, dtype=np.int32)
+    codes = lut[pair]
+    categories = [
+        f"{methods.categories[int(p) // width]} {names.categories[int(p) % width]}".strip()
+        for p in uniq
+    ]
+    return Categorical(codes=codes.astype(np.int32), categories=categories)
+
+
+def _read_samples(path: Path, run_warnings: list[str]) -> pd.DataFrame:
+    tables = _read_tables(_parquet_files(path / "samples"), None, run_warnings)
+    if not tables:
+        return pd.DataFrame(
+            {
+                "ts_us": pd.Series(dtype="int64"),
+                "source": pd.Series(dtype=str),
+                "metric": pd.Series(dtype=str),
+                "value": pd.Series(dtype=float),
+                "labels": pd.Series(dtype=str),
+            }
+        )
+    df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    if "labels" not in df:
+        df["labels"] = ""
+    # Few distinct values, many rows: categories make the per-step filters cheap.
+    for col in ("source", "metric", "labels"):
+        df[col] = df[col].fillna("").astype(str).astype("category")
+    return df
+
+
+def _read_arrivals(path: Path, run_warnings: list[str]) -> pd.DataFrame | None:
+    tables = _read_tables(_parquet_files(path / "arrivals"), None, run_warnings)
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def _read_faults(path: Path, run_warnings: list[str]) -> list[dict[str, Any]]:
+    f = path / "faults.jsonl"
+    if not f.exists():
+        return []
+    faults = []
+    for lineno, line in enumerate(f.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            faults.append(json.loads(line))
+        except json.JSONDecodeError:
+            run_warnings.append(f"faults.jsonl line {lineno} is not JSON; skipped")
+    return faults
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory; raises RunFormatError when it is not one."""
+    path = Path(path)
+    manifest_file = path / "manifest.json"
+    if not manifest_file.exists():
+        raise RunFormatError(f"{path}: no manifest.json")
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunFormatError(f"{manifest_file}: {exc}") from exc
+    if "started_at" not in manifest:
+        raise RunFormatError(f"{manifest_file}: missing started_at")
+    run_warnings: list[str] = []
+    return Run(
+        path=path,
+        manifest=manifest,
+        events=_read_events(path, run_warnings),
+        samples=_read_samples(path, run_warnings),
+        arrivals=_read_arrivals(path, run_warnings),
+        faults=_read_faults(path, run_warnings),
+        warnings=run_warnings,
+    )

@@ -1,0 +1,286 @@
+"""Load steps in steady state and their statistics.
+
+A step is a ``hold`` stage of the manifest minus its warm-up.  Ramps and warm-up are
+excluded because latencies there mix two load levels (and cold caches), which biases
+every per-load number the saturation models are fitted to.
+
+All per-step and per-(step, endpoint) groups come from a single sort of a small
+integer key, so the cost is one O(n) radix sort plus one ``np.partition`` per group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.percentiles import (
+    PERCENTILES,
+    QuantileEstimate,
+    max_ms,
+    mean_ci,
+    proportion_ci,
+    quantiles_with_ci,
+)
+from analysis.runs import ERROR_CLASSES, Run
+
+#: Warm-up excluded at the start of every hold when the config gives no ``warmup_s``:
+#: 10% of the hold, at most 30 s (caches and pools settle within seconds here).
+DEFAULT_WARMUP_FRACTION = 0.10
+DEFAULT_WARMUP_CAP_S = 30.0
+#: Throughput CI uses batch means over blocks of this many seconds (1 s counts are
+#: autocorrelated; 10 s blocks are close to independent at these request rates).
+BLOCK_S = 10
+
+
+@dataclass
+class Step:
+    """Steady-state window of one hold stage."""
+
+    index: int
+    name: str
+    users: int  # configured users (closed model)
+    rate: float | None  # configured arrivals/s (open model)
+    start_us: int
+    end_us: int
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_us - self.start_us) / 1e6
+
+
+@dataclass
+class LatencyStats:
+    """Latency of one group of records; milliseconds."""
+
+    n: int
+    percentiles: dict[float, QuantileEstimate]
+    max_ms: float | None
+    mean_ms: float | None
+
+    def p(self, q: float) -> QuantileEstimate:
+        return self.percentiles[q]
+
+
+@dataclass
+class EndpointStats:
+    endpoint: str
+    n: int
+    throughput_rps: float
+    error_rate: float
+    latency: LatencyStats
+
+
+@dataclass
+class StepStats:
+    """Everything measured in one step's steady-state window."""
+
+    step: Step
+    n: int
+    users_observed: float  # median of the ``users`` column: the load really applied
+    throughput_rps: float
+    throughput_ci: tuple[float, float]
+    latency: LatencyStats
+    corrected_latency: LatencyStats | None  # coordinated-omission corrected
+    correction_note: str
+    error_rate: float
+    error_rate_ci: tuple[float, float]
+    errors_by_class: dict[str, int]
+    endpoints: list[EndpointStats]
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)  # source -> metric -> mean
+
+    @property
+    def load(self) -> float:
+        """Load level: users in the closed model, offered rate in the open model."""
+        return float(self.step.rate) if self.step.rate is not None else float(self.step.users)
+
+
+def build_steps(run: Run) -> list[Step]:
+    """Hold stages minus warm-up, as absolute µs windows."""
+    start = run.start_us
+    warmup_cfg = run.config.get("warmup_s")
+    steps = []
+    for stage in run.stages:
+        if stage.kind != "hold":
+            continue
+        dur = stage.end_s - stage.start_s
+        if stage.warmup_s is not None:
+            warm = stage.warmup_s
+        elif warmup_cfg is not None:
+            warm = float(warmup_cfg)
+        else:
+            warm = min(DEFAULT_WARMUP_CAP_S, DEFAULT_WARMUP_FRACTION * dur)
+        if dur - warm <= 0:
+            continue
+        steps.append(
+            Step(
+                index=len(steps),
+                name=stage.name,
+                users=stage.users,
+                rate=stage.rate,
+                start_us=start + int((stage.start_s + warm) * 1e6),
+                end_us=start + int(stage.end_s * 1e6),
+            )
+        )
+    return steps
+
+
+def assign_steps(ts_us: np.ndarray, steps: list[Step]) -> np.ndarray:
+    """Step index of every record, -1 outside steady state (ramps, warm-up, gaps)."""
+    edges = np.array([t for s in steps for t in (s.start_us, s.end_us)], dtype=np.int64)
+    if not edges.size:
+        return np.full(ts_us.shape, -1, dtype=np.int32)
+    pos = np.searchsorted(edges, ts_us, side="right")
+    return np.where(pos % 2 == 1, (pos - 1) // 2, -1).astype(np.int32)
+
+
+def latency_stats(values_us: np.ndarray) -> LatencyStats:
+    return LatencyStats(
+        n=int(values_us.size),
+        percentiles=quantiles_with_ci(values_us, PERCENTILES),
+        max_ms=max_ms(values_us),
+        mean_ms=float(values_us.mean()) / 1000.0 if values_us.size else None,
+    )
+
+
+def hdr_corrected(
+    values_us: np.ndarray, interval_us: float, max_extra_factor: int = 20
+) -> np.ndarray | None:
+    """Coordinated-omission correction as HdrHistogram's recordValueWithExpectedInterval.
+
+    In a closed model a stalled request also delays the requests its user would have sent
+    meanwhile; they are back-filled as L - I, L - 2I, ... while >= I.  Hand-written and
+    vectorised because HdrHistogram's Python port records values one by one.  Returns
+    None when the back-fill would exceed ``max_extra_factor`` x the sample (a stall so
+    long that the corrected distribution is meaningless).
+    """
+    if interval_us <= 0:
+        return values_us
+    long = values_us[values_us > interval_us]
+    if not long.size:
+        return values_us
+    k = ((long - int(interval_us)) // int(interval_us)).astype(np.int64)
+    total = int(k.sum())
+    if total > max_extra_factor * values_us.size:
+        return None
+    base = np.repeat(long, k)
+    starts = np.cumsum(k) - k
+    steps = np.arange(total, dtype=np.int64) - np.repeat(starts, k) + 1
+    extra = base - steps * int(interval_us)
+    return np.concatenate([values_us, extra])
+
+
+def _throughput(ts_us: np.ndarray, step: Step) -> tuple[float, tuple[float, float]]:
+    n = ts_us.size
+    rate = n / step.duration_s if step.duration_s > 0 else 0.0
+    blocks = int(step.duration_s // BLOCK_S)
+    if blocks < 2:
+        return rate, (rate, rate)
+    block = ((ts_us - step.start_us) // (BLOCK_S * 1_000_000)).astype(np.int64)
+    counts = np.bincount(block[block < blocks], minlength=blocks) / BLOCK_S
+    _, lo, hi = mean_ci(counts)
+    return rate, (lo, hi)
+
+
+def step_resources(samples: pd.DataFrame, step: Step) -> dict[str, dict[str, float]]:
+    """Mean of every (source, metric) sample inside the step window."""
+    if samples.empty:
+        return {}
+    win = samples[(samples["ts_us"] >= step.start_us) & (samples["ts_us"] < step.end_us)]
+    out: dict[str, dict[str, float]] = {}
+    for (source, metric), value in (
+        win.groupby(["source", "metric"], observed=True)["value"].mean().items()
+    ):
+        out.setdefault(str(source), {})[str(metric)] = float(value)
+    return out
+
+
+def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
+    """Per-step and per-(step, endpoint) statistics from one grouping sort."""
+    ev = run.events
+    step_of = assign_steps(ev.ts_us, steps)
+    inside = np.flatnonzero(step_of >= 0)
+    n_ep = max(len(ev.endpoint.categories), 1)
+    key = step_of[inside].astype(np.int64) * n_ep + ev.endpoint.codes[inside]
+    key_dtype = np.uint16 if len(steps) * n_ep < 2**16 else np.int64
+    order = inside[np.argsort(key.astype(key_dtype), kind="stable")]  # radix sort on uint16
+    counts = np.bincount(key, minlength=len(steps) * n_ep).reshape(len(steps), n_ep)
+    lat = ev.latency_us[order]
+    intended = ev.intended_latency_us[order]
+    ts = ev.ts_us[order]
+    err_codes = ev.error_class.codes[order]
+    users = ev.users[order]
+    class_code = {c: ev.error_class.code_of(c) for c in ERROR_CLASSES}
+    err_cats = np.array([c not in ("", "none", "ok") for c in ev.error_class.categories] or [False])
+    is_err = err_cats[err_codes] if err_codes.size else np.zeros(0, dtype=bool)
+    think_mean = sum(run.think_time_s) / 2.0  # fallback cycle when a step has no records
+
+    out = []
+    offsets = np.concatenate([[0], np.cumsum(counts.ravel())])
+    for s, step in enumerate(steps):
+        a, b = int(offsets[s * n_ep]), int(offsets[(s + 1) * n_ep])
+        sl = slice(a, b)
+        n = b - a
+        rate, rate_ci = _throughput(ts[sl], step)
+        by_class = {
+            c: int(np.count_nonzero(err_codes[sl] == code)) if code >= 0 else 0
+            for c, code in class_code.items()
+        }
+        n_err = int(np.count_nonzero(is_err[sl]))
+        cycle_s = (float(np.median(users[sl])) / rate) if rate > 0 and n else think_mean
+        corrected, note = _corrected(run, lat[sl], intended[sl], cycle_s)
+        endpoints = []
+        for e in range(n_ep):
+            ea, eb = int(offsets[s * n_ep + e]), int(offsets[s * n_ep + e + 1])
+            if eb == ea:
+                continue
+            endpoints.append(
+                EndpointStats(
+                    endpoint=ev.endpoint.categories[e],
+                    n=eb - ea,
+                    throughput_rps=(eb - ea) / step.duration_s,
+                    error_rate=float(np.count_nonzero(is_err[ea:eb])) / (eb - ea),
+                    latency=latency_stats(lat[ea:eb]),
+                )
+            )
+        out.append(
+            StepStats(
+                step=step,
+                n=n,
+                users_observed=float(np.median(users[sl])) if n else 0.0,
+                throughput_rps=rate,
+                throughput_ci=rate_ci,
+                latency=latency_stats(lat[sl]),
+                corrected_latency=None if corrected is None else latency_stats(corrected),
+                correction_note=note,
+                error_rate=n_err / n if n else 0.0,
+                error_rate_ci=proportion_ci(n_err, n),
+                errors_by_class=by_class,
+                endpoints=endpoints,
+                resources=step_resources(run.samples, step),
+            )
+        )
+    return out
+
+
+def _corrected(
+    run: Run, lat: np.ndarray, intended: np.ndarray, cycle_s: float
+) -> tuple[np.ndarray | None, str]:
+    """Open model: latency from intended start.  Closed model: HdrHistogram back-fill.
+
+    The expected interval between one user's requests is its cycle time users / X
+    (Little's law: response time plus think time), measured per step.
+    """
+    if lat.size == 0:
+        return None, "no records"
+    if run.model == "open":
+        return intended, "open model: latency measured from the intended start time"
+    interval = cycle_s * 1e6
+    corrected = hdr_corrected(lat, interval)
+    if corrected is None:
+        return None, "generator stalled too long to correct (back-fill > 20x the sample)"
+    return corrected, (
+        f"closed model: HdrHistogram-style back-fill with expected interval "
+        f"{interval / 1000:.0f} ms (users / throughput)"
+    )

@@ -1,0 +1,335 @@
+"""Synthetic run directories with known distributions, for tests and the benchmark.
+
+The load shape is a staircase of ``levels`` (ramp then hold per level).  Throughput per
+level follows the USL X(N) = lam N / (1 + sigma (N - 1) + kappa N (N - 1)); response
+times follow Little's law, R(N) = N / X(N) - Z, drawn from a lognormal with shape
+``latency_sigma`` whose mean is R(N).  Errors are drawn from ``error_mix`` (a class ->
+probability map).  Resource samples are linear in throughput so headroom crossings are
+known.  Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ENDPOINTS = (  # method, route template, weight, latency multiplier
+    ("GET", "/products", 0.35, 1.0),
+    ("GET", "/products/[id]", 0.30, 0.6),
+    ("GET", "/search", 0.10, 1.5),
+    ("POST", "/cart/items", 0.12, 0.8),
+    ("POST", "/checkout", 0.05, 3.0),
+    ("GET", "/orders", 0.08, 1.2),
+)
+PERSONAS = ("consumer", "farmer", "driver", "admin")
+STATUS_OF = {
+    "": 200,
+    "connection": 0,
+    "timeout": 0,
+    "4xx": 404,
+    "429": 429,
+    "5xx": 503,
+    "assertion": 200,
+}
+START = "2026-11-01T00:00:00+00:00"
+START_US = 1_793_491_200_000_000  # START in µs since the epoch
+
+
+@dataclass
+class SyntheticSpec:
+    """Parameters of a synthetic run; defaults give a small, fast closed-model run."""
+
+    levels: tuple[int, ...] = (10, 20, 40, 60, 80, 100)
+    hold_s: float = 60.0
+    ramp_s: float = 10.0
+    warmup_s: float = 5.0
+    think_time_s: tuple[float, float] = (0.5, 1.5)
+    sigma: float = 0.005
+    kappa: float = 0.00002
+    lam: float = 0.95  # requests/s of one user (below 1 / Z so that R = 1/lam - Z > 0)
+    latency_sigma: float = 0.6
+    latency_scale: float = 1.0  # multiplies every latency (a regression of +10% = 1.1)
+    error_mix: dict[str, float] = field(
+        default_factory=lambda: {"5xx": 0.002, "timeout": 0.001, "429": 0.001}
+    )
+    model: str = "closed"
+    open_drop: float = 0.0  # fraction of offered arrivals dropped (open model)
+    co_stall_ms: float = 0.0  # open model: extra delay from intended start (generator lag)
+    workers: int = 2
+    seed: int = 1
+    phase: int = 1
+    gate: dict = field(
+        default_factory=lambda: {
+            "users": 100,
+            "target_users": 80,
+            "criteria": {"p95_ms": 3000, "error_rate": 0.01},
+        }
+    )
+    cpu_rps_at_100: float = 250.0  # service throughput at which CPU would read 100%
+    cache_hit_rate: float = 0.85
+    db_connection_errors: int = 0
+    jobs: tuple[int, int] = (1000, 1000)  # enqueued, completed
+    faults: list[dict] = field(default_factory=list)
+
+
+def usl_throughput(spec: SyntheticSpec, n: float) -> float:
+    return spec.lam * n / (1 + spec.sigma * (n - 1) + spec.kappa * n * (n - 1))
+
+
+def mean_response_s(spec: SyntheticSpec, n: float) -> float:
+    z = sum(spec.think_time_s) / 2
+    r = n / usl_throughput(spec, n) - z
+    if r <= 0:
+        raise ValueError(f"lam too small for think time: R({n}) = {r:.3f} s")
+    return r
+
+
+def lognormal_mu(spec: SyntheticSpec, n: float) -> float:
+    return math.log(mean_response_s(spec, n) * 1e6) - spec.latency_sigma**2 / 2
+
+
+def stages(spec: SyntheticSpec) -> list[dict]:
+    out, t, prev = [], 0.0, 0
+    for i, users in enumerate(spec.levels):
+        if spec.ramp_s > 0:
+            out.append(
+                {
+                    "name": f"ramp{i}",
+                    "start_s": t,
+                    "end_s": t + spec.ramp_s,
+                    "users": users,
+                    "kind": "ramp",
+                    "from_users": prev,
+                }
+            )
+            t += spec.ramp_s
+        hold = {
+            "name": f"hold{i}",
+            "start_s": t,
+            "end_s": t + spec.hold_s,
+            "users": users,
+            "kind": "hold",
+        }
+        if spec.model == "open":
+            hold["rate"] = round(usl_throughput(spec, users), 3)
+        out.append(hold)
+        t += spec.hold_s
+        prev = users
+    return out
+
+
+def expected_records(spec: SyntheticSpec) -> int:
+    total = 0.0
+    for st in stages(spec):
+        users = (st["users"] + st.get("from_users", st["users"])) / 2
+        total += usl_throughput(spec, max(users, 1)) * (st["end_s"] - st["start_s"])
+    return int(total)
+
+
+def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    dur = st["end_s"] - st["start_s"]
+    if st["kind"] == "ramp":
+        u0, u1 = st["from_users"], st["users"]
+        n = int(usl_throughput(spec, max((u0 + u1) / 2, 1)) * dur)
+        frac = rng.random(n)
+        users = np.maximum(np.round(u0 + (u1 - u0) * frac), 1).astype(np.int32)
+    else:
+        n = int(usl_throughput(spec, st["users"]) * dur)
+        frac = rng.random(n)
+        users = np.full(n, st["users"], dtype=np.int32)
+    ts = START_US + ((st["start_s"] + frac * dur) * 1e6).astype(np.int64)
+    weights = np.array([e[2] for e in ENDPOINTS])
+    ep = rng.choice(len(ENDPOINTS), size=n, p=weights / weights.sum())
+    mult = np.array([e[3] for e in ENDPOINTS])[ep]
+    mult = mult / float((weights / weights.sum() * np.array([e[3] for e in ENDPOINTS])).sum())
+    level = st["users"] if st["kind"] == "hold" else max((st["from_users"] + st["users"]) / 2, 1)
+    mu = lognormal_mu(spec, level)
+    lat = rng.lognormal(mu, spec.latency_sigma, n) * mult * spec.latency_scale
+    lat = np.maximum(lat, 1).astype(np.int64)
+    intended = lat.copy()
+    if spec.model == "open" and spec.co_stall_ms > 0:
+        intended += rng.exponential(spec.co_stall_ms * 1000, n).astype(np.int64)
+    classes = ["", *spec.error_mix]
+    probs = [1 - sum(spec.error_mix.values()), *spec.error_mix.values()]
+    err = rng.choice(len(classes), size=n, p=probs)
+    return {
+        "ts": ts,
+        "ep": ep,
+        "lat": lat,
+        "intended": intended,
+        "err": err,
+        "users": users,
+        "classes": classes,
+    }
+
+
+def _write_events(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
+    (path / "events").mkdir(parents=True, exist_ok=True)
+    methods = pa.array([e[0] for e in ENDPOINTS])
+    names = pa.array([e[1] for e in ENDPOINTS])
+    for i, st in enumerate(stages(spec)):
+        rec = _records(spec, st, rng)
+        classes = pa.array(rec["classes"])
+        status = np.array([STATUS_OF[c] for c in rec["classes"]], dtype=np.int16)[rec["err"]]
+        worker = rng.integers(0, spec.workers, rec["ts"].size)
+        for w in range(spec.workers):
+            m = worker == w
+            ep = pa.array(rec["ep"][m].astype(np.int32))
+            table = pa.table(
+                {
+                    "ts_us": rec["ts"][m],
+                    "persona": pa.array(np.array(PERSONAS)[rec["ep"][m] % len(PERSONAS)]),
+                    "name": names.take(ep),
+                    "method": methods.take(ep),
+                    "status": status[m],
+                    "latency_us": rec["lat"][m],
+                    "intended_latency_us": rec["intended"][m],
+                    "bytes": (rec["lat"][m] % 5000 + 200).astype(np.int64),
+                    "error_class": classes.take(pa.array(rec["err"][m].astype(np.int32))),
+                    "worker": pa.array([f"w{w}"] * int(m.sum())),
+                    "users": rec["users"][m],
+                }
+            )
+            pq.write_table(table, path / "events" / f"w{w}-{i:04d}.parquet", row_group_size=262_144)
+
+
+def _users_at(spec: SyntheticSpec, t: np.ndarray) -> np.ndarray:
+    users = np.zeros_like(t, dtype=float)
+    for st in stages(spec):
+        m = (t >= st["start_s"]) & (t < st["end_s"])
+        if st["kind"] == "ramp":
+            f = (t[m] - st["start_s"]) / (st["end_s"] - st["start_s"])
+            users[m] = st["from_users"] + (st["users"] - st["from_users"]) * f
+        else:
+            users[m] = st["users"]
+    return np.maximum(users, 1)
+
+
+def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
+    (path / "samples").mkdir(parents=True, exist_ok=True)
+    end = stages(spec)[-1]["end_s"]
+    t = np.arange(0, end, 1.0)
+    x = np.array([usl_throughput(spec, u) for u in _users_at(spec, t)])
+    n = t.size
+    noise = rng.normal(0, 1, (8, n))
+    series = {
+        # psutil convention (100 = one core) on a 2-core host: 200 = the whole machine
+        ("service", "cpu_percent"): 2 * np.clip(100 * x / spec.cpu_rps_at_100 + noise[0], 0, 100),
+        ("postgres", "cpu_percent"): 2 * np.clip(40 * x / spec.cpu_rps_at_100 + noise[1], 0, 100),
+        ("service", "rss_bytes"): 300e6 + 2e5 * _users_at(spec, t),
+        ("service", "memory_limit_bytes"): np.full(n, 2 * 2**30),
+        ("postgres", "connections_total"): np.minimum(5 + x / 20, 95) + noise[2] * 0.2,
+        ("postgres", "max_connections"): np.full(n, 100.0),
+        ("pgbouncer", "cl_waiting"): np.zeros(n),
+        ("generator", "generator_cpu_percent"): np.clip(10 + x / 20 + noise[3], 0, 100),
+        ("service", "cache_hits"): np.cumsum(x * spec.cache_hit_rate),
+        ("service", "cache_misses"): np.cumsum(x * (1 - spec.cache_hit_rate)),
+        ("redis", "keyspace_hits"): np.cumsum(x * spec.cache_hit_rate),
+        ("redis", "keyspace_misses"): np.cumsum(x * (1 - spec.cache_hit_rate)),
+        ("service", "stripe_calls_total"): np.cumsum(x * 0.05),
+        ("service", "db_connection_errors"): np.linspace(0, spec.db_connection_errors, n),
+        ("service", "jobs_enqueued"): np.linspace(0, spec.jobs[0], n),
+        ("service", "jobs_completed"): np.linspace(0, spec.jobs[1], n),
+    }
+    cols = {"ts_us": [], "source": [], "metric": [], "value": [], "labels": []}
+    ts = START_US + (t * 1e6).astype(np.int64)
+    for (src, metric), values in series.items():
+        cols["ts_us"].append(ts)
+        cols["source"] += [src] * n
+        cols["metric"] += [metric] * n
+        cols["value"].append(np.asarray(values, dtype=float))
+        cols["labels"] += ['{"worker": "w0"}' if src == "generator" else ""] * n
+    table = pa.table(
+        {
+            "ts_us": np.concatenate(cols["ts_us"]),
+            "source": cols["source"],
+            "metric": cols["metric"],
+            "value": np.concatenate(cols["value"]),
+            "labels": cols["labels"],
+        }
+    )
+    pq.write_table(table, path / "samples" / "sampler-0000.parquet")
+
+
+def _write_arrivals(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
+    (path / "arrivals").mkdir(parents=True, exist_ok=True)
+    end = stages(spec)[-1]["end_s"]
+    t = np.arange(0, end, 1.0)
+    offered = np.round([usl_throughput(spec, u) for u in _users_at(spec, t)]).astype(np.int64)
+    dropped = rng.binomial(offered, spec.open_drop)
+    pq.write_table(
+        pa.table(
+            {
+                "ts_us": START_US + (t * 1e6).astype(np.int64),
+                "offered": offered,
+                "achieved": offered - dropped,
+                "dropped": dropped,
+            }
+        ),
+        path / "arrivals" / "arrivals-0000.parquet",
+    )
+
+
+def manifest(spec: SyntheticSpec, run_id: str) -> dict:
+    end = stages(spec)[-1]["end_s"]
+    ended = START_US + int(end * 1e6)
+    return {
+        "run_id": run_id,
+        "phase": spec.phase,
+        "profile": f"phase{spec.phase}",
+        "model": spec.model,
+        "started_at": START,
+        "ended_at": np.datetime_as_string(np.datetime64(ended, "us"), unit="s") + "Z",
+        "exit_status": 0,
+        "git_sha": "synthetic",
+        "seed": spec.seed,
+        "host": {"cpus": 2, "memory_bytes": 24 * 2**30},
+        "config": {
+            "gate": spec.gate,
+            "think_time_s": list(spec.think_time_s),
+            "warmup_s": spec.warmup_s,
+            "target_users": spec.gate.get("target_users"),
+            "stages": [{k: v for k, v in s.items() if k != "from_users"} for s in stages(spec)],
+        },
+        "synthetic": {
+            "sigma": spec.sigma,
+            "kappa": spec.kappa,
+            "lam": spec.lam,
+            "latency_sigma": spec.latency_sigma,
+            "error_mix": spec.error_mix,
+        },
+    }
+
+
+def write_run(
+    path: str | Path, spec: SyntheticSpec | None = None, run_id: str | None = None
+) -> Path:
+    """Write a complete synthetic run directory at ``path`` and return it."""
+    spec = spec or SyntheticSpec()
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    (path / "manifest.json").write_text(json.dumps(manifest(spec, run_id or path.name), indent=2))
+    _write_events(spec, path, rng)
+    _write_samples(spec, path, rng)
+    if spec.model == "open":
+        _write_arrivals(spec, path, rng)
+    if spec.faults:
+        (path / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in spec.faults))
+    (path / "logs").mkdir(exist_ok=True)
+    return path
+
+
+def truncate_last_events_file(path: str | Path) -> Path:
+    """Simulate a killed writer: write a partial parquet file into events/."""
+    events = Path(path) / "events"
+    good = sorted(events.glob("*.parquet"))[0].read_bytes()
+    bad = events / "zz-killed.parquet"
+    bad.write_bytes(good[: len(good) // 2])
+    return bad

@@ -1,0 +1,240 @@
+"""Charts (matplotlib, Agg backend) rendered to PNG bytes for embedding in the HTML.
+
+Time charts shade fault windows (faults.jsonl) in red and steady-state steps in grey.
+Anything drawn from a model (USL curve beyond measured load, projected headroom) is dashed
+or hatched and labelled "projected".
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis import usl as usl_mod  # noqa: E402
+from analysis.analyze import AnalysisResult  # noqa: E402
+
+DPI = 96
+SIZE = (9.5, 3.6)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _start_us(r: AnalysisResult) -> int:
+    return r.start_us
+
+
+def _shade(ax, r: AnalysisResult) -> None:
+    start = _start_us(r)
+    for st in r.steps:
+        ax.axvspan(
+            (st.step.start_us - start) / 1e6, (st.step.end_us - start) / 1e6, color="0.93", zorder=0
+        )
+    for i, f in enumerate(r.faults):
+        try:
+            a, b = (f["start_us"] - start) / 1e6, (f["end_us"] - start) / 1e6
+        except (KeyError, TypeError):
+            continue
+        ax.axvspan(
+            a, b, color="tab:red", alpha=0.15, zorder=0, label="fault window" if i == 0 else None
+        )
+        ax.text(
+            a,
+            1.0,
+            f" {f.get('kind', 'fault')} {f.get('target', '')}",
+            fontsize=7,
+            va="top",
+            transform=ax.get_xaxis_transform(),
+            color="tab:red",
+        )
+
+
+def latency_over_time(r: AnalysisResult) -> bytes:
+    df = r.timeseries.frame
+    fig, ax = plt.subplots(figsize=SIZE)
+    _shade(ax, r)
+    for col, style in (("p50_ms", "-"), ("p95_ms", "-"), ("p99_ms", ":")):
+        ax.plot(df["t_s"], df[col], style, label=col.replace("_ms", "").upper(), lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("latency (ms, log)")
+    ax2 = ax.twinx()
+    ax2.plot(df["t_s"], df["users"], color="0.4", lw=1, drawstyle="steps-post", label="users")
+    ax2.set_ylabel("active users")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
+    ax.set_title(
+        f"Latency percentiles over time (measured; {r.timeseries.bucket_s:g} s buckets, "
+        "grey = steady-state steps)",
+        fontsize=10,
+    )
+    return _png(fig)
+
+
+def throughput_vs_users(r: AnalysisResult) -> bytes:
+    fig, ax = plt.subplots(figsize=SIZE)
+    from analysis.saturation import concurrency_and_throughput
+
+    n, x = concurrency_and_throughput(r.steps, r.model)
+    lo = [st.throughput_rps - st.throughput_ci[0] for st in r.steps if st.n]
+    hi = [st.throughput_ci[1] - st.throughput_rps for st in r.steps if st.n]
+    ax.errorbar(n, x, yerr=[lo, hi], fmt="o", color="tab:blue", label="measured (95% CI)")
+    fit = r.usl
+    if fit.ok and n.size:
+        top = float(n.max())
+        right = top * 2
+        if np.isfinite(fit.n_star):
+            right = max(right, min(fit.n_star * 1.3, top * 4))
+        grid = np.linspace(1, right, 300)
+        y = usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam)
+        m = grid <= top
+        ax.plot(
+            grid[m],
+            y[m],
+            "-",
+            color="tab:orange",
+            label=f"USL fit (σ={fit.sigma:.3g}, κ={fit.kappa:.2g}, R²={fit.r2:.3f})",
+        )
+        ax.plot(grid[~m], y[~m], "--", color="tab:orange", label="USL projected")
+        if np.isfinite(fit.n_star) and fit.n_star <= right:
+            ax.axvline(
+                fit.n_star,
+                color="tab:red",
+                ls=":",
+                label=f"N* = {fit.n_star:,.0f} (projected)"
+                if fit.n_star > top
+                else f"N* = {fit.n_star:,.0f}",
+            )
+    else:
+        ax.text(
+            0.5,
+            0.9,
+            f"USL not fitted: {fit.refused}",
+            transform=ax.transAxes,
+            ha="center",
+            fontsize=8,
+            wrap=True,
+        )
+    gate = r.gate.gate_load
+    if gate:
+        ax.axvline(gate, color="0.3", ls="--", lw=0.8, label=f"gate load {gate:,.0f}")
+    ax.set_xlabel("concurrency (users)" if r.model == "closed" else "concurrency (X·R)")
+    ax.set_ylabel("throughput (req/s)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Throughput vs concurrency with the Universal Scalability Law", fontsize=10)
+    return _png(fig)
+
+
+def errors_by_class(r: AnalysisResult) -> bytes:
+    fig, ax = plt.subplots(figsize=SIZE)
+    steps = [st for st in r.steps if st.n]
+    labels = [f"{st.load:,.0f}" for st in steps]
+    bottom = np.zeros(len(steps))
+    classes = sorted({c for st in steps for c, v in st.errors_by_class.items() if v})
+    for c in classes:
+        vals = np.array([st.errors_by_class.get(c, 0) / st.n for st in steps]) * 100
+        ax.bar(labels, vals, bottom=bottom, label=c)
+        bottom += vals
+    gate = r.manifest.get("config", {}).get("gate", {}) or {}
+    budget = (gate.get("criteria", {}) or {}).get("error_rate", gate.get("error_rate"))
+    if budget is not None:
+        ax.axhline(
+            float(budget) * 100,
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label=f"error budget {float(budget):.1%}",
+        )
+    if not classes:
+        ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center")
+    ax.set_xlabel("load step (users)")
+    ax.set_ylabel("error rate (%)")
+    ax.legend(fontsize=8)
+    ax.set_title("Error rate by class per step (measured)", fontsize=10)
+    return _png(fig)
+
+
+def resources(r: AnalysisResult) -> bytes:
+    df = r.resources
+    fig, axes = plt.subplots(1, 2, figsize=(SIZE[0], SIZE[1]))
+    # cpu_percent follows psutil (100 = one core); the planning line is of the whole host.
+    cores = float((r.manifest.get("host") or {}).get("cpus") or 1)
+    for ax, metric, scale, unit in (
+        (axes[0], "cpu_percent", 1.0 / cores, "CPU (% of host cores)"),
+        (axes[1], "rss_bytes", 2**-20, "RSS (MiB)"),
+    ):
+        _shade(ax, r)
+        sub = df[df["metric"] == metric] if not df.empty else df
+        for source, g in sub.groupby("source") if not sub.empty else []:
+            ax.plot(g["t_s"], g["value"] * scale, lw=1, label=str(source))
+        if metric == "cpu_percent":
+            ax.axhline(70, color="tab:red", ls="--", lw=0.8, label="70% planning line")
+        ax.set_xlabel("time since start (s)")
+        ax.set_ylabel(unit)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("Resource use per service (measured)", fontsize=10)
+    return _png(fig)
+
+
+def headroom(r: AnalysisResult) -> bytes:
+    cons = r.headroom.constraints
+    fig, ax = plt.subplots(figsize=(SIZE[0], 0.45 * max(len(cons), 3) + 1.2))
+    top = max((st.load for st in r.steps), default=1.0)
+    for i, c in enumerate(cons):
+        if c.load is not None:
+            hatch = "//" if c.basis == "projected" else None
+            color = "tab:red" if r.headroom.binding is c else "tab:blue"
+            ax.barh(i, c.load, color=color, alpha=0.6 if hatch else 0.9, hatch=hatch)
+            if c.ci:
+                ax.errorbar(
+                    c.load,
+                    i,
+                    xerr=[[max(c.load - c.ci[0], 0)], [max(min(c.ci[1], 1e12) - c.load, 0)]],
+                    fmt="none",
+                    color="k",
+                    capsize=3,
+                )
+            ax.text(c.load, i, f" {c.load:,.0f} ({c.basis})", va="center", fontsize=7)
+        elif c.lower_bound is not None:
+            ax.barh(i, c.lower_bound, color="0.8")
+            ax.text(
+                c.lower_bound, i, f" > {c.lower_bound:,.0f} (not reached)", va="center", fontsize=7
+            )
+        else:
+            ax.text(0, i, " not available", va="center", fontsize=7)
+    ax.set_yticks(range(len(cons)), [f"{c.name}\n{c.limit}" for c in cons], fontsize=7)
+    if r.headroom.target:
+        ax.axvline(
+            r.headroom.target,
+            color="tab:green",
+            ls="--",
+            label=f"phase target {r.headroom.target:,.0f}",
+        )
+    ax.axvline(top, color="0.3", ls=":", label=f"max measured {top:,.0f}")
+    ax.set_xscale("symlog", linthresh=max(top / 10, 1))
+    ax.set_xlabel("load at which the constraint is reached (users)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Headroom per constraint (red = binding; hatched = projected)", fontsize=10)
+    return _png(fig)
+
+
+def all_charts(r: AnalysisResult) -> dict[str, bytes]:
+    return {
+        "latency_over_time": latency_over_time(r),
+        "throughput_vs_users": throughput_vs_users(r),
+        "errors_by_class": errors_by_class(r),
+        "resources": resources(r),
+        "headroom": headroom(r),
+    }

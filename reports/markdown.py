@@ -1,0 +1,135 @@
+"""Markdown summary sized for a CI step summary ($GITHUB_STEP_SUMMARY)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.analyze import AnalysisResult
+from analysis.compare import Comparison
+from reports import fmt
+
+ICON = {
+    "pass": "✅ pass",
+    "fail": "❌ fail",
+    "projected pass": "🔮 projected pass",
+    "projected fail": "🔮 projected fail",
+    "insufficient data": "❔ insufficient data",
+}
+
+
+def render(r: AnalysisResult) -> str:
+    lines = [
+        f"## loadgate — phase {r.phase} gate: **{r.verdict}**",
+        "",
+        f"Run `{r.run_id}` · profile `{r.profile}` · {r.model} model · {r.n_records:,} requests",
+        "",
+        f"> {r.headroom.sentence}",
+        "",
+    ]
+    if r.gate.criteria:
+        lines += [
+            f"Gate load: {fmt.num(r.gate.gate_load)} users — "
+            + (
+                f"applied in step `{r.gate.step}` (measured)"
+                if r.gate.step
+                else "**not applied**: criteria are projected or undecided"
+            ),
+            "",
+            "| criterion | value [95% CI] | basis | status | detail |",
+            "|---|---|---|---|---|",
+        ]
+        for c in r.gate.criteria:
+            lines.append(
+                f"| {c.description} | {fmt.criterion_value(c.name, c.value, c.ci)} | "
+                f"{c.basis} | {ICON.get(c.status, c.status)} | {c.detail} |"
+            )
+        lines.append("")
+    lines += [
+        "### Steps (steady state, measured)",
+        "",
+        "| load | requests | req/s | P50 | P95 [CI] | P99 [CI] | max | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for st in r.steps:
+        p50, p95, p99 = (st.latency.p(q) for q in (0.5, 0.95, 0.99))
+        lines.append(
+            f"| {st.load:,.0f} | {st.n:,} | {st.throughput_rps:,.1f} | {_q(p50, False)} | "
+            f"{_q(p95)} | {_q(p99)} | {fmt.ms(st.latency.max_ms)} | {fmt.pct(st.error_rate)} |"
+        )
+    fit = r.usl
+    lines += ["", "### Saturation", ""]
+    lines.append(
+        f"- Knee of P95 vs load: {fmt.num(r.knee.load)} users"
+        if r.knee.load
+        else f"- Knee: {r.knee.reason}"
+    )
+    if fit.ok:
+        ext = " — **extrapolated** beyond 2× measured load" if fit.n_star_extrapolated else ""
+        lines.append(
+            f"- USL: σ={fit.sigma:.4g} {fmt.ci_num(fit.sigma_ci, 4)}, "
+            f"κ={fit.kappa:.3g}, λ={fit.lam:.4g}, R²={fit.r2:.4f}; "
+            f"N*={fmt.num(fit.n_star)} {fmt.ci_num(fit.n_star_ci)} (projected){ext}, "
+            f"X_max={fmt.num(fit.x_max, 1)} req/s {fmt.ci_num(fit.x_max_ci, 1)}"
+        )
+    else:
+        lines.append(f"- USL not fitted: {fit.refused}")
+    lines += [
+        "",
+        "### Headroom",
+        "",
+        "| constraint | limit | reached at (users) | basis |",
+        "|---|---|---|---|",
+    ]
+    for c in r.headroom.constraints:
+        where = (
+            f"{fmt.num(c.load)} {fmt.ci_num(c.ci)}"
+            if c.load is not None
+            else f"> {fmt.num(c.lower_bound)}"
+            if c.lower_bound is not None
+            else "—"
+        )
+        bind = " **(binding)**" if r.headroom.binding is c else ""
+        ext = " (extrapolated)" if c.extrapolated else ""
+        lines.append(f"| {c.name}{bind} | {c.limit} | {where}{ext} | {c.basis} |")
+    failed = [c for c in r.checks if c.ok is False]
+    if failed or r.warnings:
+        lines += ["", "### Warnings", ""] + [f"- {w}" for w in r.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def _q(q, with_ci: bool = True) -> str:
+    if not q.ok:
+        return "insufficient data"
+    return (
+        f"{fmt.ms(q.value_ms)} {fmt.ci_ms((q.ci_low_ms, q.ci_high_ms))}"
+        if with_ci
+        else fmt.ms(q.value_ms)
+    )
+
+
+def render_comparison(c: Comparison) -> str:
+    lines = [
+        f"## loadgate compare `{c.run_id}` vs baseline `{c.baseline_id}`: **{c.verdict}**",
+        "",
+        f"Mann–Whitney U (Bonferroni-adjusted α={c.alpha}), Hodges–Lehmann shift, "
+        f"tolerance ±{c.tolerance:.0%}; loads compared: "
+        f"{', '.join(f'{x:,.0f}' for x in c.loads) or 'all steady state'}",
+        "",
+        "| endpoint | n (run / base) | median run | median base | HL shift | relative | p | "
+        "verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for e in [c.overall, *c.endpoints]:
+        rel = fmt.pct(e.relative_shift, 1) if e.relative_shift is not None else "—"
+        p = f"{e.p_value:.2g}" if e.p_value is not None else "—"
+        lines.append(
+            f"| {e.endpoint} | {e.n_current:,} / {e.n_baseline:,} | "
+            f"{fmt.ms(e.median_current_ms)} | {fmt.ms(e.median_baseline_ms)} | "
+            f"{fmt.ms(e.hl_shift_ms)} | {rel} | {p} | {e.verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(r: AnalysisResult, path: Path) -> Path:
+    path.write_text(render(r))
+    return path

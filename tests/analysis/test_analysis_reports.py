@@ -1,0 +1,203 @@
+"""Reports: files, JSON schema, JUnit cases, Markdown, and the HTML in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socketserver
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+import reports
+from analysis import load_run
+from analysis.compare import compare_runs
+from reports.json_report import SCHEMA
+
+#: Chromium's own background services (component updater, sign-in, network time) still call
+#: home despite the --disable-* flags.  The recording proxy refuses them (no traffic leaves
+#: the machine); they are not requests made by the page, so they are ignored here.
+BROWSER_SERVICE_HOSTS = {
+    "update.googleapis.com",
+    "accounts.google.com",
+    "clients2.google.com",
+    "clients2.googleusercontent.com",
+    "redirector.gvt1.com",
+    "safebrowsing.googleapis.com",
+    "optimizationguide-pa.googleapis.com",
+    "content-autofill.googleapis.com",
+    "android.clients.google.com",
+    "edgedl.me.gvt1.com",
+    "www.googleapis.com",
+}
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def written(base_result, tmp_path_factory):
+    return reports.write_all(base_result, tmp_path_factory.mktemp("report"))
+
+
+def test_all_files_written(written):
+    for p in (written.html, written.md, written.json, written.junit):
+        assert p.exists() and p.stat().st_size > 0
+
+
+def test_json_schema(written, base_result):
+    doc = json.loads(written.json.read_text())
+    assert doc["schema"] == SCHEMA and doc["verdict"] == base_result.verdict
+    assert set(doc) >= {
+        "run",
+        "gate",
+        "steps",
+        "validity",
+        "saturation",
+        "headroom",
+        "faults",
+        "warnings",
+    }
+    step = doc["steps"][-1]
+    assert set(step["latency"]) >= {"n", "p50", "p90", "p95", "p99", "max_ms"}
+    assert step["latency"]["p95"]["ci_ms"][0] <= step["latency"]["p95"]["value_ms"]
+    assert doc["steps"][0]["latency"]["p99"]["insufficient"].startswith("insufficient data")
+    assert {c["basis"] for c in doc["gate"]["criteria"]} <= {"measured", "projected", "none"}
+    usl = doc["saturation"]["usl"]
+    assert set(usl) >= {"sigma", "kappa", "lambda", "n_star", "x_max", "r2", "sigma_ci"}
+
+
+def test_junit_one_case_per_criterion(written, base_result):
+    suite = ET.parse(written.junit).getroot()
+    cases = suite.findall("testcase")
+    assert len(cases) == len(base_result.gate.criteria) == int(suite.get("tests"))
+    failed = [c for c in base_result.gate.criteria if c.status == "fail"]
+    assert int(suite.get("failures")) == len(failed)
+
+
+def test_markdown_summary(written, base_result):
+    md = written.md.read_text()
+    assert f"**{base_result.verdict}**" in md.splitlines()[0]
+    assert "| criterion |" in md and "insufficient data" in md
+    assert base_result.headroom.sentence in md
+
+
+def test_html_is_self_contained(written):
+    html = written.html.read_text()
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.I)
+    assert "url(" not in html and "@import" not in html
+    assert html.count('src="data:image/png;base64,') == 5
+    assert html.index('class="verdict') < html.index("Gate criteria")
+    assert "measured" in html and "projected" in html
+
+
+def test_comparison_reports(base_run_dir, tmp_path):
+    run = load_run(base_run_dir)
+    comp = compare_runs(run, run)
+    paths = reports.write_comparison(comp, tmp_path)
+    assert json.loads(paths.json.read_text())["verdict"] == "no change"
+    assert "Hodges" in paths.md.read_text() and "<script" not in paths.html.read_text()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A proxy that answers 502 to everything and remembers what was asked."""
+
+    seen: list[str] = []
+
+    def _deny(self):
+        _Recorder.seen.append(f"{self.command} {self.path}")
+        self.send_response(502)
+        self.end_headers()
+
+    do_GET = do_POST = do_CONNECT = do_HEAD = _deny
+
+    def log_message(self, *args):
+        pass
+
+
+def _open_in_chromium(html: Path, screenshot: Path, tmp: Path) -> tuple[list[str], str]:
+    """Load ``html`` in headless Chromium with all traffic forced through a local recorder."""
+    _Recorder.seen = []
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Recorder) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        port = proxy.server_address[1]
+        cmd = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-domain-reliability",
+            "--no-pings",
+            "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter",
+            f"--user-data-dir={tmp / 'chromium-profile'}",
+            f"--proxy-server=http://127.0.0.1:{port}",
+            "--proxy-bypass-list=<-loopback>",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={screenshot}",
+            "--window-size=1280,2000",
+            "--virtual-time-budget=3000",
+            html.as_uri(),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proxy.shutdown()
+    return list(_Recorder.seen), proc.stderr
+
+
+def _page_requests(requests: list[str]) -> list[str]:
+    out = []
+    for r in requests:
+        target = r.split(" ", 1)[1]
+        host = re.sub(r"^\w+://", "", target).split("/")[0].split(":")[0]
+        if host not in BROWSER_SERVICE_HOSTS:
+            out.append(r)
+    return out
+
+
+def _console_errors(stderr: str) -> list[str]:
+    return [
+        ln
+        for ln in stderr.splitlines()
+        if "CONSOLE" in ln or "Uncaught" in ln or "Failed to load resource" in ln
+    ]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_html_in_headless_chromium(written, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    requests, stderr = _open_in_chromium(written.html, shot, tmp_path)
+    assert _page_requests(requests) == [], requests
+    assert _console_errors(stderr) == []
+    assert shot.exists() and shot.stat().st_size > 20_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_chromium_check_catches_a_fetch(tmp_path):
+    """Control: the recorder does see a page that fetches something."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<!DOCTYPE html><img src="http://example.invalid/x.png">'
+        "<script>undefinedFunction()</script>"
+    )
+    requests, stderr = _open_in_chromium(page, tmp_path / "bad.png", tmp_path)
+    assert any("example.invalid" in r for r in _page_requests(requests))
+    assert _console_errors(stderr)
+
+
+def test_report_run_end_to_end(base_run_dir, tmp_path):
+    code, paths = reports.report_run(base_run_dir, tmp_path / "out", baseline_dir=base_run_dir)
+    assert code == 0 and paths.html.exists()  # synthetic default gate passes; no regression
+    assert (tmp_path / "out" / "comparison.md").exists()
+    assert reports.report_run(tmp_path / "nope", tmp_path / "x") == (2, None)

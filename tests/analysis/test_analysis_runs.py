@@ -1,0 +1,70 @@
+"""Loading run directories: truncated files, format errors, dictionary columns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis import RunFormatError, analyze, load_run
+from analysis.steps import assign_steps, build_steps
+from analysis.synthetic import ENDPOINTS, truncate_last_events_file
+
+
+def test_truncated_file_is_skipped_with_warning(base_run_dir, copy_run):
+    d = copy_run(base_run_dir)
+    n_before = len(load_run(d).events)
+    bad = truncate_last_events_file(d)
+    with pytest.warns(UserWarning, match="truncated"):
+        run = load_run(d)
+    assert len(run.events) == n_before
+    assert any(bad.name in w for w in run.warnings)
+    assert any(bad.name in w for w in analyze(run).warnings)
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(RunFormatError, match="manifest"):
+        load_run(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"started_at": "2026-01-01T00:00:00Z"}))
+    with pytest.raises(RunFormatError, match="events"):
+        load_run(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(RunFormatError):
+        load_run(tmp_path)
+
+
+def test_columns_and_categories(base_run_dir):
+    run = load_run(base_run_dir)
+    ev = run.events
+    assert sorted(ev.endpoint.categories) == sorted(f"{m} {n}" for m, n, _, _ in ENDPOINTS)
+    assert ev.ts_us.dtype == np.int64 and ev.latency_us.dtype == np.int64
+    assert "" in ev.error_class.categories and "5xx" in ev.error_class.categories
+    assert run.faults and run.faults[0]["kind"] == "kill"
+    assert run.model == "closed" and run.phase == 1
+
+
+def test_steps_exclude_ramps_and_warmup(base_run_dir):
+    run = load_run(base_run_dir)
+    steps = build_steps(run)
+    assert [s.users for s in steps] == [10, 20, 40, 60, 80, 100]
+    holds = [s for s in run.stages if s.kind == "hold"]
+    for step, stage in zip(steps, holds, strict=True):
+        assert step.start_us == run.start_us + int((stage.start_s + 5) * 1e6)  # warmup_s = 5
+    idx = assign_steps(run.events.ts_us, steps)
+    ramp_users = run.events.users[idx == -1]
+    assert (idx == -1).any() and ramp_users.size
+    inside = idx >= 0
+    assert np.all(run.events.users[inside] == np.array([s.users for s in steps])[idx[inside]])
+
+
+def test_load_started_at_is_the_stage_origin(base_run_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "shifted"
+    shutil.copytree(base_run_dir, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["load_started_at"] = "2026-11-01T00:00:08+00:00"
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    shifted, plain = build_steps(load_run(d)), build_steps(load_run(base_run_dir))
+    assert [a.start_us - b.start_us for a, b in zip(shifted, plain, strict=True)] == [8_000_000] * 6

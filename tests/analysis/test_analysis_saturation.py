@@ -1,0 +1,104 @@
+"""Knee detection, headroom per constraint, the leadership sentence, counters."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import brentq
+
+from analysis import analyze, load_run
+from analysis.counters import counter_delta, hit_rate
+from analysis.headroom import crossing
+from analysis.saturation import find_knee
+from analysis.synthetic import SyntheticSpec, usl_throughput, write_run
+
+
+def _fake_step(load, p95):
+    q = SimpleNamespace(ok=True, value_ms=p95)
+    return SimpleNamespace(load=load, latency=SimpleNamespace(p=lambda _p, q=q: q))
+
+
+def test_knee_of_a_hockey_stick():
+    loads = np.arange(10, 130, 10)
+    p95 = np.where(loads <= 80, 200 + loads, 280 + (loads - 80) ** 2)
+    knee = find_knee([_fake_step(a, b) for a, b in zip(loads, p95, strict=True)])
+    assert knee.load is not None and 70 <= knee.load <= 100
+
+
+def test_knee_needs_three_levels():
+    assert find_knee([_fake_step(1, 1), _fake_step(2, 2)]).load is None
+
+
+def test_crossing_measured_projected_and_not_reached():
+    loads = [10, 20, 30, 40, 50, 60]
+    m = crossing("cpu", "70%", loads, [10, 25, 40, 55, 72, 90], 70.0)
+    assert m.basis == "measured" and 40 < m.load < 50 and m.ci == (40.0, 50.0)
+    p = crossing("cpu", "70%", loads, [5, 10, 15, 20, 25, 30], 70.0)
+    assert p.basis == "projected" and abs(p.load - 140) < 1 and p.ci[0] <= p.load <= p.ci[1]
+    assert p.extrapolated  # 140 > 2 x 60
+    flat = crossing("waits", ">=1", loads, [0, 0, 0, 0, 0, 0], 1.0)
+    assert flat.basis == "not reached" and flat.load is None and flat.lower_bound == 60
+    none = crossing("x", "y", loads, [None] * 6, 1.0)
+    assert none.basis == "not available"
+
+
+def test_headroom_on_synthetic_run(base_result):
+    h = base_result.headroom
+    names = {c.name for c in h.constraints}
+    assert {
+        "CPU service",
+        "DB connections",
+        "PgBouncer client waits",
+        "latency SLO",
+        "error budget",
+        "Stripe rate limit",
+    } <= names
+    assert any(n.startswith("memory") for n in names)
+    assert h.binding is not None and h.binding.load == min(
+        c.load for c in h.constraints if c.load is not None
+    )
+    assert h.sentence.startswith("Phase 1's target is ")
+    assert f"bound by {h.binding.name}" in h.sentence
+    # synthetic CPU = 100 * X / 250: 70% needs X = 175 req/s, above the USL's X_max
+    # (~72 req/s), so throughput saturates first and CPU is never reached.
+    cpu = next(c for c in h.constraints if c.name == "CPU service")
+    assert cpu.basis == "not reached" and "X_max" in cpu.detail
+
+
+def test_cpu_headroom_through_utilisation_law_and_usl(tmp_path):
+    """CPU = 100 X / 90 reaches 70% at X = 63 req/s; the USL says at which users."""
+    spec = SyntheticSpec(cpu_rps_at_100=90.0)
+    r = analyze(load_run(write_run(tmp_path / "cpu", spec)))
+    n_star = ((1 - spec.sigma) / spec.kappa) ** 0.5
+    true_users = brentq(lambda n: usl_throughput(spec, n) - 63.0, 1, n_star)
+    cpu = next(c for c in r.headroom.constraints if c.name == "CPU service")
+    assert cpu.basis == "projected"
+    assert cpu.load == pytest.approx(true_users, rel=0.05)
+    assert cpu.ci[0] <= true_users <= cpu.ci[1]
+    assert r.headroom.binding is cpu
+
+
+def test_latency_slo_projection_close_to_truth(base_result):
+    """Synthetic P95 crosses 3000 ms near 141 users (USL + Little + lognormal shape)."""
+    slo = next(c for c in base_result.headroom.constraints if c.name == "latency SLO")
+    assert slo.basis == "projected" and 125 < slo.load < 160
+
+
+def test_counters_and_hit_rate():
+    s = pd.DataFrame(
+        {
+            "ts_us": [0, 1, 2, 3, 0, 1, 2, 3],
+            "source": ["service"] * 8,
+            "metric": ["cache_hits"] * 4 + ["cache_misses"] * 4,
+            "value": [0, 80, 5, 85, 0, 20, 20, 35],
+            "labels": [""] * 8,
+        }
+    )
+    # the hits counter reset after 80 (process restart): only increments are summed
+    assert counter_delta(s, "service", "cache_hits") == 80 + 80
+    assert counter_delta(s, "service", "nothing") is None
+    rate, src = hit_rate(s)
+    assert abs(rate - 160 / 195) < 1e-12 and "service" in src
