@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fixtures import cli as fixtures_cli
-from loadgate import run_cli, stack_cli
+from loadgate import report_cli, run_cli, stack_cli
 
 app = typer.Typer(
     name="loadgate",
@@ -17,6 +17,8 @@ app.add_typer(stack_cli.app, name="stack")
 app.add_typer(fixtures_cli.app, name="fixtures")
 app.command("run")(run_cli.run)
 app.command("worker")(run_cli.worker)
+app.command("report")(report_cli.report)
+app.command("compare")(report_cli.compare)
 
 
 @app.callback()

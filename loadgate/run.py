@@ -182,7 +182,7 @@ def _load_fixtures(
         options.seed,
         stack.url("osrm"),
         credentials,
-        progress=progress,
+        progress=lambda event: _fixture_progress(event, progress),
         migrate_profile=phase.profile,
     )
     rundir.write_manifest(

@@ -13,6 +13,7 @@ import typer
 from loadgate.console import console, error, progress
 from loadgate.locust_cluster import LOCUSTFILES, default_worker_count, locust_command
 from loadgate.phase_config import ConfigError
+from loadgate.report_cli import report_and_print
 from loadgate.run import RunOptions, execute
 from loadgate.signals import terminate_on_sigterm
 from stack.errors import ServiceNotReady, StackError
@@ -53,6 +54,9 @@ def run(
     seed: Annotated[int, typer.Option(help="Random seed (fixtures, personas).")] = 42,
     fixture_size: Annotated[str | None, typer.Option(help="Fixture size override.")] = None,
     config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
+    report: Annotated[
+        bool, typer.Option(help="Analyse and write the reports at the end (exit code = verdict).")
+    ] = True,
 ) -> None:
     """Run one phase: stack up, fixtures, Locust along the phase's stages, reports."""
     try:
@@ -91,7 +95,10 @@ def run(
         raise typer.Exit(130) from None
     console.print(f"run directory: [bold]{result.run_dir}[/bold]")
     console.print(f"status: {result.status}, {result.requests:,} requests recorded")
-    raise typer.Exit(0 if result.status == "completed" else 1)
+    if not report:
+        raise typer.Exit(0 if result.status == "completed" else 1)
+    code = report_and_print(result.run_dir) if result.requests else 3
+    raise typer.Exit(code if result.status == "completed" else 1)
 
 
 def worker(

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -53,6 +56,18 @@ async def _metrics_middleware(
             metrics.HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
 
 
+def _exit_with_parent() -> None:
+    """A worker ends when the process that started it dies (Linux parent-death signal).
+
+    uvicorn's worker processes would otherwise outlive a SIGKILLed
+    supervisor; the load harness promises that nothing outlives it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _lifespan(state: AppState) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +82,7 @@ def _lifespan(state: AppState) -> Callable[[FastAPI], contextlib.AbstractAsyncCo
             from marketplace.analytics import refresh_periodically
 
             background.append(asyncio.create_task(refresh_periodically(state)))
+        _exit_with_parent()
         log.info("worker %s ready (profile %s)", os.getpid(), state.profile.name)
         try:
             yield

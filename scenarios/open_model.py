@@ -61,31 +61,38 @@ class ArrivalUser(FastHttpUser):
 
     @task
     def drive(self) -> None:
-        """Schedule arrivals until the plan ends, then stop this user."""
+        """Schedule arrivals until the plan ends, then stop this user.
+
+        The rate changes along the ramps, so arrivals are a non-homogeneous
+        Poisson process, drawn by thinning (Lewis and Shedler): candidates
+        come at this driver's peak rate and each is kept with probability
+        rate(t) / peak. Sampling the gap at the current rate instead would
+        stall for a long time whenever a ramp starts near zero.
+        """
         assert self.plan is not None
-        next_arrival = self.started
+        peak = max((s.rate or 0.0) for s in self.plan.stages) / self.drivers
+        if peak <= 0:
+            self.stop()
+            return
+        candidate = self.started
         second, offered, achieved, dropped = int(self.started), 0, 0, 0
         while True:
-            now = time.time()
-            rate = self.plan.rate_at(now - self.started)
+            candidate += self.rng.expovariate(peak)
+            rate = self.plan.rate_at(candidate - self.started)
             if rate is None:
                 break
-            share = rate / self.drivers
-            if share <= 0:
-                gevent.sleep(0.1)
-                next_arrival = time.time()
-                continue
-            next_arrival += self.rng.expovariate(share)
-            gevent.sleep(max(0.0, next_arrival - time.time()))
-            if int(next_arrival) != second:
+            gevent.sleep(max(0.0, candidate - time.time()))
+            if self.rng.random() * peak > rate / self.drivers:
+                continue  # thinned: not an arrival at this moment's rate
+            if int(candidate) != second:
                 self._record(second, offered, achieved, dropped)
-                second, offered, achieved, dropped = int(next_arrival), 0, 0, 0
+                second, offered, achieved, dropped = int(candidate), 0, 0, 0
             offered += 1
             if self.flows.full():
                 dropped += 1
                 continue
             achieved += 1
-            self.flows.spawn(self._one_flow, next_arrival)
+            self.flows.spawn(self._one_flow, candidate)
         self._record(second, offered, achieved, dropped)
         self.flows.join(timeout=30)
         if self.arrivals is not None:
