@@ -31,14 +31,23 @@ def test_error_classes(status, exception, expected):
 def test_records_are_flushed_as_complete_parquet_files(tmp_path):
     capture = RawCapture(tmp_path, worker_id="w1", users=lambda: 7)
     capture.on_request(
-        request_type="GET", name="/products/[id]", response_time=12.3456,
-        response_length=512, response=SimpleNamespace(status_code=200),
-        context={"persona": "shopper"}, exception=None, start_time=1_700_000_000.25,
+        request_type="GET",
+        name="/products/[id]",
+        response_time=12.3456,
+        response_length=512,
+        response=SimpleNamespace(status_code=200),
+        context={"persona": "shopper"},
+        exception=None,
+        start_time=1_700_000_000.25,
     )
     assert capture.flush() == 1
     capture.on_request(
-        request_type="POST", name="/checkout", response_time=250.0, response_length=0,
-        response=SimpleNamespace(status_code=429), exception=Exception("429"),
+        request_type="POST",
+        name="/checkout",
+        response_time=250.0,
+        response_length=0,
+        response=SimpleNamespace(status_code=429),
+        exception=Exception("429"),
         context={"persona": "buyer", "intended_start": 1_700_000_000.0},
         start_time=1_700_000_000.5,
     )
@@ -50,7 +59,10 @@ def test_records_are_flushed_as_complete_parquet_files(tmp_path):
     assert first.ts_us == 1_700_000_000_250_000
     assert first.latency_us == 12346 and first.intended_latency_us == 12346
     assert (first.persona, first["name"], first.status, first.users) == (
-        "shopper", "/products/[id]", 200, 7,
+        "shopper",
+        "/products/[id]",
+        200,
+        7,
     )
     assert first.error_class == ""
     # Open model: latency counted from the intended start (500 ms earlier).
