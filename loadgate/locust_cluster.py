@@ -59,26 +59,39 @@ class LocustCluster:
     workers: int = field(default_factory=default_worker_count)
     web: bool = False
     seed: int = 42
+    master_bind: str = "127.0.0.1"
+    """Address the master listens on; remote workers need a reachable one."""
+    master_port: int | None = None
+    """Fixed master port (remote workers must know it); default: a free one."""
+    remote_workers: int = 0
+    """Workers started elsewhere (``loadgate worker``) the master waits for too."""
     master: subprocess.Popen[bytes] | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     web_port: int | None = None
 
+    @property
+    def expected_workers(self) -> int:
+        return self.workers + self.remote_workers
+
     def start(self) -> None:
-        port = free_port()
+        port = self.master_port or free_port()
+        self.port = port
         common = [
             "-f",
             LOCUSTFILES,
-            *plugin_args(self.run_dir, self.plan, self.credentials, self.workers, self.seed),
+            *plugin_args(
+                self.run_dir, self.plan, self.credentials, self.expected_workers, self.seed
+            ),
         ]
         master_args = [
             *common,
             "--master",
             "--master-bind-host",
-            "127.0.0.1",
+            self.master_bind,
             "--master-bind-port",
             str(port),
             "--expect-workers",
-            str(self.workers),
+            str(self.expected_workers),
             "--host",
             self.host,
             "--csv",

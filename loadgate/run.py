@@ -55,6 +55,9 @@ class RunOptions:
     seed: int = 42
     fixture_size: str | None = None
     stripe: StripeRealism = field(default_factory=StripeRealism)
+    master_bind: str = "127.0.0.1"
+    master_port: int | None = None
+    remote_workers: int = 0
 
 
 @dataclass
@@ -83,6 +86,10 @@ def prepare(options: RunOptions) -> ResolvedPhase:
         raise ConfigError(f"fixture size: {exc}") from None
     if options.workers < 1:
         raise ConfigError(f"--workers {options.workers}: need at least one Locust worker")
+    if options.remote_workers < 0:
+        raise ConfigError(f"--remote-workers {options.remote_workers}: must be >= 0")
+    if options.remote_workers and options.master_port is None:
+        raise ConfigError("--remote-workers needs --master-port PORT (the workers must know it)")
     if options.target and options.credentials is None:
         raise ConfigError("--target needs --credentials PATH (identities on that deployment)")
     if options.credentials is not None and not options.credentials.exists():
@@ -125,9 +132,23 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
             host = stack.url("marketplace")
         assert credentials is not None
         cluster = LocustCluster(
-            run_dir, host, plan_path, credentials, options.workers, options.web, options.seed
+            run_dir,
+            host,
+            plan_path,
+            credentials,
+            options.workers,
+            options.web,
+            options.seed,
+            master_bind=options.master_bind,
+            master_port=options.master_port,
+            remote_workers=options.remote_workers,
         )
         cluster.start()
+        if options.remote_workers:
+            console.print(
+                f"waiting for {options.remote_workers} remote worker(s): on each machine run "
+                f"'loadgate worker --master {options.master_bind} --master-port {cluster.port}'"
+            )
         samplers = SamplerLoop(run_dir, _samplers(stack, cluster))
         samplers.start()
         if cluster.web_port:

@@ -54,6 +54,15 @@ def run(
     seed: Annotated[int, typer.Option(help="Random seed (fixtures, personas).")] = 42,
     fixture_size: Annotated[str | None, typer.Option(help="Fixture size override.")] = None,
     config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
+    master_bind: Annotated[
+        str, typer.Option(help="Address the Locust master listens on (remote workers).")
+    ] = "127.0.0.1",
+    master_port: Annotated[
+        int | None, typer.Option(help="Fixed master port (needed with --remote-workers).")
+    ] = None,
+    remote_workers: Annotated[
+        int, typer.Option(help="Workers joining from other machines ('loadgate worker').")
+    ] = 0,
     report: Annotated[
         bool, typer.Option(help="Analyse and write the reports at the end (exit code = verdict).")
     ] = True,
@@ -76,6 +85,9 @@ def run(
             web=web,
             seed=seed,
             fixture_size=fixture_size,
+            master_bind=master_bind,
+            master_port=master_port,
+            remote_workers=remote_workers,
         )
         if provider not in ("auto", "local", "containers"):
             raise ConfigError(f"unknown provider {provider!r}: choose auto, local or containers")
