@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stack.config import StackConfig
-from stack.spec import ServiceSpec
+from stack.spec import Address, ServiceSpec
 
 
 @dataclass
@@ -49,6 +49,11 @@ class RunningService:
     @property
     def port(self) -> int:
         return self.ports["main"]
+
+
+def peer_addresses(peers: Mapping[str, RunningService]) -> dict[str, Address]:
+    """How a service reaches each of its dependencies (their peer host and main port)."""
+    return {name: Address(p.peer_host, p.peer_ports["main"]) for name, p in peers.items()}
 
 
 class Provider(ABC):

@@ -59,8 +59,8 @@ from testcontainers.core.network import Network
 
 from stack.config import StackConfig
 from stack.errors import DockerUnavailable, StackError
-from stack.providers.base import Provider, RunningService
-from stack.spec import Address, ServiceContext, ServiceSpec
+from stack.providers.base import Provider, RunningService, peer_addresses
+from stack.spec import ServiceContext, ServiceSpec
 
 # Ryuk (testcontainers' reaper) is an image that cannot be pulled offline; our
 # own labels + reap_leftovers() do its job. Under host networking the
@@ -515,7 +515,7 @@ class ContainersProvider(Provider):
             name=spec.name,
             config=self.config,
             ports=dict(ports),
-            peers={name: Address(p.peer_host, p.peer_ports["main"]) for name, p in peers.items()},
+            peers=peer_addresses(peers),
             data_dir=DATA_DIR,
             config_dir=CONFIG_DIR,
             pg_bin=PG_BIN,

@@ -34,8 +34,8 @@ import psutil
 from stack.config import StackConfig
 from stack.errors import BinaryMissing, StackError
 from stack.osrm_map import ensure_map, osrm_bin_dir
-from stack.providers.base import Provider, RunningService
-from stack.spec import Address, ServiceContext, ServiceSpec
+from stack.providers.base import Provider, RunningService, peer_addresses
+from stack.spec import ServiceContext, ServiceSpec
 
 HOST = "127.0.0.1"
 TEMP_PREFIX = "loadgate-stack-"
@@ -197,7 +197,7 @@ class LocalProvider(Provider):
             name=spec.name,
             config=self.config,
             ports=dict(host_ports),
-            peers={name: Address(p.peer_host, p.peer_ports["main"]) for name, p in peers.items()},
+            peers=peer_addresses(peers),
             data_dir=data_dir,
             config_dir=config_dir,
             pg_bin=self.pg_bin or Path("/usr/lib/postgresql/15/bin"),
