@@ -108,6 +108,8 @@ class LocustCluster:
                 "--web-port",
                 str(self.web_port),
                 "--autostart",
+                "--autoquit",
+                "5",
             ]
         else:
             master_args += ["--headless"]

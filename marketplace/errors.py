@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("marketplace")
@@ -55,6 +56,41 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     if details is not None:
         body["details"] = details
     return {"error": body}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The error shape, declared in OpenAPI so clients and schema checks can rely on it."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (bad cursor, unparseable body, business rule)",
+    401: "Missing, malformed or expired bearer token",
+    402: "Payment declined",
+    403: "The token's role or owner may not do this",
+    404: "Not found",
+    409: "Conflict with the current state",
+    422: "Request validation failed",
+    429: "Rate limited (see Retry-After)",
+    502: "The payment provider failed",
+    503: "No database connection in time (see Retry-After)",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the error answers a route gives (all in :class:`ErrorBody`).
+
+    Undeclared statuses break clients generated from the schema; this also replaces
+    FastAPI's default 422 body, which is not the shape the handlers below send.
+    """
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
 
 
 def install(app: FastAPI) -> None:

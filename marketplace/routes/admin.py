@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict
 from marketplace import analytics, batches
 from marketplace.auth import Principal
 from marketplace.deps import get_state, role
-from marketplace.errors import ApiError, bad_request, not_found
+from marketplace.errors import ApiError, bad_request, not_found, responses
 from marketplace.state import AppState
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=responses(401, 403, 422, 429, 503))
 State = Annotated[AppState, Depends(get_state)]
 Admin = Annotated[Principal, Depends(role("admin"))]
 
@@ -29,7 +29,10 @@ class BatchRequest(BaseModel):
     delivery_date: dt.date
 
 
-@router.post("/admin/batches/generate")
+@router.post(
+    "/admin/batches/generate",
+    responses={202: {"description": "Generation queued (job id to poll)"}, **responses(400)},
+)
 async def generate(state: State, user: Admin, body: BatchRequest) -> JSONResponse:
     if state.jobs is not None:
         job_id = await state.jobs.enqueue("generate_batches_job", body.delivery_date.isoformat())
@@ -37,7 +40,7 @@ async def generate(state: State, user: Admin, body: BatchRequest) -> JSONRespons
     return JSONResponse(await batches.generate_batches(state, body.delivery_date))
 
 
-@router.get("/admin/jobs/{job_id}")
+@router.get("/admin/jobs/{job_id}", responses=responses(404))
 async def job_status(state: State, user: Admin, job_id: str) -> dict[str, Any]:
     if state.jobs is None:
         raise not_found("job queue (profile has no async jobs)")
@@ -51,7 +54,7 @@ async def job_counts(state: State, user: Admin) -> dict[str, Any]:
     return {"enabled": True, "queued": await state.jobs.sample_depth()}
 
 
-@router.get("/admin/analytics/daily-revenue")
+@router.get("/admin/analytics/daily-revenue", responses=responses(400))
 async def daily_revenue(
     state: State,
     user: Admin,
@@ -74,7 +77,7 @@ async def product_performance(
     return await analytics.product_performance(state, limit)
 
 
-@router.post("/admin/analytics/refresh")
+@router.post("/admin/analytics/refresh", responses=responses(409))
 async def refresh(state: State, user: Admin) -> dict[str, Any]:
     if not state.profile.materialized_views:
         raise ApiError(409, "not_applicable", "this profile reads analytics live")

@@ -15,11 +15,15 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from marketplace.cache import PRODUCTS_AVAILABLE
 from marketplace.deps import ID_MAX, get_state, optional_principal
-from marketplace.errors import bad_request, not_found
+from marketplace.errors import bad_request, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 
-router = APIRouter(tags=["catalogue"], dependencies=[Depends(optional_principal)])
+router = APIRouter(
+    tags=["catalogue"],
+    dependencies=[Depends(optional_principal)],
+    responses=responses(401, 422, 429, 503),
+)
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
@@ -86,7 +90,7 @@ async def query_products(
     return {"products": jsonable(rows), "next_cursor": next_cursor, "has_more": has_more}
 
 
-@router.get("/products")
+@router.get("/products", responses=responses(400))
 async def list_products(
     state: State, limit: Limit = DEFAULT_PAGE, cursor: str | None = None
 ) -> dict[str, Any]:
@@ -100,7 +104,7 @@ async def list_products(
     return await query_products(state, limit=limit, cursor=cursor)
 
 
-@router.get("/products/search")
+@router.get("/products/search", responses=responses(400))
 async def search_products(
     state: State,
     q: Annotated[str | None, Query(max_length=100)] = None,
@@ -130,7 +134,7 @@ async def load_product(state: AppState, product_id: int) -> dict[str, Any] | Non
     return await state.cache.cached(f"product:{product_id}", load)
 
 
-@router.get("/products/{product_id}")
+@router.get("/products/{product_id}", responses=responses(404))
 async def product_detail(state: State, product_id: PathId) -> dict[str, Any]:
     product = await load_product(state, product_id)
     if product is None:
@@ -138,7 +142,7 @@ async def product_detail(state: State, product_id: PathId) -> dict[str, Any]:
     return product
 
 
-@router.get("/farms/{farm_id}")
+@router.get("/farms/{farm_id}", responses=responses(404))
 async def farm_detail(state: State, farm_id: PathId) -> dict[str, Any]:
     async def load() -> dict[str, Any] | None:
         async with await state.db.read() as conn:

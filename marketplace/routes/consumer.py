@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from marketplace import checkout as checkout_flow
 from marketplace.auth import Principal
 from marketplace.deps import ID_MAX, get_state, role
-from marketplace.errors import ApiError, forbidden, not_found
+from marketplace.errors import ApiError, forbidden, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 
-router = APIRouter(tags=["consumer"])
+router = APIRouter(tags=["consumer"], responses=responses(401, 403, 422, 429, 503))
 State = Annotated[AppState, Depends(get_state)]
 Consumer = Annotated[Principal, Depends(role("consumer"))]
 AnyUser = Annotated[Principal, Depends(role("consumer", "farmer", "driver", "admin"))]
@@ -59,7 +59,7 @@ async def load_profile(state: AppState, profile_id: int) -> dict[str, Any] | Non
     return await state.cache.cached(f"profile:{profile_id}", load)
 
 
-@router.get("/me")
+@router.get("/me", responses=responses(404))
 async def me(state: State, user: AnyUser) -> dict[str, Any]:
     profile = await load_profile(state, user.profile_id)
     if profile is None:
@@ -67,7 +67,7 @@ async def me(state: State, user: AnyUser) -> dict[str, Any]:
     return profile
 
 
-@router.get("/profiles/{profile_id}")
+@router.get("/profiles/{profile_id}", responses=responses(404))
 async def profile_by_id(state: State, user: AnyUser, profile_id: PathId) -> dict[str, Any]:
     """A profile: your own, or any for admins."""
     if user.role != "admin" and user.profile_id != profile_id:
@@ -111,7 +111,7 @@ async def get_cart(state: State, user: Consumer) -> dict[str, Any]:
     return await view_cart(state, user.profile_id)
 
 
-@router.post("/cart/items", status_code=201)
+@router.post("/cart/items", status_code=201, responses=responses(400, 404, 409))
 async def add_to_cart(state: State, user: Consumer, body: CartAdd) -> dict[str, Any]:
     async with state.db.write() as conn:
         cur = await conn.execute(
@@ -140,7 +140,7 @@ async def add_to_cart(state: State, user: Consumer, body: CartAdd) -> dict[str, 
     return {"product_id": body.product_id, "quantity": quantity}
 
 
-@router.put("/cart/items/{product_id}")
+@router.put("/cart/items/{product_id}", responses=responses(400, 404))
 async def update_cart_item(
     state: State, user: Consumer, product_id: PathId, body: CartUpdate
 ) -> dict[str, Any]:
@@ -157,7 +157,7 @@ async def update_cart_item(
     return {"product_id": product_id, "quantity": row["quantity"]}
 
 
-@router.delete("/cart/items/{product_id}", status_code=204)
+@router.delete("/cart/items/{product_id}", status_code=204, responses=responses(404))
 async def remove_cart_item(state: State, user: Consumer, product_id: PathId) -> None:
     async with state.db.write() as conn:
         cur = await conn.execute(
@@ -171,7 +171,14 @@ async def remove_cart_item(state: State, user: Consumer, product_id: PathId) -> 
     await state.db.note_write(user.profile_id)
 
 
-@router.post("/checkout", status_code=201)
+@router.post(
+    "/checkout",
+    status_code=201,
+    responses={
+        202: {"description": "Order placed, payment deferred (provider unavailable)"},
+        **responses(400, 402, 404, 409, 502),
+    },
+)
 async def checkout(state: State, user: Consumer, body: CheckoutRequest) -> JSONResponse:
     """Pay the cart: credits first, Stripe for the rest (201 paid, 202 payment deferred)."""
     date = body.delivery_date or (dt.date.today() + dt.timedelta(days=1))
@@ -204,7 +211,7 @@ async def list_orders(
     return {"orders": jsonable(rows), "next_before_id": next_before}
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", responses=responses(404))
 async def order_detail(state: State, user: Consumer, order_id: PathId) -> dict[str, Any]:
     async with await state.db.read(user.profile_id) as conn:
         cur = await conn.execute(

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict
 
 from marketplace.auth import Principal
 from marketplace.deps import ID_MAX, get_state, role
-from marketplace.errors import ApiError, forbidden, not_found
+from marketplace.errors import ApiError, forbidden, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 
-router = APIRouter(tags=["driver"])
+router = APIRouter(tags=["driver"], responses=responses(401, 403, 422, 429, 503))
 State = Annotated[AppState, Depends(get_state)]
 Driver = Annotated[Principal, Depends(role("driver"))]
 PathId = Annotated[int, Path(ge=1, le=ID_MAX)]
@@ -51,7 +51,7 @@ async def open_batches(
     return {"batches": jsonable(rows)}
 
 
-@router.post("/driver/batches/{batch_id}/claim")
+@router.post("/driver/batches/{batch_id}/claim", responses=responses(404, 409))
 async def claim_batch(state: State, user: Driver, batch_id: PathId) -> dict[str, Any]:
     async with state.db.write() as conn:
         cur = await conn.execute(
@@ -73,7 +73,7 @@ async def claim_batch(state: State, user: Driver, batch_id: PathId) -> dict[str,
     return jsonable(row)
 
 
-@router.get("/driver/batches/{batch_id}")
+@router.get("/driver/batches/{batch_id}", responses=responses(404))
 async def batch_route(state: State, user: Driver, batch_id: PathId) -> dict[str, Any]:
     async with await state.db.read(user.profile_id) as conn:
         cur = await conn.execute(
@@ -95,7 +95,7 @@ async def batch_route(state: State, user: Driver, batch_id: PathId) -> dict[str,
     return {**jsonable(batch), "stops": jsonable(stops)}
 
 
-@router.patch("/driver/batches/{batch_id}/stops/{stop_id}")
+@router.patch("/driver/batches/{batch_id}/stops/{stop_id}", responses=responses(400, 404))
 async def update_stop(
     state: State, user: Driver, batch_id: PathId, stop_id: PathId, body: StopUpdate
 ) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from marketplace import payouts
 from marketplace.auth import Principal
 from marketplace.cache import PRODUCTS_AVAILABLE
 from marketplace.deps import ID_MAX, get_state, role
-from marketplace.errors import bad_request, not_found
+from marketplace.errors import bad_request, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 
-router = APIRouter(tags=["farmer"])
+router = APIRouter(tags=["farmer"], responses=responses(401, 403, 422, 429, 503))
 State = Annotated[AppState, Depends(get_state)]
 Farmer = Annotated[Principal, Depends(role("farmer"))]
 Payee = Annotated[Principal, Depends(role("farmer", "driver"))]
@@ -46,7 +46,7 @@ async def my_products(state: State, user: Farmer) -> dict[str, Any]:
         return {"products": jsonable(await cur.fetchall())}
 
 
-@router.patch("/farmer/products/{product_id}")
+@router.patch("/farmer/products/{product_id}", responses=responses(400, 404))
 async def update_product(
     state: State, user: Farmer, product_id: PathId, body: ProductUpdate
 ) -> dict[str, Any]:
@@ -83,7 +83,11 @@ async def my_payouts(state: State, user: Payee) -> dict[str, Any]:
     return {"available": float(balance), "payouts": jsonable(rows)}
 
 
-@router.post("/payouts", status_code=201)
+@router.post(
+    "/payouts",
+    status_code=201,
+    responses={202: {"description": "Payout queued (job id to poll)"}, **responses(409)},
+)
 async def request_payout(state: State, user: Payee) -> JSONResponse:
     """Pay out the available balance: at once (201) or through the job queue (202)."""
     payout = await payouts.request_payout(state, user.profile_id, user.role)

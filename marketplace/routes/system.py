@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
 
 from marketplace import metrics
 from marketplace.deps import get_state
@@ -25,7 +26,7 @@ async def active_profile(state: State) -> dict[str, Any]:
     return state.profile.as_dict()
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics(state: State) -> Response:
     if state.jobs is not None:
         await state.jobs.sample_depth()
