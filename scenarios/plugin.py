@@ -82,6 +82,12 @@ def _apply_plan(plan: LoadPlan, seed: int) -> None:
         cls.weight = max(0, round(plan.persona_mix.get(persona, 0) * 100))
 
 
+def _reapply_plan(environment: Environment) -> None:
+    plan = plan_of(environment)
+    if plan is not None:
+        _apply_plan(plan, getattr(environment.parsed_options, "loadgate_seed", 42))
+
+
 def total_users(environment: Environment) -> int:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
@@ -100,6 +106,10 @@ def on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(USERS_MESSAGE, _on_users_message)
     if isinstance(runner, MasterRunner):
         gevent.spawn(_broadcast_users, environment)
+    if isinstance(runner, WorkerRunner):
+        # A remote worker learns the master's options (the plan path, the seed)
+        # only with the test start: apply the plan again then.
+        environment.events.test_start.add_listener(lambda **_: _reapply_plan(environment))
     run_dir = getattr(options, "loadgate_run_dir", "") if options else ""
     if run_dir and not isinstance(runner, WorkerRunner):
         environment.events.test_start.add_listener(lambda **_: _write_test_start(Path(run_dir)))
