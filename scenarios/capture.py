@@ -47,8 +47,11 @@ def classify_error(status: int, exception: BaseException | None) -> str:
     """One error class per record: "" (success), connection, timeout, 429, 5xx, 4xx, assertion.
 
     Order matters: a transport failure has no status (0) and is classified by
-    its exception; a response with an error status is classified by status;
-    an exception on a 2xx/3xx response is a failed check (``assertion``).
+    its exception; 429 and 5xx are always errors; a 4xx is an error unless the
+    scenario accepted it as an expected business outcome (Locust's
+    ``response.success()``, which leaves no exception), such as a sold-out
+    item at checkout; an exception on a 2xx/3xx response is a failed check
+    (``assertion``).
     """
     if status == 0:
         if exception is None:
@@ -62,7 +65,7 @@ def classify_error(status: int, exception: BaseException | None) -> str:
     if status >= 500:
         return "5xx"
     if status >= 400:
-        return "4xx"
+        return "4xx" if exception is not None else ""
     return "assertion" if exception is not None else ""
 
 

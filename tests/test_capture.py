@@ -17,6 +17,9 @@ from scenarios.capture import RawCapture, classify_error
         (201, None, ""),
         (200, AssertionError("bad body"), "assertion"),
         (404, Exception("404"), "4xx"),
+        (409, None, ""),  # accepted by the scenario as a business outcome
+        (429, None, "429"),
+        (500, None, "5xx"),
         (429, Exception("429"), "429"),
         (503, Exception("503"), "5xx"),
         (0, ConnectionRefusedError("refused"), "connection"),
