@@ -87,6 +87,12 @@ def serve_command(args: argparse.Namespace) -> int:
             workers=max(1, args.workers),
             log_level=args.log_level,
             access_log=False,
+            # uvicorn's default (5 s) is shorter than the personas' think time:
+            # the server would close idle keep-alive connections just as a
+            # client reuses them, and the non-idempotent POST/PATCH that lose
+            # the race show up as connection errors. 75 s is a load
+            # balancer's usual idle timeout.
+            timeout_keep_alive=75,
         )
     finally:
         if own_dir:
