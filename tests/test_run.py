@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 from loadgate.phase_config import DEFAULT_CONFIG
+from stack.ports import free_port
 from tests.cli_helpers import loadgate_env, run_cli
-from tests.leftovers import processes_of
+from tests.leftovers import listening, processes_of
 
 pytestmark = pytest.mark.integration
 SHORT = ["--phase", "1", "--provider", "local", "--fixture-size", "tiny", "--workers", "2"]
@@ -233,3 +234,38 @@ def test_malformed_config_file_is_rejected(tmp_path):
     )
     assert result.returncode == 2
     assert "phases.1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_remote_worker_joins_the_run(tmp_path):
+    """A worker started with ``loadgate worker`` (as on another machine) takes part."""
+    port = free_port()
+    out = tmp_path / "run"
+    state = tmp_path / "state"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "loadgate", "run", "--phase", "1", "--provider", "local",
+         "--fixture-size", "tiny", "--workers", "1", "--remote-workers", "1",
+         "--master-port", str(port), "--users", "6", "--duration", "20s", "--no-report",
+         "--config", str(fast_config(tmp_path)), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=loadgate_env(state),
+    )  # fmt: skip
+    worker = None
+    try:
+        deadline = time.monotonic() + 180
+        while not listening(port):
+            assert run.poll() is None, run.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the master never listened"
+            time.sleep(0.2)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "loadgate", "worker", "--master", "127.0.0.1",
+             "--master-port", str(port), "--run-dir", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=loadgate_env(state),
+        )  # fmt: skip
+        assert run.wait(timeout=180) == 0, run.stderr.read()[-3000:]
+        assert worker.wait(timeout=60) == 0
+    finally:
+        for proc in (run, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    events = pd.read_parquet(out / "events")
+    assert events.worker.nunique() == 2
+    assert events.users.max() == 6
