@@ -187,19 +187,27 @@ def utilization_crossing(
     load = float(grid[hit[0]])
     pd = fit.draws()
     xs = usl_mod.usl_model(grid[None, :], pd[:, :1], pd[:, 1:2], pd[:, 2:3])
-    reach = xs >= x_need_draws[:, None]
-    first = np.where(reach.any(axis=1), grid[np.argmax(reach, axis=1)], np.inf)
-    lo, hi = np.percentile(first, [2.5, 97.5], method="inverted_cdf")
+    lo, hi = _first_crossing_interval(grid, xs >= x_need_draws[:, None])
     return Constraint(
         name,
         limit,
         "projected",
         load,
-        (float(lo), float(hi)),
+        (lo, hi),
         top,
         bool(load > EXTRAPOLATION_LIMIT * top),
         f"{detail}; the USL delivers it at {load:,.0f} users",
     )
+
+
+def _first_crossing_interval(grid: np.ndarray, reached: np.ndarray) -> tuple[float, float]:
+    """95% interval of the first load at which each parameter draw reaches the limit.
+
+    ``reached`` is draws x grid; a draw that never reaches it counts as infinite load.
+    """
+    first = np.where(reached.any(axis=1), grid[np.argmax(reached, axis=1)], np.inf)
+    lo, hi = np.percentile(first, [2.5, 97.5], method="inverted_cdf")
+    return float(lo), float(hi)
 
 
 def latency_constraint(
@@ -223,9 +231,6 @@ def latency_constraint(
     draws = fit.draws()
     xs = usl_mod.usl_model(grid[None, :], draws[:, :1], draws[:, 1:2], draws[:, 2:3])
     p95_draws = ratio * (grid[None, :] / xs - z) * 1000.0
-    first = np.where(
-        (p95_draws >= slo_ms).any(axis=1), grid[np.argmax(p95_draws >= slo_ms, axis=1)], np.inf
-    )
     point_curve = ratio * (grid / usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam) - z) * 1000
     hit = np.flatnonzero(point_curve >= slo_ms)
     top = max(loads)
@@ -241,13 +246,13 @@ def latency_constraint(
             "USL projection stays under the SLO up to 50x measured load",
         )
     load = float(grid[hit[0]])
-    lo, hi = np.percentile(first, [2.5, 97.5], method="inverted_cdf")
+    lo, hi = _first_crossing_interval(grid, p95_draws >= slo_ms)
     return Constraint(
         name,
         limit,
         "projected",
         load,
-        (float(lo), float(hi)),
+        (lo, hi),
         top,
         bool(load > EXTRAPOLATION_LIMIT * top),
         f"USL response time N/X(N) - Z scaled by P95/mean = {ratio:.2f}",

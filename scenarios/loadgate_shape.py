@@ -45,7 +45,7 @@ class PlanShape(LoadTestShape):
         stage = plan.stage_at(t)
         spawn_rate = 100.0
         if stage is not None and stage.kind == "ramp":
-            before = plan.stages[plan.stages.index(stage) - 1].users if stage.start_s > 0 else 0
+            before, _ = plan.level_before(stage)
             slope = abs(stage.users - before) / max(0.001, stage.end_s - stage.start_s)
             spawn_rate = max(1.0, slope * 1.5)
         classes = [cls for cls in PERSONA_USERS.values() if cls.weight > 0]

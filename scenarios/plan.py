@@ -64,7 +64,8 @@ class LoadPlan:
                 return stage
         return None
 
-    def _level_before(self, stage: PlanStage) -> tuple[int, float]:
+    def level_before(self, stage: PlanStage) -> tuple[int, float]:
+        """Users and rate a stage starts from (the previous stage's end level)."""
         index = self.stages.index(stage)
         if index == 0:
             return 0, 0.0
@@ -78,7 +79,7 @@ class LoadPlan:
             return None
         if stage.kind == "hold":
             return stage.users
-        before, _ = self._level_before(stage)
+        before, _ = self.level_before(stage)
         share = (t - stage.start_s) / (stage.end_s - stage.start_s)
         return max(1, round(before + (stage.users - before) * share))
 
@@ -90,6 +91,6 @@ class LoadPlan:
         target = stage.rate or 0.0
         if stage.kind == "hold":
             return target
-        _, before = self._level_before(stage)
+        _, before = self.level_before(stage)
         share = (t - stage.start_s) / (stage.end_s - stage.start_s)
         return before + (target - before) * share

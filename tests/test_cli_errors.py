@@ -55,13 +55,12 @@ def test_port_in_use(tmp_path):
 
 
 @pytest.mark.integration
-def test_service_never_ready_shows_its_log(tmp_path):
+def test_service_never_ready(tmp_path):
     result = run_cli(
         ["stack", "up", "--provider", "local", "-s", "postgres", "--ready-timeout", "0.05"],
         tmp_path,
     )
-    line = assert_one_clear_error(result, "postgres not ready after 0.05 s", "--ready-timeout")
-    assert line
+    assert_one_clear_error(result, "postgres not ready after 0.05 s", "--ready-timeout")
     assert not (tmp_path / "stack.json").exists()
 
 

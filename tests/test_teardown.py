@@ -113,3 +113,29 @@ def test_detach_status_down(tmp_path):
     assert_nothing_left(data["stack_id"], data["supervisor_pid"], _ports(data))
     after = run_cli(["stack", "status", "--json"], tmp_path)
     assert after.returncode == 1 and '"up": false' in after.stdout
+
+
+def test_service_that_exits_shows_its_last_log_lines(monkeypatch):
+    """The orchestrator's own logic: a service dying at start fails fast with its log.
+
+    The catalogue gets one broken service (a test double of a service, not of
+    any mechanism under test); the local provider runs it for real.
+    """
+    from stack import stack as stack_module
+    from stack.spec import ServiceSpec
+
+    broken = ServiceSpec(
+        name="broken",
+        image="none",
+        command=lambda ctx: "echo 'config line 12: unknown key' >&2; exit 3",
+        url=lambda host, ports, config: f"http://{host}:{ports['main']}",
+        probe=lambda url: (_ for _ in ()).throw(ConnectionError("refused")),
+    )
+    monkeypatch.setitem(stack_module.SERVICES, "broken", broken)
+    stack = Stack(StackConfig(provider="local", services=("broken",)))
+    with pytest.raises(ServiceNotReady) as info:
+        stack.start()
+    assert "broken exited with status 3 before becoming ready" in str(info.value)
+    assert "config line 12: unknown key" in str(info.value)
+    assert info.value.log_tail == ["config line 12: unknown key"]
+    assert_nothing_left(stack.stack_id, psutil.Process().pid, [])
