@@ -31,10 +31,11 @@ def docker_problem() -> str | None:
     return None
 
 
-def choose_provider_name(config: StackConfig) -> str:
+def choose_provider_name(config: StackConfig, problem: str | None) -> str:
+    """``problem`` is :func:`docker_problem`'s answer, asked once per start."""
     if config.provider != "auto":
         return config.provider
-    return "containers" if docker_problem() is None else "local"
+    return "containers" if problem is None else "local"
 
 
 def _containers_class() -> type[Provider]:
@@ -43,10 +44,14 @@ def _containers_class() -> type[Provider]:
     return ContainersProvider
 
 
-def reap_leftovers(progress: Callable[[str], None] = lambda m: None) -> list[str]:
+def reap_leftovers(
+    progress: Callable[[str], None] = lambda m: None, docker_ok: bool | None = None
+) -> list[str]:
     """Remove processes, containers and temp dirs of dead earlier stacks."""
     reaped = LocalProvider.reap_leftovers()
-    if docker_problem() is None:
+    if docker_ok is None:
+        docker_ok = docker_problem() is None
+    if docker_ok:
         reaped += _containers_class().reap_leftovers()
     for item in reaped:
         progress(f"reaped leftover {item}")
@@ -54,15 +59,14 @@ def reap_leftovers(progress: Callable[[str], None] = lambda m: None) -> list[str
 
 
 def make_provider(config: StackConfig, stack_id: str, progress: Callable[[str], None]) -> Provider:
-    name = choose_provider_name(config)
-    if name == "containers":
-        problem = docker_problem()
-        if problem is not None:
-            raise DockerUnavailable(
-                f"the containers provider needs a Docker engine but none answers ({problem}): "
-                "start one (scripts/docker-engine.sh does it here) or use --provider local"
-            )
-    reap_leftovers(progress)
+    problem = docker_problem()
+    name = choose_provider_name(config, problem)
+    if name == "containers" and problem is not None:
+        raise DockerUnavailable(
+            f"the containers provider needs a Docker engine but none answers ({problem}): "
+            "start one (scripts/docker-engine.sh does it here) or use --provider local"
+        )
+    reap_leftovers(progress, docker_ok=problem is None)
     if name == "containers":
         provider = _containers_class()(config, stack_id)
     else:
