@@ -11,13 +11,55 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import ClassVar
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from locust import FastHttpUser, task
 
-from scenarios.flows import FLOWS, ROLE_OF, Session
+from scenarios.catalogue import Catalogue, Popularity
+from scenarios.flows import FLOWS, ROLE_OF, Session, generate_batches, payout_round
+from scenarios.traffic import Traffic
 
 _user_numbers = itertools.count()
+
+
+@dataclass(frozen=True)
+class TrafficContext:
+    """What every flow of one Locust process shares: config, catalogue, popularity."""
+
+    traffic: Traffic
+    catalogue: Catalogue | None
+    popularity: Popularity | None
+
+
+_contexts: dict[int, TrafficContext] = {}
+
+
+def traffic_context(environment: Any, seed: int) -> TrafficContext:
+    """The plan's traffic numbers and the loaded catalogue, built once per process.
+
+    The popularity ranking depends only on the catalogue, the exponent and the
+    run seed, so every worker of a run (and every run with the same seed)
+    ranks the same products first.
+    """
+    if seed in _contexts:
+        return _contexts[seed]
+    from scenarios.plugin import credentials_path, plan_of
+
+    plan = plan_of(environment)
+    traffic = plan.traffic if plan is not None else Traffic()
+    catalogue = Catalogue.beside(credentials_path(environment))
+    popularity = (
+        Popularity(catalogue.product_count, traffic.zipf_exponent, seed) if catalogue else None
+    )
+    _contexts[seed] = TrafficContext(traffic, catalogue, popularity)
+    return _contexts[seed]
+
+
+def _seed_of(environment: Any, default: int) -> int:
+    options = getattr(environment, "parsed_options", None)
+    return int(getattr(options, "loadgate_seed", default) if options else default)
 
 
 class PersonaUser(FastHttpUser):
@@ -37,6 +79,7 @@ class PersonaUser(FastHttpUser):
 
             PersonaUser.credentials = credential_pool(self.environment)
         identity = PersonaUser.credentials.take(ROLE_OF[self.persona])
+        context = traffic_context(self.environment, _seed_of(self.environment, self.seed))
         self.session = Session(
             client=self.client,
             persona=self.persona,
@@ -44,6 +87,9 @@ class PersonaUser(FastHttpUser):
             profile_id=int(identity["profile_id"]),
             rng=self.rng,
             think=self._think,
+            traffic=context.traffic,
+            catalogue=context.catalogue,
+            popularity=context.popularity,
         )
 
     def _think(self) -> None:
@@ -85,3 +131,67 @@ class AdminUser(PersonaUser):
 PERSONA_USERS: dict[str, type[PersonaUser]] = {
     cls.persona: cls for cls in (ShopperUser, BuyerUser, FarmerUser, DriverUser, AdminUser)
 }
+
+
+class OperationsUser(FastHttpUser):
+    """The operator's timed jobs: batch generation and payout rounds at the config's cadence.
+
+    Not a shopper, so not in the persona mix: exactly one per run
+    (``fixed_count``), wherever the master places it. Batch generation runs
+    every ``traffic.batch_interval_s`` for the next delivery date (routes
+    through OSRM), a payout round every ``traffic.payout_interval_s`` for
+    ``traffic.payouts_per_round`` payees, farmers and drivers alternately.
+    """
+
+    fixed_count = 1
+    persona: ClassVar[str] = "operations"
+    seed: ClassVar[int] = 42
+
+    def on_start(self) -> None:
+        from scenarios.plugin import credential_pool
+
+        seed = _seed_of(self.environment, self.seed)
+        context = traffic_context(self.environment, seed)
+        self.traffic = context.traffic
+        self.rng = random.Random(f"{seed}-operations")
+        pool = credential_pool(self.environment)
+        self.admin = self._session(pool.take("admin"))
+        self.payees = [
+            self._session(pool.take("farmer" if i % 2 == 0 else "driver"))
+            for i in range(self.traffic.payouts_per_round)
+        ]
+        started = time.monotonic()
+        # Like a cron job: the first run comes one interval after the start.
+        self.next_batch = started + self.traffic.batch_interval_s
+        self.next_payout = started + self.traffic.payout_interval_s
+
+    def _session(self, identity: dict) -> Session:
+        return Session(
+            client=self.client,
+            persona=self.persona,
+            token=identity["token"],
+            profile_id=int(identity["profile_id"]),
+            rng=self.rng,
+            think=lambda: self._sleep(1.0),
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        import gevent
+
+        gevent.sleep(seconds)
+
+    def context(self) -> dict:
+        return {"persona": self.persona}
+
+    def wait_time(self) -> float:
+        return max(0.0, min(self.next_batch, self.next_payout) - time.monotonic())
+
+    @task
+    def run_due_jobs(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_batch:
+            self.next_batch += self.traffic.batch_interval_s
+            generate_batches(self.admin)
+        if now >= self.next_payout:
+            self.next_payout += self.traffic.payout_interval_s
+            payout_round(self.payees)
