@@ -27,9 +27,9 @@ class CredentialPool:
         self._by_role: dict[str, list[dict]] = {}
         for row in rows:
             self._by_role.setdefault(row["role"], []).append(row)
-        offset = zlib.crc32(f"worker-{offset}".encode())
+        start = zlib.crc32(f"worker-{offset}".encode())
         self._cursors: dict[str, Iterator[int]] = {
-            role: itertools.count(offset % len(items)) for role, items in self._by_role.items()
+            role: itertools.count(start % len(items)) for role, items in self._by_role.items()
         }
 
     @classmethod

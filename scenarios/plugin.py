@@ -87,7 +87,7 @@ def process_index(environment: Environment) -> int:
     Seeds and identity offsets derive from it, not from the pid, so two runs
     with the same seed and worker count make the same choices.
     """
-    return int(getattr(environment.runner, "worker_index", 0) or 0)
+    return max(0, int(getattr(environment.runner, "worker_index", 0) or 0))
 
 
 def _apply_plan(plan: LoadPlan, seed: int) -> None:

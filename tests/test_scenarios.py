@@ -19,7 +19,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases, resolve
+from scenarios.arrivals import Arrivals
 from scenarios.catalogue import Catalogue, Popularity
+from scenarios.context import TrafficContext
 from scenarios.credentials import CredentialPool
 from scenarios.flows import (
     FLOWS,
@@ -30,8 +32,6 @@ from scenarios.flows import (
     payout_round,
     shopper,
 )
-from scenarios.open_model import Arrivals
-from scenarios.personas import TrafficContext
 from scenarios.plan import LoadPlan
 from scenarios.traffic import Traffic
 
