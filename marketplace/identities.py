@@ -97,10 +97,6 @@ class Identities:
         self._remember(profile_id, role)
         return role
 
-    def forget(self, profile_id: int) -> None:
-        """Drop a cached answer (after a role change made by this worker)."""
-        self._entries.pop(profile_id, None)
-
     def _remember(self, profile_id: int, role: str | None) -> None:
         ttl = self.known_ttl_s if role is not None else self.unknown_ttl_s
         self._entries.pop(profile_id, None)  # re-insert: dict order is age order
