@@ -9,11 +9,13 @@ Cost, the choice written down: asking the database on every request would add a
 round trip (and, in phase 0, a scarce connection) to every hot path. Instead each
 worker process keeps an in-process TTL cache of the answers:
 
-- a known profile's role is trusted for :data:`KNOWN_TTL_S` (60 s). That bounds how
-  long a deleted account or a changed role keeps working, like the lifetime of an
-  access token, and keeps the extra load at one primary-key lookup per active user
-  per worker per minute (1,500 users x 2 workers / 60 s = 50 indexed lookups/s at
-  the phase-1 gate load, against thousands of statements/s of real work);
+- a known profile's role is trusted for :data:`KNOWN_TTL_S` (5 min). That bounds how
+  long a deleted account or a changed role keeps working, as an access token's
+  lifetime would (the seed's Supabase tokens are trusted for their whole lifetime,
+  with no lookup at all), and keeps the extra load at one primary-key lookup per
+  active user per worker per 5 minutes: 1,500 users x 2 workers / 300 s = 10
+  indexed lookups/s at the phase-1 gate load, a few percent of its requests
+  (a 60 s TTL would be five times that);
 - an unknown id is remembered for :data:`UNKNOWN_TTL_S` (5 s), so a flood of tokens
   for missing users costs one query per id per 5 s, while a profile created moments
   ago is accepted soon after;
@@ -35,7 +37,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-KNOWN_TTL_S = 60.0
+KNOWN_TTL_S = 300.0
 UNKNOWN_TTL_S = 5.0
 MAX_ENTRIES = 200_000
 """About 20 MB per worker at most; a phase-4 catalogue of users fits."""
