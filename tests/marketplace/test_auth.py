@@ -166,6 +166,22 @@ def test_credentials_secret_is_explicit_then_env_then_the_running_stack(
         signing_secret("too-short")
 
 
+def test_fixtures_load_without_a_secret_says_where_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fixtures.cli import app
+
+    monkeypatch.setenv("LOADGATE_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("LOADGATE_AUTH_SECRET", raising=False)
+    urls = ["--database-url", "postgresql://u:p@127.0.0.1:1/db", "--osrm-url", "http://x"]
+    result = CliRunner().invoke(app, ["load", "--size", "tiny", *urls])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "error: no signing secret" in text and "LOADGATE_AUTH_SECRET" in text
+
+
 # --- the identity cache alone (its own logic, fake DB and clock) ------------------------
 
 
