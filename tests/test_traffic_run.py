@@ -57,6 +57,7 @@ def target(tmp_path_factory) -> Iterator[tuple[Stack, Path, Path]]:
             stack.url("osrm"),
             credentials,
             migrate_profile="phase2",
+            secret=stack.config.auth_secret,
         )
         yield stack, credentials, fast_config(home)
 
