@@ -196,3 +196,29 @@ def test_deterministic():
     ts, lat = _records(rng, _ar1(rng, 90, 0.5, 0.2), 200)
     assert _p95(ts, lat, 90) == _p95(ts, lat, 90)
     assert MIN_BATCHES >= 3
+
+
+def test_repeatability_table_from_synthetic_runs(tmp_path):
+    """bench_repeatability's table: one row per run dir, each interval's coverage of the
+    other runs' point values, the spread, and whether the verdict flipped."""
+    from analysis.synthetic import SyntheticSpec, write_run
+    from benchmarks.bench_repeatability import covers, read_row, table
+
+    dirs = [
+        write_run(tmp_path / f"run-{seed}", SyntheticSpec(levels=(40, 80, 100), seed=seed))
+        for seed in (1, 2, 3)
+    ]
+    rows = [read_row(d) for d in dirs]
+    out = table(rows)
+    lines = out.splitlines()
+    assert lines[0].startswith("| run | gate P95")
+    body = [line for line in lines if line.startswith("| run-")]
+    assert [line.split("|")[1].strip() for line in body] == ["run-1", "run-2", "run-3"]
+    p95s = [r.p95_ms for r in rows]
+    for r, line in zip(rows, body, strict=True):
+        assert r.p95_ms is not None and r.verdict in line
+        n = covers(r.p95_ci, p95s)
+        assert n is not None and 1 <= n <= 3  # its own point at least
+        assert f"| {n} of 3 |" in line
+    assert "P95 spread:" in out and "verdict flips between PASS and FAIL: no" in out
+    assert covers(None, p95s) is None and covers((0.0, 1.0), [0.5, 2.0, None]) == 1
