@@ -27,6 +27,7 @@ Everything is closed-form and deterministic: no resampling, no seed, O(n) per st
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -100,13 +101,14 @@ def second_index(ts_us: np.ndarray, start_us: int, end_us: int) -> tuple[np.ndar
     """
     span = max(end_us - start_us, 1)
     seconds = max(1, int(round(span / 1e6)))
-    sec = ((np.asarray(ts_us, dtype=np.int64) - start_us) // 1_000_000).astype(np.int64)
-    return np.clip(sec, 0, seconds - 1), seconds
+    sec = (np.asarray(ts_us, dtype=np.int64) - start_us) // 1_000_000
+    np.clip(sec, 0, seconds - 1, out=sec)
+    return sec, seconds
 
 
 def per_second(sec: np.ndarray, seconds: int, weights: np.ndarray | None = None) -> np.ndarray:
     """Totals per second (counts, or sums of ``weights``)."""
-    return np.bincount(sec, weights=weights, minlength=seconds)[:seconds].astype(float)
+    return np.bincount(sec, weights=weights, minlength=seconds)[:seconds].astype(float, copy=False)
 
 
 def autocorrelation_time(z: np.ndarray) -> float:
@@ -182,6 +184,7 @@ def batch_sums(series: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(batch, weights=series, minlength=k)
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 

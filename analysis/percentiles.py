@@ -156,11 +156,11 @@ def _dependent_ranks(
     n = int(values_us.shape[0])
     totals = per_second(sec, n_sec)
     memory = mean_log_per_second(values_us, sec, n_sec, totals)
+    below = _per_second_below(values_us, sec, n_sec, {p: part[r.mid - 1] for p, r in iid.items()})
     out: dict[float, _Ranks] = {}
     for p, ranks in iid.items():
         mid = ranks.mid
-        x = part[mid - 1]
-        hits = per_second(sec[values_us <= x], n_sec)
+        hits = below[p]
         ri = ratio_interval(hits, totals, centre=p, confidence=confidence, memory=memory)
         need = min_samples(p)
         if not ri.ok:
@@ -181,6 +181,18 @@ def _dependent_ranks(
             reason = f"insufficient data (no two-sided {confidence:.0%} bound at n={n})"
         result[p] = QuantileEstimate(p, n, None, None, None, reason, ri.n_eff, ri.design_effect)
     return out
+
+
+def _per_second_below(
+    values_us: np.ndarray, sec: np.ndarray, n_sec: int, thresholds: dict[float, float]
+) -> dict[float, np.ndarray]:
+    """Per-second count of records <= each threshold, in two passes over the records."""
+    ordered = sorted(set(thresholds.values()))
+    bucket = np.searchsorted(np.asarray(ordered), values_us, side="left")
+    width = len(ordered) + 1
+    counts = np.bincount(sec * width + bucket, minlength=n_sec * width)
+    cum = np.cumsum(counts[: n_sec * width].reshape(n_sec, width), axis=1).astype(float)
+    return {p: cum[:, ordered.index(x)] for p, x in thresholds.items()}
 
 
 def mean_log_per_second(

@@ -264,8 +264,8 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
         a, b = int(offsets[s * n_ep]), int(offsets[(s + 1) * n_ep])
         sl = slice(a, b)
         n = b - a
-        sec, n_sec = second_index(ts, step.start_us, step.end_us)
-        rate, rate_ci = _throughput(sec[sl], n_sec, step)
+        sec, n_sec = second_index(ts[sl], step.start_us, step.end_us)  # this step only
+        rate, rate_ci = _throughput(sec, n_sec, step)
         by_class = {
             c: int(np.count_nonzero(err_codes[sl] == code)) if code >= 0 else 0
             for c, code in class_code.items()
@@ -284,11 +284,11 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
                     n=eb - ea,
                     throughput_rps=(eb - ea) / step.duration_s,
                     error_rate=float(np.count_nonzero(is_err[ea:eb])) / (eb - ea),
-                    latency=latency_stats(lat[ea:eb], (sec[ea:eb], n_sec)),
+                    latency=latency_stats(lat[ea:eb], (sec[ea - a : eb - a], n_sec)),
                 )
             )
-        err_ci, err_note = _error_interval(sec[sl], n_sec, is_err[sl])
-        latency = latency_stats(lat[sl], (sec[sl], n_sec))
+        err_ci, err_note = _error_interval(sec, n_sec, is_err[sl])
+        latency = latency_stats(lat[sl], (sec, n_sec))
         out.append(
             StepStats(
                 step=step,
@@ -298,9 +298,7 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
                 throughput_ci=rate_ci,
                 latency=latency,
                 corrected_latency=(
-                    None
-                    if corrected is None
-                    else latency_stats(corrected, (sec[sl][source], n_sec))
+                    None if corrected is None else latency_stats(corrected, (sec[source], n_sec))
                 ),
                 correction_note=note,
                 error_rate=n_err / n if n else 0.0,
