@@ -56,17 +56,20 @@ def _p95(ts, lat, seconds):
 
 
 def _coverage(streams, true_ms, seconds):
-    """(coverage of reported dependence-aware intervals, share reported, iid coverage)."""
-    hit = reported = hit_iid = 0
-    for ts, lat in streams:
-        q = _p95(ts, lat, seconds)
-        iid = quantiles_with_ci(lat, (0.95,))[0.95]
+    """Coverage of the true P95 by reported dependence-aware intervals, share reported,
+    coverage by the order-statistic interval, and how often an interval covers the
+    next replication's point value (what a reader checks by running again)."""
+    hit = reported = hit_iid = hit_next = 0
+    qs = [_p95(ts, lat, seconds) for ts, lat in streams]
+    iids = [quantiles_with_ci(lat, (0.95,))[0.95] for _, lat in streams]  # same points
+    for q, iid, nxt in zip(qs, iids, iids[1:] + iids[:1], strict=True):
         hit_iid += iid.ci_low_ms <= true_ms <= iid.ci_high_ms
         if q.ok:
             reported += 1
             hit += q.ci_low_ms <= true_ms <= q.ci_high_ms
+            hit_next += q.ci_low_ms <= nxt.value_ms <= q.ci_high_ms
     n = len(streams)
-    return hit / max(reported, 1), reported / n, hit_iid / n
+    return hit / max(reported, 1), reported / n, hit_iid / n, hit_next / max(reported, 1)
 
 
 def test_ar1_latency_coverage():
@@ -75,15 +78,18 @@ def test_ar1_latency_coverage():
     The 95 % interval must cover the true P95 in >= 90 % of the replications where it is
     reported (binomial SE ~1.5 % at 200), and be reported in most of them; the
     order-statistic interval (records taken as independent) covers it far less often.
+    An exact 95 % interval covers an independent rerun's point value ~83 % of the time
+    (the rerun has its own error), so >= 80 % is asked of that.
     """
     rng = np.random.default_rng(20261127)
     seconds, phi, sd = 120, 0.7, 0.25
     true_ms = np.exp(MU + stats.norm.ppf(0.95) * np.hypot(sd, SE)) / 1000
     streams = [_records(rng, _ar1(rng, seconds, phi, sd), 300) for _ in range(200)]
-    coverage, reported, iid = _coverage(streams, true_ms, seconds)
+    coverage, reported, iid, rerun = _coverage(streams, true_ms, seconds)
     assert coverage >= 0.90, coverage
     assert reported >= 0.6, reported
     assert iid < 0.5, iid
+    assert rerun >= 0.80, rerun
 
 
 def test_regime_switching_coverage():
@@ -97,10 +103,11 @@ def test_regime_switching_coverage():
 
     true_ms = optimize.brentq(lambda x: cdf(x) - 0.95, 100, 100_000)
     streams = [_records(rng, _regimes(rng, seconds, high, 0.1), 250) for _ in range(200)]
-    coverage, reported, iid = _coverage(streams, true_ms, seconds)
+    coverage, reported, iid, rerun = _coverage(streams, true_ms, seconds)
     assert coverage >= 0.90, coverage
     assert reported >= 0.6, reported
     assert iid < 0.6, iid
+    assert rerun >= 0.80, rerun
 
 
 def test_independent_records_keep_a_sensible_width():
