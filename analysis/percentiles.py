@@ -55,7 +55,15 @@ class QuantileEstimate:
 
     @property
     def ok(self) -> bool:
+        """A point value is reported (enough samples for this percentile)."""
         return self.value_ms is not None
+
+    @property
+    def has_interval(self) -> bool:
+        """The point value comes with an interval.  False when the records are too
+        dependent over time for the window's length: the value is then a description
+        of this window only, and ``reason`` says why it has no interval."""
+        return self.ci_low_ms is not None and self.ci_high_ms is not None
 
 
 def ci_ranks(n: int, p: float, confidence: float = CONFIDENCE) -> tuple[int, int]:
@@ -179,7 +187,8 @@ def _dependent_ranks(
                 out[p] = _Ranks(lo, mid, hi, ri.n_eff, ri.design_effect)
                 continue
             reason = f"insufficient data (no two-sided {confidence:.0%} bound at n={n})"
-        result[p] = QuantileEstimate(p, n, None, None, None, reason, ri.n_eff, ri.design_effect)
+        value = float(part[mid - 1]) / 1000.0  # the point stands; only the interval is refused
+        result[p] = QuantileEstimate(p, n, value, None, None, reason, ri.n_eff, ri.design_effect)
     return out
 
 

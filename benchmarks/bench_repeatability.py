@@ -48,10 +48,14 @@ def read_row(run_dir: Path) -> RunRow:
 
     result = analysis.analyze(analysis.load_run(run_dir))
     p95, err = _criterion(result, "p95_ms"), _criterion(result, "error_rate")
+    point = p95.value if p95 else None
+    if point is None:  # no interval (insufficient data): the gate step's point still counts
+        st = next((s for s in result.steps if s.step.name == result.gate.step), None)
+        point = st.latency.p(0.95).value_ms if st else None
     return RunRow(
         run_dir.name,
         result.verdict,
-        p95.value if p95 else None,
+        point,
         p95.ci if p95 else None,
         err.value if err else None,
         err.ci if err else None,

@@ -64,7 +64,7 @@ def _coverage(streams, true_ms, seconds):
     iids = [quantiles_with_ci(lat, (0.95,))[0.95] for _, lat in streams]  # same points
     for q, iid, nxt in zip(qs, iids, iids[1:] + iids[:1], strict=True):
         hit_iid += iid.ci_low_ms <= true_ms <= iid.ci_high_ms
-        if q.ok:
+        if q.has_interval:
             reported += 1
             hit += q.ci_low_ms <= true_ms <= q.ci_high_ms
             hit_next += q.ci_low_ms <= nxt.value_ms <= q.ci_high_ms
@@ -121,7 +121,7 @@ def test_independent_records_keep_a_sensible_width():
         ts, lat = _records(rng, np.zeros(seconds), 300)
         q = _p95(ts, lat, seconds)
         iid = quantiles_with_ci(lat, (0.95,))[0.95]
-        assert q.ok, q.reason
+        assert q.has_interval, q.reason
         assert q.ci_low_ms <= iid.ci_low_ms and q.ci_high_ms >= iid.ci_high_ms
         ratios.append((q.ci_high_ms - q.ci_low_ms) / (iid.ci_high_ms - iid.ci_low_ms))
         hits += q.ci_low_ms <= true_ms <= q.ci_high_ms
@@ -135,8 +135,9 @@ def test_short_strongly_dependent_window_is_insufficient_not_narrow():
     rng = np.random.default_rng(11)
     seconds = 25
     results = [_p95(*_records(rng, _ar1(rng, seconds, 0.95, 0.3), 400), seconds) for _ in range(60)]
-    insufficient = [q for q in results if not q.ok]
+    insufficient = [q for q in results if not q.has_interval]
     assert len(insufficient) >= 0.9 * len(results)
+    assert all(q.ok and q.value_ms > 0 for q in insufficient)  # the point value stays
     assert all("effective sample too small" in q.reason for q in insufficient)
 
 
@@ -229,3 +230,29 @@ def test_repeatability_table_from_synthetic_runs(tmp_path):
         assert f"| {n} of 3 |" in line
     assert "P95 spread:" in out and "verdict flips between PASS and FAIL: no" in out
     assert covers(None, p95s) is None and covers((0.0, 1.0), [0.5, 2.0, None]) == 1
+
+
+def test_gate_p95_without_interval_decides_nothing(base_run_dir):
+    """A gate step whose P95 has a point but no interval (window too short for its
+    memory) gives 'insufficient data' for the P95 criterion, never pass or fail, and the
+    reports print the point with the reason instead of an interval."""
+    import dataclasses
+
+    from analysis import gates, load_run, saturation, steps
+    from analysis.percentiles import QuantileEstimate
+    from reports import markdown
+
+    run = load_run(base_run_dir)
+    stats_ = steps.compute_step_stats(run, steps.build_steps(run))
+    top = stats_[-1]
+    old = top.latency.p(0.95)
+    top.latency.percentiles[0.95] = dataclasses.replace(
+        old, ci_low_ms=None, ci_high_ms=None, reason="insufficient data (effective sample...)"
+    )
+    assert top.latency.p(0.95).ok and not top.latency.p(0.95).has_interval
+    result = gates.evaluate(run, stats_, saturation.fit_usl(stats_, run.model))
+    p95 = next(c for c in result.criteria if c.name == "p95_ms")
+    assert p95.status == gates.INSUFFICIENT and "effective sample" in p95.detail
+    assert result.verdict != "PASS"
+    assert "no interval" in markdown._q(top.latency.p(0.95))
+    assert isinstance(old, QuantileEstimate) and old.has_interval

@@ -103,7 +103,7 @@ def test_time_aware_interval_contains_the_independent_one_and_reports_its_sample
     iid = quantiles_with_ci(lat)[0.95]
     assert dep.value_ms == iid.value_ms
     assert iid.n_eff == iid.n and iid.design_effect == 1.0
-    assert dep.ok, dep.reason
+    assert dep.has_interval, dep.reason
     assert dep.ci_low_ms <= iid.ci_low_ms and dep.ci_high_ms >= iid.ci_high_ms
     assert dep.ci_high_ms - dep.ci_low_ms > 2 * (iid.ci_high_ms - iid.ci_low_ms)
     assert dep.design_effect > 2 and dep.n_eff < sec.size / 2
@@ -114,5 +114,5 @@ def test_step_intervals_say_how_they_were_built(base_result):
     assert {"error_rate", "p50_ms", "p95_ms", "p99_ms"} <= set(st.interval_notes)
     assert st.interval_notes["error_rate"].startswith("batch means: ")
     q = st.latency.p(0.95)
-    assert q.ok, q.reason
+    assert q.has_interval, q.reason
     assert q.ci_low_ms <= q.value_ms <= q.ci_high_ms and q.n_eff <= q.n
