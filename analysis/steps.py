@@ -216,7 +216,7 @@ def _latency_notes(lat: LatencyStats) -> dict[str, str]:
         key = f"p{round(p * 100)}_ms"
         notes[key] = (
             q.reason
-            if not q.ok
+            if not q.has_interval
             else (
                 f"batch means over time: design effect {q.design_effect:.1f}, "
                 f"effective n {q.n_eff:.0f} of {q.n}"
