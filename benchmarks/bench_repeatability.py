@@ -4,12 +4,12 @@
         [-- EXTRA loadgate run ARGS]
 
 Runs ``loadgate run --phase 1`` (the default main job; extra arguments after ``--`` are
-passed through) N times into separate run directories RUN_DIR/run-1..N, then analyses
+passed through) N times into separate run directories DIR/<UTC time>/run-1..N, then analyses
 each and prints a Markdown table: run, gate P95 with its 95 % interval, error rate with
 its interval, verdict, and for each run's intervals how many of the N point values they
 cover; then the spread of the point values.  The goal (issue 8) is that every interval
 covers at least N - 1 of the N values and the verdict never flips between PASS and FAIL.
-``--analyse-only`` re-tabulates existing run directories without running anything.
+``--analyse-only --dir DIR/<UTC time>`` re-tabulates an existing set without running.
 Not a timed test: run it on a quiet machine, since load and timing depend on the box.
 """
 
@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,9 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: passed to loadgate run")
     args = ap.parse_args(argv)
     extra = [a for a in args.extra if a != "--"]
-    dirs = [args.dir / f"run-{i}" for i in range(1, args.runs + 1)]
+    base = args.dir
+    if not args.analyse_only:  # a fresh set each time: never mix with an earlier set
+        base = args.dir / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        base.mkdir(parents=True)
+        print(f"run directories: {base}", file=sys.stderr)
+    dirs = [base / f"run-{i}" for i in range(1, args.runs + 1)]
     if not args.analyse_only:
-        args.dir.mkdir(parents=True, exist_ok=True)
         for d in dirs:
             code = run_once(d, extra)
             if code == 2:
