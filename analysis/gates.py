@@ -155,7 +155,7 @@ def _p95(run, steps, fit, thr, st, top, gate_load) -> CriterionResult:
     desc = f"P95 < {thr:g} ms"
     if st is not None:
         q = st.latency.p(0.95)
-        if not q.ok:
+        if not q.has_interval:  # too few records, or too dependent for the window
             return CriterionResult(
                 "p95_ms", desc, INSUFFICIENT, "measured", None, None, st.load, q.reason or ""
             )

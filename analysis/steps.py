@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.intervals import (
+    RatioInterval,
+    mean_rate_interval,
+    per_second,
+    ratio_interval,
+    second_index,
+)
 from analysis.percentiles import (
     PERCENTILES,
     QuantileEstimate,
     max_ms,
-    mean_ci,
-    proportion_ci,
     quantiles_with_ci,
 )
 from analysis.runs import ERROR_CLASSES, Run
@@ -29,9 +34,6 @@ from analysis.runs import ERROR_CLASSES, Run
 #: 10% of the hold, at most 30 s (caches and pools settle within seconds here).
 DEFAULT_WARMUP_FRACTION = 0.10
 DEFAULT_WARMUP_CAP_S = 30.0
-#: Throughput CI uses batch means over blocks of this many seconds (1 s counts are
-#: autocorrelated; 10 s blocks are close to independent at these request rates).
-BLOCK_S = 10
 
 
 @dataclass
@@ -85,10 +87,15 @@ class StepStats:
     corrected_latency: LatencyStats | None  # coordinated-omission corrected
     correction_note: str
     error_rate: float
+    #: Dependence-aware (batch means over time, analysis.intervals); (0, 1) when the
+    #: window is too short for the errors' memory (see ``interval_notes``).
     error_rate_ci: tuple[float, float]
     errors_by_class: dict[str, int]
     endpoints: list[EndpointStats]
     resources: dict[str, dict[str, float]] = field(default_factory=dict)  # source -> metric -> mean
+    #: How the intervals were built, per statistic ("error_rate", "p95_ms", ...): the
+    #: effective sample size and batches, or why there is no interval.
+    interval_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def load(self) -> float:
@@ -135,10 +142,14 @@ def assign_steps(ts_us: np.ndarray, steps: list[Step]) -> np.ndarray:
     return np.where(pos % 2 == 1, (pos - 1) // 2, -1).astype(np.int32)
 
 
-def latency_stats(values_us: np.ndarray) -> LatencyStats:
+def latency_stats(
+    values_us: np.ndarray, seconds: tuple[np.ndarray, int] | None = None
+) -> LatencyStats:
+    """Latency summary; ``seconds`` (second of each record, window seconds) makes the
+    percentile intervals dependence-aware."""
     return LatencyStats(
         n=int(values_us.size),
-        percentiles=quantiles_with_ci(values_us, PERCENTILES),
+        percentiles=quantiles_with_ci(values_us, PERCENTILES, seconds=seconds),
         max_ms=max_ms(values_us),
         mean_ms=float(values_us.mean()) / 1000.0 if values_us.size else None,
     )
@@ -171,16 +182,47 @@ def hdr_corrected(
     return np.concatenate([values_us, extra])
 
 
-def _throughput(ts_us: np.ndarray, step: Step) -> tuple[float, tuple[float, float]]:
-    n = ts_us.size
-    rate = n / step.duration_s if step.duration_s > 0 else 0.0
-    blocks = int(step.duration_s // BLOCK_S)
-    if blocks < 2:
-        return rate, (rate, rate)
-    block = ((ts_us - step.start_us) // (BLOCK_S * 1_000_000)).astype(np.int64)
-    counts = np.bincount(block[block < blocks], minlength=blocks) / BLOCK_S
-    _, lo, hi = mean_ci(counts)
-    return rate, (lo, hi)
+def _throughput(sec: np.ndarray, n_sec: int, step: Step) -> tuple[float, tuple[float, float]]:
+    """Requests/s over the window, with a batch-means interval over time."""
+    rate = sec.size / step.duration_s if step.duration_s > 0 else 0.0
+    if not sec.size:
+        return rate, (0.0, 0.0)
+    mean, lo, hi = mean_rate_interval(per_second(sec, n_sec))
+    scale = rate / mean if mean > 0 else 1.0  # per-second bins vs the exact duration
+    return rate, (lo * scale, hi * scale)
+
+
+def _error_interval(
+    sec: np.ndarray, n_sec: int, is_err: np.ndarray
+) -> tuple[tuple[float, float], str]:
+    """Error-rate interval from per-second error counts (bursts widen it)."""
+    ri = ratio_interval(per_second(sec[is_err], n_sec), per_second(sec, n_sec))
+    if not ri.ok:
+        return (0.0, 1.0), ri.reason or "insufficient data"
+    return (ri.low, ri.high), _note(ri)
+
+
+def _note(ri: RatioInterval) -> str:
+    b = ri.batching
+    return (
+        f"batch means: {b.batches} batches of {b.batch_s:.1f} s (memory ~{b.tau_s:.1f} s), "
+        f"design effect {ri.design_effect:.1f}, effective n {ri.n_eff:.0f} of {ri.n}"
+    )
+
+
+def _latency_notes(lat: LatencyStats) -> dict[str, str]:
+    notes = {}
+    for p, q in lat.percentiles.items():
+        key = f"p{round(p * 100)}_ms"
+        notes[key] = (
+            q.reason
+            if not q.has_interval
+            else (
+                f"batch means over time: design effect {q.design_effect:.1f}, "
+                f"effective n {q.n_eff:.0f} of {q.n}"
+            )
+        )
+    return notes
 
 
 def step_resources(samples: pd.DataFrame, step: Step) -> dict[str, dict[str, float]]:
@@ -222,14 +264,15 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
         a, b = int(offsets[s * n_ep]), int(offsets[(s + 1) * n_ep])
         sl = slice(a, b)
         n = b - a
-        rate, rate_ci = _throughput(ts[sl], step)
+        sec, n_sec = second_index(ts[sl], step.start_us, step.end_us)  # this step only
+        rate, rate_ci = _throughput(sec, n_sec, step)
         by_class = {
             c: int(np.count_nonzero(err_codes[sl] == code)) if code >= 0 else 0
             for c, code in class_code.items()
         }
         n_err = int(np.count_nonzero(is_err[sl]))
         cycle_s = (float(np.median(users[sl])) / rate) if rate > 0 and n else think_mean
-        corrected, note = _corrected(run, lat[sl], intended[sl], cycle_s)
+        corrected, note, source = _corrected(run, lat[sl], intended[sl], cycle_s)
         endpoints = []
         for e in range(n_ep):
             ea, eb = int(offsets[s * n_ep + e]), int(offsets[s * n_ep + e + 1])
@@ -241,9 +284,11 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
                     n=eb - ea,
                     throughput_rps=(eb - ea) / step.duration_s,
                     error_rate=float(np.count_nonzero(is_err[ea:eb])) / (eb - ea),
-                    latency=latency_stats(lat[ea:eb]),
+                    latency=latency_stats(lat[ea:eb], (sec[ea - a : eb - a], n_sec)),
                 )
             )
+        err_ci, err_note = _error_interval(sec, n_sec, is_err[sl])
+        latency = latency_stats(lat[sl], (sec, n_sec))
         out.append(
             StepStats(
                 step=step,
@@ -251,14 +296,17 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
                 users_observed=float(np.median(users[sl])) if n else 0.0,
                 throughput_rps=rate,
                 throughput_ci=rate_ci,
-                latency=latency_stats(lat[sl]),
-                corrected_latency=None if corrected is None else latency_stats(corrected),
+                latency=latency,
+                corrected_latency=(
+                    None if corrected is None else latency_stats(corrected, (sec[source], n_sec))
+                ),
                 correction_note=note,
                 error_rate=n_err / n if n else 0.0,
-                error_rate_ci=proportion_ci(n_err, n),
+                error_rate_ci=err_ci,
                 errors_by_class=by_class,
                 endpoints=endpoints,
                 resources=step_resources(run.samples, step),
+                interval_notes={"error_rate": err_note, **_latency_notes(latency)},
             )
         )
     return out
@@ -266,21 +314,42 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
 
 def _corrected(
     run: Run, lat: np.ndarray, intended: np.ndarray, cycle_s: float
-) -> tuple[np.ndarray | None, str]:
+) -> tuple[np.ndarray | None, str, np.ndarray]:
     """Open model: latency from intended start.  Closed model: HdrHistogram back-fill.
 
     The expected interval between one user's requests is its cycle time users / X
-    (Little's law: response time plus think time), measured per step.
+    (Little's law: response time plus think time), measured per step.  Also returns,
+    for every corrected value, the index of the record it came from (back-filled values
+    share their stalled record's time), so intervals can batch them over time.
     """
+    identity = np.arange(lat.size)
     if lat.size == 0:
-        return None, "no records"
+        return None, "no records", identity
     if run.model == "open":
-        return intended, "open model: latency measured from the intended start time"
+        return intended, "open model: latency measured from the intended start time", identity
     interval = cycle_s * 1e6
     corrected = hdr_corrected(lat, interval)
     if corrected is None:
-        return None, "generator stalled too long to correct (back-fill > 20x the sample)"
-    return corrected, (
-        f"closed model: HdrHistogram-style back-fill with expected interval "
-        f"{interval / 1000:.0f} ms (users / throughput)"
+        return (
+            None,
+            "generator stalled too long to correct (back-fill > 20x the sample)",
+            identity,
+        )
+    return (
+        corrected,
+        (
+            f"closed model: HdrHistogram-style back-fill with expected interval "
+            f"{interval / 1000:.0f} ms (users / throughput)"
+        ),
+        _backfill_source(lat, interval),
     )
+
+
+def _backfill_source(values_us: np.ndarray, interval_us: float) -> np.ndarray:
+    """Record index of every value ``hdr_corrected`` returns, in the same order."""
+    identity = np.arange(values_us.size)
+    if interval_us <= 0:
+        return identity
+    long = np.flatnonzero(values_us > interval_us)
+    k = ((values_us[long] - int(interval_us)) // int(interval_us)).astype(np.int64)
+    return np.concatenate([identity, np.repeat(long, k)])

@@ -11,8 +11,8 @@ def ms(v: float | None) -> str:
     return f"{v:,.0f} ms" if v >= 100 else f"{v:,.1f} ms"
 
 
-def ci_ms(ci: tuple[float, float] | None) -> str:
-    if not ci:
+def ci_ms(ci: tuple[float | None, float | None] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
         return ""
     return f"[{ci[0]:,.0f}–{ci[1]:,.0f}]" if ci[1] >= 100 else f"[{ci[0]:,.1f}–{ci[1]:,.1f}]"
 

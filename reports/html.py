@@ -62,6 +62,8 @@ def _img(png: bytes, alt: str) -> str:
 def _q(q) -> str:
     if not q.ok:
         return f'<span class="warn">{escape(q.reason or "insufficient data")}</span>'
+    if not q.has_interval:
+        return f'{fmt.ms(q.value_ms)} <span class="warn">{escape(q.reason or "no interval")}</span>'
     return f"{fmt.ms(q.value_ms)} <span class=meta>{fmt.ci_ms((q.ci_low_ms, q.ci_high_ms))}</span>"
 
 

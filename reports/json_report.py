@@ -39,7 +39,7 @@ def latency(lat: LatencyStats | None) -> dict | None:
     for p, q in lat.percentiles.items():
         out[f"p{round(p * 100)}"] = {
             "value_ms": _f(q.value_ms),
-            "ci_ms": _f((q.ci_low_ms, q.ci_high_ms)) if q.ok else None,
+            "ci_ms": _f((q.ci_low_ms, q.ci_high_ms)) if q.has_interval else None,
             "insufficient": q.reason,
         }
     return out

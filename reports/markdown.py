@@ -100,6 +100,8 @@ def render(r: AnalysisResult) -> str:
 def _q(q, with_ci: bool = True) -> str:
     if not q.ok:
         return "insufficient data"
+    if with_ci and not q.has_interval:
+        return f"{fmt.ms(q.value_ms)} (no interval: window too short for its memory)"
     return (
         f"{fmt.ms(q.value_ms)} {fmt.ci_ms((q.ci_low_ms, q.ci_high_ms))}"
         if with_ci

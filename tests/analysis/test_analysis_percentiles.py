@@ -85,3 +85,34 @@ def test_insufficient_data_thresholds():
 def test_ci_ranks_bracket_the_point():
     lo, hi = ci_ranks(10_000, 0.99)
     assert lo < 9900 < hi
+
+
+def test_time_aware_interval_contains_the_independent_one_and_reports_its_sample():
+    """With each record's second, the interval accounts for dependence: never narrower
+    than the order-statistic one, and it says how many independent records it is worth."""
+    from analysis.intervals import second_index
+
+    rng = np.random.default_rng(6)
+    seconds = 120
+    state = np.repeat(rng.normal(0, 0.3, seconds // 2), 2)  # 2 s plateaus
+    n_s = rng.poisson(300, seconds)
+    sec = np.repeat(np.arange(seconds), n_s)
+    lat = np.exp(np.log(500_000) + state[sec] + rng.normal(0, 0.5, sec.size)).astype(np.int64)
+    ts = sec * 1_000_000 + rng.integers(0, 1_000_000, sec.size)
+    dep = quantiles_with_ci(lat, seconds=second_index(ts, 0, seconds * 1_000_000))[0.95]
+    iid = quantiles_with_ci(lat)[0.95]
+    assert dep.value_ms == iid.value_ms
+    assert iid.n_eff == iid.n and iid.design_effect == 1.0
+    assert dep.has_interval, dep.reason
+    assert dep.ci_low_ms <= iid.ci_low_ms and dep.ci_high_ms >= iid.ci_high_ms
+    assert dep.ci_high_ms - dep.ci_low_ms > 2 * (iid.ci_high_ms - iid.ci_low_ms)
+    assert dep.design_effect > 2 and dep.n_eff < sec.size / 2
+
+
+def test_step_intervals_say_how_they_were_built(base_result):
+    st = base_result.steps[-1]
+    assert {"error_rate", "p50_ms", "p95_ms", "p99_ms"} <= set(st.interval_notes)
+    assert st.interval_notes["error_rate"].startswith("batch means: ")
+    q = st.latency.p(0.95)
+    assert q.has_interval, q.reason
+    assert q.ci_low_ms <= q.value_ms <= q.ci_high_ms and q.n_eff <= q.n
