@@ -28,6 +28,20 @@ def test_knee_of_a_hockey_stick():
     assert knee.load is not None and 70 <= knee.load <= 100
 
 
+def test_knee_where_p95_departs_from_its_low_load_trend():
+    """The issue's steps: P95 jumps tenfold between 750 and 1,000 users, then plateaus."""
+    loads = [250, 500, 750, 1000, 1250, 1500]
+    p95 = [33, 72, 337, 2618, 2353, 2637]
+    knee = find_knee([_fake_step(a, b) for a, b in zip(loads, p95, strict=True)])
+    assert knee.load is not None and 750 <= knee.load <= 1000, knee
+
+
+def test_flat_p95_has_no_knee():
+    loads = [10, 20, 40, 60, 80, 100]
+    knee = find_knee([_fake_step(a, b) for a, b in zip(loads, [100, 101, 99, 103, 104, 102])])
+    assert knee.load is None and "2x" in knee.reason
+
+
 def test_knee_needs_three_levels():
     assert find_knee([_fake_step(1, 1), _fake_step(2, 2)]).load is None
 
