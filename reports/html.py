@@ -55,7 +55,9 @@ def _status(status: str) -> str:
     return f'<span class="{cls}">{escape(status)}</span>'
 
 
-def _img(png: bytes, alt: str) -> str:
+def _img(png: bytes | str, alt: str) -> str:
+    if isinstance(png, str):  # the chart could not be drawn: say why
+        return f'<p class="warn">{escape(alt)}: {escape(png)}</p>'
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
@@ -139,34 +141,16 @@ def _usl_block(r: AnalysisResult) -> str:
         if r.knee.load is not None
         else f"Knee of P95 vs load: {escape(r.knee.reason or '')}"
     )
-    if not fit.ok:
-        return f"<p>{knee}.</p><p>USL fit refused: {escape(fit.refused or '')}</p>"
-    ext = (
-        ' <b class="warn">extrapolated beyond 2× measured load</b>'
-        if fit.n_star_extrapolated
-        else ""
-    )
-    return (
-        f"<p>{knee}.</p><p>USL fit {_tag('projected')}: σ = {fit.sigma:.4g} "
-        f"{fmt.ci_num(fit.sigma_ci, 4)}, κ = {fit.kappa:.3g} [{fit.kappa_ci[0]:.3g}–"
-        f"{fit.kappa_ci[1]:.3g}], λ = {fit.lam:.4g} req/s per user, R² = {fit.r2:.4f}. "
-        f"Peak concurrency N* = <b>{fmt.num(fit.n_star)}</b> {fmt.ci_num(fit.n_star_ci)}"
-        f"{ext}; X_max = {fmt.num(fit.x_max, 1)} req/s {fmt.ci_num(fit.x_max_ci, 1)}.</p>"
-    )
+    tag = _tag("projected") if fit.ok else ""
+    return f"<p>{knee}.</p><p>{tag} {escape(fmt.usl_summary(fit))}.</p>"
 
 
 def _headroom_table(r: AnalysisResult) -> str:
     rows = []
     for c in r.headroom.constraints:
-        where = (
-            f"{fmt.num(c.load)} <span class=meta>{fmt.ci_num(c.ci)}</span>"
-            if c.load is not None
-            else f"&gt; {fmt.num(c.lower_bound)}"
-            if c.lower_bound is not None
-            else "—"
-        )
+        where = escape(fmt.reached_at(c))
         b = " <b>(binding)</b>" if r.headroom.binding is c else ""
-        ext = ' <span class="warn">extrapolated</span>' if c.extrapolated else ""
+        ext = ' <span class="warn">above the measured load</span>' if c.extrapolated else ""
         basis = c.basis if c.basis in ("measured", "projected") else "none"
         rows.append(
             f"<tr><td>{escape(c.name)}{b}</td><td>{escape(c.limit)}</td>"

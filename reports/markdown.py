@@ -63,16 +63,7 @@ def render(r: AnalysisResult) -> str:
         if r.knee.load
         else f"- Knee: {r.knee.reason}"
     )
-    if fit.ok:
-        ext = " — **extrapolated** beyond 2× measured load" if fit.n_star_extrapolated else ""
-        lines.append(
-            f"- USL: σ={fit.sigma:.4g} {fmt.ci_num(fit.sigma_ci, 4)}, "
-            f"κ={fit.kappa:.3g}, λ={fit.lam:.4g}, R²={fit.r2:.4f}; "
-            f"N*={fmt.num(fit.n_star)} {fmt.ci_num(fit.n_star_ci)} (projected){ext}, "
-            f"X_max={fmt.num(fit.x_max, 1)} req/s {fmt.ci_num(fit.x_max_ci, 1)}"
-        )
-    else:
-        lines.append(f"- USL not fitted: {fit.refused}")
+    lines.append(f"- {fmt.usl_summary(fit)}")
     lines += [
         "",
         "### Headroom",
@@ -81,16 +72,9 @@ def render(r: AnalysisResult) -> str:
         "|---|---|---|---|",
     ]
     for c in r.headroom.constraints:
-        where = (
-            f"{fmt.num(c.load)} {fmt.ci_num(c.ci)}"
-            if c.load is not None
-            else f"> {fmt.num(c.lower_bound)}"
-            if c.lower_bound is not None
-            else "—"
-        )
         bind = " **(binding)**" if r.headroom.binding is c else ""
-        ext = " (extrapolated)" if c.extrapolated else ""
-        lines.append(f"| {c.name}{bind} | {c.limit} | {where}{ext} | {c.basis} |")
+        ext = " (projected above the measured load)" if c.extrapolated else ""
+        lines.append(f"| {c.name}{bind} | {c.limit} | {fmt.reached_at(c)}{ext} | {c.basis} |")
     failed = [c for c in r.checks if c.ok is False]
     if failed or r.warnings:
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in r.warnings]
