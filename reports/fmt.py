@@ -77,3 +77,24 @@ def reached_at(c) -> str:
     if c.lower_bound is not None:
         return f"> {num(c.lower_bound)}"
     return "—"
+
+
+def errors_cell(e) -> str:
+    """An ErrorComparison as "0.10% → 30.2% (+30.1 pp [29.5–30.8])"."""
+    if e is None or e.rate_current is None:
+        return "—"
+    lo, hi = e.diff_ci
+    return (
+        f"{pct(e.rate_baseline)} → {pct(e.rate_current)} "
+        f"({e.diff * 100:+.2f} pp [{lo * 100:+.2f}–{hi * 100:+.2f}])"
+    )
+
+
+def tail_cell(t) -> str:
+    """A TailComparison as "base 410 ms [400–420] → run 520 ms [505–540] (+27%)"."""
+    if t.current_ms is None or t.baseline_ms is None or t.relative is None:
+        return "insufficient data"
+    return (
+        f"{ms(t.baseline_ms)} {ci_ms(t.baseline_ci)} → {ms(t.current_ms)} "
+        f"{ci_ms(t.current_ci)} ({t.relative:+.1%})"
+    )

@@ -213,11 +213,14 @@ distribution-free order-statistic intervals. <i>measured</i> = the load was appl
 def render_comparison(c: Comparison) -> str:
     rows = "".join(
         f"<tr><td>{escape(e.endpoint)}</td><td class=n>{e.n_current:,} / {e.n_baseline:,}</td>"
+        f"<td class=n>{escape(fmt.errors_cell(e.errors))}</td>"
         f"<td class=n>{fmt.ms(e.median_current_ms)}</td><td class=n>{fmt.ms(e.median_baseline_ms)}"
         f"</td><td class=n>{fmt.ms(e.hl_shift_ms)}</td><td class=n>"
         f"{fmt.pct(e.relative_shift, 1) if e.relative_shift is not None else '—'}</td>"
         f"<td class=n>{'—' if e.p_value is None else f'{e.p_value:.2g}'}</td>"
-        f"<td>{escape(e.verdict)}</td></tr>"
+        + "".join(f"<td class=n>{escape(fmt.tail_cell(t))}</td>" for t in e.tails or [])
+        + ("<td>—</td><td>—</td>" if not e.tails else "")
+        + f"<td>{escape(e.verdict)}</td></tr>"
         for e in [c.overall, *c.endpoints]
     )
     v = {"regression": "FAIL", "improvement": "PASS", "no change": "PASS"}.get(c.verdict, "NO-GATE")
@@ -226,10 +229,12 @@ def render_comparison(c: Comparison) -> str:
 <style>{CSS}</style></head><body><main>
 <h1>{escape(c.run_id)} vs baseline {escape(c.baseline_id)}</h1>
 <div class="verdict v-{v}"><div class="big">{escape(c.verdict)}</div>
-<p>Mann–Whitney U, Hodges–Lehmann shift, tolerance ±{c.tolerance:.0%}, α = {c.alpha}
-(Bonferroni-adjusted). All values {_tag("measured")}.</p></div>
-<table><tr><th>endpoint</th><th>n (run / base)</th><th>median run</th><th>median base</th>
-<th>HL shift</th><th>relative</th><th>p</th><th>verdict</th></tr>{rows}</table>
+<p>Errors: two-proportion z-test. Latency of successful requests: Mann–Whitney U,
+Hodges–Lehmann shift, P95/P99 with 95% intervals. Tolerance ±{c.tolerance:.0%}, α = {c.alpha}
+(Bonferroni-adjusted); steady-state windows only. All values {_tag("measured")}.</p></div>
+<table><tr><th>endpoint</th><th>n (run / base)</th><th>errors base → run</th>
+<th>median run</th><th>median base</th><th>HL shift</th><th>relative</th><th>p</th>
+<th>P95 base → run</th><th>P99 base → run</th><th>verdict</th></tr>{rows}</table>
 </main></body></html>
 """
 

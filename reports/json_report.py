@@ -177,6 +177,31 @@ def _ep(e: EndpointComparison) -> dict[str, Any]:
         "hl_shift_ms": _f(e.hl_shift_ms),
         "relative_shift": _f(e.relative_shift),
         "p_value": _f(e.p_value),
+        "location_verdict": e.location_verdict,
+        "errors": None
+        if e.errors is None
+        else {
+            "errors_current": e.errors.errors_current,
+            "errors_baseline": e.errors.errors_baseline,
+            "rate_current": _f(e.errors.rate_current),
+            "rate_baseline": _f(e.errors.rate_baseline),
+            "diff": _f(e.errors.diff),
+            "diff_ci": _f(e.errors.diff_ci),
+            "p_value": _f(e.errors.p_value),
+            "verdict": e.errors.verdict,
+        },
+        "tails": [
+            {
+                "p": t.p,
+                "current_ms": _f(t.current_ms),
+                "current_ci_ms": _f(t.current_ci),
+                "baseline_ms": _f(t.baseline_ms),
+                "baseline_ci_ms": _f(t.baseline_ci),
+                "relative": _f(t.relative),
+                "verdict": t.verdict,
+            }
+            for t in e.tails or []
+        ],
         "verdict": e.verdict,
     }
 

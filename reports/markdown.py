@@ -95,21 +95,25 @@ def render_comparison(c: Comparison) -> str:
     lines = [
         f"## loadgate compare `{c.run_id}` vs baseline `{c.baseline_id}`: **{c.verdict}**",
         "",
-        f"Mann–Whitney U (Bonferroni-adjusted α={c.alpha}), Hodges–Lehmann shift, "
-        f"tolerance ±{c.tolerance:.0%}; loads compared: "
-        f"{', '.join(f'{x:,.0f}' for x in c.loads) or 'all steady state'}",
+        f"Errors: two-proportion z-test; latency of successful requests: Mann–Whitney U with "
+        f"the Hodges–Lehmann shift, and P95/P99 with 95% intervals; tolerance "
+        f"±{c.tolerance:.0%}, Bonferroni-adjusted α={c.alpha}; loads compared: "
+        f"{', '.join(f'{x:,.0f}' for x in c.loads) or 'all steady state'} "
+        "(steady-state windows only). All values measured.",
         "",
-        "| endpoint | n (run / base) | median run | median base | HL shift | relative | p | "
-        "verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| endpoint | n (run / base) | errors base → run | median run | median base | "
+        "HL shift | relative | p | P95 base → run | P99 base → run | verdict |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for e in [c.overall, *c.endpoints]:
         rel = fmt.pct(e.relative_shift, 1) if e.relative_shift is not None else "—"
         p = f"{e.p_value:.2g}" if e.p_value is not None else "—"
+        tails = {t.p: fmt.tail_cell(t) for t in e.tails or []}
         lines.append(
-            f"| {e.endpoint} | {e.n_current:,} / {e.n_baseline:,} | "
+            f"| {e.endpoint} | {e.n_current:,} / {e.n_baseline:,} | {fmt.errors_cell(e.errors)} | "
             f"{fmt.ms(e.median_current_ms)} | {fmt.ms(e.median_baseline_ms)} | "
-            f"{fmt.ms(e.hl_shift_ms)} | {rel} | {p} | {e.verdict} |"
+            f"{fmt.ms(e.hl_shift_ms)} | {rel} | {p} | {tails.get(0.95, '—')} | "
+            f"{tails.get(0.99, '—')} | {e.verdict} |"
         )
     return "\n".join(lines) + "\n"
 
