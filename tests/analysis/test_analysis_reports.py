@@ -203,7 +203,8 @@ def test_report_run_end_to_end(base_run_dir, tmp_path):
     code, paths = reports.report_run(base_run_dir, tmp_path / "out", baseline_dir=base_run_dir)
     assert code == 0 and paths.html.exists()  # synthetic default gate passes; no regression
     assert (tmp_path / "out" / "comparison.md").exists()
-    assert reports.report_run(tmp_path / "nope", tmp_path / "x") == (2, None)
+    with pytest.raises(reports.ReportError, match="no manifest.json"):
+        reports.report_run(tmp_path / "nope", tmp_path / "x")
 
 
 def assert_no_nonsense(doc: dict, *texts: str) -> None:
