@@ -487,7 +487,8 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
     binding = min(reached, key=lambda c: c.load) if reached else None
     target = run.gate.get("target_users", run.config.get("target_users"))
     target = float(target) if target is not None else None
-    return Headroom(cons, binding, target, leadership_sentence(run, binding, target, loads))
+    measured = [st.load for st in steps if st.n]  # "measured up to" only where records are
+    return Headroom(cons, binding, target, leadership_sentence(run, binding, target, measured))
 
 
 def stripe_limit(run: Run) -> float | None:

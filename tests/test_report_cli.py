@@ -189,3 +189,53 @@ def test_run_exit_codes_after_the_load(runs, tmp_path):
 def test_verdict_exit_table():
     verdicts = ("PASS", "FAIL", "INCONCLUSIVE", "INVALID", "PROJECTED", "NO GATE", "new")
     assert [verdict_exit_code(v) for v in verdicts] == [0, 1, 3, 3, 3, 0, 3]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A real short phase-0 run (local stack, 12 users, 40 s) whose stdout is a pipe."""
+    from tests.test_run import fast_config
+
+    root = tmp_path_factory.mktemp("real")
+    out = root / "run"
+    result = run_cli(
+        ["run", "--phase", "0", "--provider", "local", "--fixture-size", "tiny",
+         "--workers", "1", "--users", "12", "--duration", "40s",
+         "--config", str(fast_config(root)), "--out", str(out)],
+        root / "state",
+        timeout=400,
+    )  # fmt: skip
+    return out, result
+
+
+@pytest.mark.integration
+def test_real_run_prints_progress_lines_to_a_pipe(real_run):
+    _, result = real_run
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("progress ")]
+    # 40 s of load, a line every 10 s, one at the start and one at the end
+    assert len(lines) >= 4, result.stdout[-3000:]
+    for field in ("stage ", "users ", "req/s ", "P95 ", "errors ", "generator CPU ", "requests "):
+        assert all(field in ln for ln in lines), (field, lines)
+    assert "\x1b[" not in result.stdout  # plain text, no terminal control codes
+    assert any(not ln.endswith("requests 0") for ln in lines), lines
+
+
+@pytest.mark.integration
+def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(real_run, tmp_path):
+    from tests.analysis.test_analysis_reports import assert_no_nonsense
+
+    out, result = real_run
+    assert "NO GATE" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = json.loads((out / "report" / "report.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    valid = manifest["status"] == "completed" and all(c["ok"] is not False for c in doc["validity"])
+    assert result.returncode == (0 if valid else 3), result.stderr[-3000:]
+    assert_no_nonsense(doc, (out / "report" / "summary.md").read_text())
+    assert manifest["stripe"]["rate_limit_per_s"] == 100
+    stripe = [c for c in doc["headroom"]["constraints"] if c["name"] == "Stripe rate limit"]
+    assert all(c["limit"] == "100 req/s" for c in stripe)
+    # the same run against itself is no regression; a broken copy is one error line
+    assert compare_dirs(out, out).verdict in ("no change", "insufficient data")
+    bad = _broken_copy(out, tmp_path / "bad", lambda m: m["config"].update(stages={"x": 1}))
+    with pytest.raises(ReportError, match="config.stages"):
+        report_run(bad, tmp_path / "r")
