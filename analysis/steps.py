@@ -284,3 +284,52 @@ def _corrected(
         f"closed model: HdrHistogram-style back-fill with expected interval "
         f"{interval / 1000:.0f} ms (users / throughput)"
     )
+
+
+@dataclass
+class RouteTable:
+    """Per-route statistics pooled over a set of windows, and which windows those are."""
+
+    windows: list[tuple[int, int]]  # absolute µs [start, end) of every window pooled
+    covered_s: float  # total seconds of those windows
+    description: str  # e.g. "steady-state windows of 6 steps (150 s of 240 s of load)"
+    endpoints: list[EndpointStats]
+
+
+def route_table(run: Run, steps: list[Step]) -> RouteTable:
+    """Whole-run per-route table over the steady-state windows only (the default).
+
+    Ramps are left out on purpose: while users spawn, the generator's own spawning stalls
+    show up as latency that is not the service's, and warm-up mixes cold caches in.
+    """
+    ev = run.events
+    step_of = assign_steps(ev.ts_us, steps)
+    inside = step_of >= 0
+    covered = sum(s.duration_s for s in steps)
+    stages = run.stages
+    load_s = (max(s.end_s for s in stages) - min(s.start_s for s in stages)) if stages else 0.0
+    description = (
+        f"steady-state windows of {len(steps)} step(s) ({covered:,.0f} s of {load_s:,.0f} s "
+        "of load; ramps and warm-up excluded)"
+    )
+    cats = ev.error_class.categories
+    bad = np.array([c not in ("", "none", "ok") for c in cats] or [False])
+    failed = bad[ev.error_class.codes] if len(ev) else np.zeros(0, dtype=bool)
+    codes = ev.endpoint.codes
+    endpoints = []
+    for e, name in enumerate(ev.endpoint.categories):
+        mask = inside & (codes == e)
+        n = int(mask.sum())
+        if not n:
+            continue
+        endpoints.append(
+            EndpointStats(
+                endpoint=name,
+                n=n,
+                throughput_rps=n / covered if covered else 0.0,
+                error_rate=float(failed[mask].mean()),
+                latency=latency_stats(ev.latency_us[mask]),
+            )
+        )
+    endpoints.sort(key=lambda x: -x.n)
+    return RouteTable([(s.start_us, s.end_us) for s in steps], covered, description, endpoints)

@@ -98,3 +98,8 @@ def tail_cell(t) -> str:
         f"{ms(t.baseline_ms)} {ci_ms(t.baseline_ci)} → {ms(t.current_ms)} "
         f"{ci_ms(t.current_ci)} ({t.relative:+.1%})"
     )
+
+
+def window(start_us: float, end_us: float) -> str:
+    """A window as seconds since the load started, e.g. "t = 135–180 s"."""
+    return f"t = {start_us / 1e6:,.0f}–{end_us / 1e6:,.0f} s"

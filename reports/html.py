@@ -89,24 +89,41 @@ def _gate_table(r: AnalysisResult) -> str:
     )
 
 
-def _endpoint_table(r: AnalysisResult) -> str:
-    steps = [st for st in r.steps if st.n]
-    if not steps:
-        return "<p>No steady-state records.</p>"
-    st = next((s for s in steps if s.step.name == r.gate.step), max(steps, key=lambda s: s.load))
-    rows = "".join(
+def _route_rows(endpoints) -> str:
+    return "".join(
         f"<tr><td>{escape(e.endpoint)}</td><td class=n>{e.n:,}</td>"
         f"<td class=n>{e.throughput_rps:,.1f}</td><td class=n>{_q(e.latency.p(0.5))}</td>"
         f"<td class=n>{_q(e.latency.p(0.95))}</td><td class=n>{_q(e.latency.p(0.99))}</td>"
         f"<td class=n>{fmt.ms(e.latency.max_ms)}</td><td class=n>{fmt.pct(e.error_rate)}</td></tr>"
-        for e in sorted(st.endpoints, key=lambda e: -e.n)
+        for e in sorted(endpoints, key=lambda e: -e.n)
     )
-    return (
-        f"<p>Step <b>{escape(st.step.name)}</b> at {st.load:,.0f} users {_tag('measured')}"
-        "</p><table><tr><th>endpoint</th><th>requests</th><th>req/s</th><th>P50</th>"
-        "<th>P95 [CI]</th><th>P99 [CI]</th><th>max</th><th>errors</th></tr>"
-        f"{rows}</table>"
+
+
+ROUTE_HEAD = (
+    "<table><tr><th>endpoint</th><th>requests</th><th>req/s</th><th>P50</th>"
+    "<th>P95 [CI]</th><th>P99 [CI]</th><th>max</th><th>errors</th></tr>"
+)
+
+
+def _endpoint_table(r: AnalysisResult) -> str:
+    """Per route at the gate step (or the highest step), then over the whole run; each
+    table says which windows it covers (steady state only: ramps hold spawning stalls)."""
+    steps = [st for st in r.steps if st.n]
+    if not steps:
+        return "<p>No steady-state records.</p>"
+    st = next((s for s in steps if s.step.name == r.gate.step), max(steps, key=lambda s: s.load))
+    window = fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)
+    out = (
+        f"<p>Step <b>{escape(st.step.name)}</b> at {st.load:,.0f} users, steady-state window "
+        f"{window} (warm-up excluded) {_tag('measured')}</p>"
+        f"{ROUTE_HEAD}{_route_rows(st.endpoints)}</table>"
     )
+    if r.routes is not None and r.routes.endpoints:
+        out += (
+            f"<p>Whole run: {escape(r.routes.description)} {_tag('measured')}</p>"
+            f"{ROUTE_HEAD}{_route_rows(r.routes.endpoints)}</table>"
+        )
+    return out
 
 
 def _steps_table(r: AnalysisResult) -> str:
@@ -114,7 +131,9 @@ def _steps_table(r: AnalysisResult) -> str:
     for st in r.steps:
         cor = st.corrected_latency.p(0.99) if st.corrected_latency else None
         rows.append(
-            f"<tr><td>{escape(st.step.name)}</td><td class=n>{st.load:,.0f}</td>"
+            f"<tr><td>{escape(st.step.name)}</td>"
+            f"<td class=n>{fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)}"
+            f"</td><td class=n>{st.load:,.0f}</td>"
             f"<td class=n>{st.users_observed:,.0f}</td><td class=n>{st.n:,}</td>"
             f"<td class=n>{st.throughput_rps:,.1f} <span class=meta>"
             f"{fmt.ci_num(st.throughput_ci, 1)}</span></td>"
@@ -125,7 +144,8 @@ def _steps_table(r: AnalysisResult) -> str:
             f"{fmt.ci_pct(st.error_rate_ci)}</span></td></tr>"
         )
     return (
-        "<table><tr><th>step</th><th>load</th><th>users seen</th><th>requests</th>"
+        "<table><tr><th>step</th><th>steady-state window</th><th>load</th><th>users seen</th>"
+        "<th>requests</th>"
         "<th>req/s [CI]</th><th>P50</th><th>P95 [CI]</th><th>P99 [CI]</th>"
         "<th>P99 corrected for coordinated omission</th><th>errors [CI]</th></tr>"
         + "".join(rows)
@@ -199,7 +219,7 @@ def render(r: AnalysisResult) -> str:
 <h2>Errors {_tag("measured")}</h2>{_img(imgs["errors_by_class"], "error rate by class")}
 <h2>Resources {_tag("measured")}</h2>{_img(imgs["resources"], "resource use per service")}
 <h2>Headroom</h2>{_headroom_table(r)}{_img(imgs["headroom"], "headroom per constraint")}
-<h2>Per endpoint</h2>{_endpoint_table(r)}
+<h2>Per route</h2>{_endpoint_table(r)}
 <h2>Load steps (steady state) {_tag("measured")}</h2>{_steps_table(r)}
 <h2>Validity checks</h2>{_checks(r)}
 {f'<h2>Warnings</h2><ul class="warn">{warn}</ul>' if warn else ""}

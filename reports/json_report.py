@@ -162,6 +162,23 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 for c in r.headroom.constraints
             ],
         },
+        "routes": None
+        if r.routes is None
+        else {
+            "windows_us": [list(w) for w in r.routes.windows],
+            "covered_s": _f(r.routes.covered_s),
+            "description": r.routes.description,
+            "endpoints": [
+                {
+                    "endpoint": e.endpoint,
+                    "n": e.n,
+                    "throughput_rps": _f(e.throughput_rps),
+                    "error_rate": _f(e.error_rate),
+                    "latency": latency(e.latency),
+                }
+                for e in r.routes.endpoints
+            ],
+        },
         "faults": r.faults,
         "warnings": r.warnings,
     }

@@ -45,17 +45,31 @@ def render(r: AnalysisResult) -> str:
             )
         lines.append("")
     lines += [
-        "### Steps (steady state, measured)",
+        "### Steps (steady-state windows, warm-up excluded; measured)",
         "",
-        "| load | requests | req/s | P50 | P95 [CI] | P99 [CI] | max | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load | window | requests | req/s | P50 | P95 [CI] | P99 [CI] | max | errors |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for st in r.steps:
         p50, p95, p99 = (st.latency.p(q) for q in (0.5, 0.95, 0.99))
+        win = fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)
         lines.append(
-            f"| {st.load:,.0f} | {st.n:,} | {st.throughput_rps:,.1f} | {_q(p50, False)} | "
+            f"| {st.load:,.0f} | {win} | {st.n:,} | {st.throughput_rps:,.1f} | {_q(p50, False)} | "
             f"{_q(p95)} | {_q(p99)} | {fmt.ms(st.latency.max_ms)} | {fmt.pct(st.error_rate)} |"
         )
+    if r.routes is not None and r.routes.endpoints:
+        lines += [
+            "",
+            f"### Per route, whole run ({r.routes.description}; measured)",
+            "",
+            "| route | requests | req/s | P95 [CI] | P99 [CI] | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for e in r.routes.endpoints:
+            lines.append(
+                f"| {e.endpoint} | {e.n:,} | {e.throughput_rps:,.1f} | {_q(e.latency.p(0.95))} | "
+                f"{_q(e.latency.p(0.99))} | {fmt.pct(e.error_rate)} |"
+            )
     fit = r.usl
     lines += ["", "### Saturation", ""]
     lines.append(

@@ -304,3 +304,22 @@ def test_a_chart_that_fails_is_reported_in_place(base_result, monkeypatch):
     page = html.render(result)
     assert "chart not drawn: ValueError: boom" in page
     assert any("boom" in w for w in result.warnings)
+
+
+def test_route_tables_say_which_windows_they_cover(base_result, written):
+    routes = base_result.routes
+    assert "steady-state windows of 6 step(s)" in routes.description
+    assert "ramps and warm-up excluded" in routes.description
+    # exactly the steady-state records: the steps' per-route counts, not the ramps'
+    for e in routes.endpoints:
+        assert e.n == sum(
+            x.n for st in base_result.steps for x in st.endpoints if x.endpoint == e.endpoint
+        )
+    assert sum(e.n for e in routes.endpoints) < base_result.n_records
+    md = written.md.read_text()
+    assert f"### Per route, whole run ({routes.description}" in md
+    assert "| window |" in md and "t = " in md
+    page = written.html.read_text()
+    assert "steady-state window t = " in page and routes.description in page
+    doc = json.loads(written.json.read_text())
+    assert doc["routes"]["description"] == routes.description
