@@ -315,20 +315,25 @@ def route_table(run: Run, steps: list[Step]) -> RouteTable:
     cats = ev.error_class.categories
     bad = np.array([c not in ("", "none", "ok") for c in cats] or [False])
     failed = bad[ev.error_class.codes] if len(ev) else np.zeros(0, dtype=bool)
-    codes = ev.endpoint.codes
+    idx = np.flatnonzero(inside)
+    codes = ev.endpoint.codes[idx]
+    n_ep = len(ev.endpoint.categories)
+    key_dtype = np.uint16 if n_ep < 2**16 else np.int64
+    order = idx[np.argsort(codes.astype(key_dtype), kind="stable")]  # one radix sort
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_ep))])
+    lat, bad_sorted = ev.latency_us[order], failed[order]
     endpoints = []
     for e, name in enumerate(ev.endpoint.categories):
-        mask = inside & (codes == e)
-        n = int(mask.sum())
-        if not n:
+        a, b = int(offsets[e]), int(offsets[e + 1])
+        if a == b:
             continue
         endpoints.append(
             EndpointStats(
                 endpoint=name,
-                n=n,
-                throughput_rps=n / covered if covered else 0.0,
-                error_rate=float(failed[mask].mean()),
-                latency=latency_stats(ev.latency_us[mask]),
+                n=b - a,
+                throughput_rps=(b - a) / covered if covered else 0.0,
+                error_rate=float(bad_sorted[a:b].mean()),
+                latency=latency_stats(lat[a:b]),
             )
         )
     endpoints.sort(key=lambda x: -x.n)
