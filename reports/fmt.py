@@ -103,3 +103,11 @@ def tail_cell(t) -> str:
 def window(start_us: float, end_us: float) -> str:
     """A window as seconds since the load started, e.g. "t = 135–180 s"."""
     return f"t = {start_us / 1e6:,.0f}–{end_us / 1e6:,.0f} s"
+
+
+def hull(point: float | None, ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """An interval widened to contain its point: a point outside its own interval is never
+    printed (batch-means intervals of a rate need not contain the whole-window rate)."""
+    if ci is None or point is None:
+        return ci
+    return (min(ci[0], point), max(ci[1], point))

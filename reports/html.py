@@ -136,12 +136,12 @@ def _steps_table(r: AnalysisResult) -> str:
             f"</td><td class=n>{st.load:,.0f}</td>"
             f"<td class=n>{st.users_observed:,.0f}</td><td class=n>{st.n:,}</td>"
             f"<td class=n>{st.throughput_rps:,.1f} <span class=meta>"
-            f"{fmt.ci_num(st.throughput_ci, 1)}</span></td>"
+            f"{fmt.ci_num(fmt.hull(st.throughput_rps, st.throughput_ci), 1)}</span></td>"
             f"<td class=n>{_q(st.latency.p(0.5))}</td><td class=n>{_q(st.latency.p(0.95))}</td>"
             f"<td class=n>{_q(st.latency.p(0.99))}</td>"
             f"<td class=n>{_q(cor) if cor else '—'}</td>"
             f"<td class=n>{fmt.pct(st.error_rate)} <span class=meta>"
-            f"{fmt.ci_pct(st.error_rate_ci)}</span></td></tr>"
+            f"{fmt.ci_pct(fmt.hull(st.error_rate, st.error_rate_ci))}</span></td></tr>"
         )
     return (
         "<table><tr><th>step</th><th>steady-state window</th><th>load</th><th>users seen</th>"

@@ -14,6 +14,7 @@ from typing import Any
 from analysis.analyze import AnalysisResult
 from analysis.compare import Comparison, EndpointComparison
 from analysis.steps import LatencyStats
+from reports import fmt
 
 SCHEMA = "loadgate.report/1"
 COMPARISON_SCHEMA = "loadgate.comparison/1"
@@ -90,12 +91,12 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "end_us": st.step.end_us,
                 "n": st.n,
                 "throughput_rps": _f(st.throughput_rps),
-                "throughput_ci": _f(st.throughput_ci),
+                "throughput_ci": _f(fmt.hull(st.throughput_rps, st.throughput_ci)),
                 "latency": latency(st.latency),
                 "corrected_latency": latency(st.corrected_latency),
                 "correction": st.correction_note,
                 "error_rate": _f(st.error_rate),
-                "error_rate_ci": _f(st.error_rate_ci),
+                "error_rate_ci": _f(fmt.hull(st.error_rate, st.error_rate_ci)),
                 "errors_by_class": st.errors_by_class,
                 "endpoints": [
                     {

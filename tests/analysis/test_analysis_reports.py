@@ -236,6 +236,9 @@ def assert_no_nonsense(doc: dict, *texts: str) -> None:
             assert c["value"] > 0, c
         if c["basis"] == "projected":
             assert c["load"] <= limit, c
+    for st in doc["steps"]:
+        assert _inside(st["throughput_rps"], st["throughput_ci"]), st["name"]
+        assert _inside(st["error_rate"], st["error_rate_ci"]), st["name"]
     configured = {doc["gate"]["load"], doc["headroom"]["target"]}
     for text in texts:
         for m in re.finditer(r"(\d[\d,]*(?:\.\d+)?) users", text):
