@@ -140,6 +140,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "n_star": _f(fit.n_star),
                 "n_star_ci": _f(fit.n_star_ci),
                 "n_star_extrapolated": fit.n_star_extrapolated,
+                "peak_note": fit.peak_note,
                 "x_max": _f(fit.x_max),
                 "x_max_ci": _f(fit.x_max_ci),
                 "r2": _f(fit.r2),
