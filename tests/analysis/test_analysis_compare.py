@@ -78,8 +78,8 @@ def test_hodges_lehmann_is_exact_to_half_a_point_on_large_samples():
 
 def test_a_shift_inside_the_tolerance_band_is_not_flagged():
     """+4.5% with 100,000 records each.  A seeded 2,000-record subsample put this shift at
-    5.07% and flagged it; computed over all pairs it stays inside the 5% band."""
-    rng = np.random.default_rng(21)
+    5.98% and flagged it; computed over all pairs it stays inside the 5% band."""
+    rng = np.random.default_rng(20)
     base = rng.lognormal(np.log(200_000), 0.6, 100_000)
     current = rng.permutation(base + 0.045 * np.median(base))
     c = compare_samples("x", current, base)
