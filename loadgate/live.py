@@ -59,6 +59,7 @@ class LiveStats:
         self.total = 0
         self.errors = 0
         self.started = time.time()
+        self.last: Snapshot | None = None
         self.procs = {}
         for name, pid in pids.items():
             try:
@@ -126,7 +127,7 @@ class LiveStats:
         )
 
     def render(self) -> Table:
-        s = self.snapshot()
+        s = self.last = self.snapshot()
         table = Table(
             title=f"loadgate run · {s.elapsed_s:5.0f} s of {s.duration_s:.0f} s",
             title_justify="left",
@@ -137,8 +138,14 @@ class LiveStats:
         return table
 
     def line(self) -> str:
-        """One plain progress line (no markup), for logs."""
-        s = self.snapshot()
+        """One plain progress line (no markup), for logs.
+
+        Reuses the snapshot ``render`` just took when there is one: psutil's CPU percent
+        covers the time since its previous call, so a second call right after would read
+        about 0 %.
+        """
+        s = self.last if self.last is not None else self.snapshot()
+        self.last = None
         stage, users, rps, p95, err, cpu, total = _cells(s)
         return (
             f"progress {s.elapsed_s:.0f}/{s.duration_s:.0f} s  stage {stage}  users {users}  "
