@@ -22,7 +22,7 @@ main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde}
 .verdict{padding:18px 22px;border-radius:8px;color:#fff;margin:12px 0}
 .v-PASS{background:#1b7f3b}.v-FAIL,.v-PROJECTED-FAIL{background:#b3261e}
-.v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE{background:#8a6d00}
+.v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE,.v-INCONCLUSIVE,.v-INVALID,.v-PROJECTED{background:#8a6d00}
 .verdict .big{font-size:28px;font-weight:700}.verdict p{margin:6px 0 0;font-size:15px}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-align:top}
