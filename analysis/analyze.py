@@ -34,6 +34,7 @@ class AnalysisResult:
     resources: pd.DataFrame
     faults: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    routes: steps.RouteTable | None = None  # whole run per route, steady-state windows
 
     @property
     def verdict(self) -> str:
@@ -74,4 +75,5 @@ def analyze(run: Run) -> AnalysisResult:
         resources=timeseries.resources(run),
         faults=run.faults,
         warnings=warns,
+        routes=steps.route_table(run, step_list),
     )

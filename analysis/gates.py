@@ -14,7 +14,7 @@ import numpy as np
 
 from analysis import usl as usl_mod
 from analysis.counters import counter_delta, hit_rate
-from analysis.headroom import _trend_draws, project_p95
+from analysis.headroom import _trend_draws, project_p95, sanitize_criterion
 from analysis.runs import Run
 from analysis.steps import StepStats
 
@@ -129,7 +129,9 @@ def _criterion(run, steps, fit, key, threshold, st, top, gate_load) -> Criterion
             None,
             f"no evaluator for criterion {key!r} in this version",
         )
-    return _with_interval(fn(run, steps, fit, threshold, st, top, gate_load), threshold)
+    return _with_interval(
+        sanitize_criterion(fn(run, steps, fit, threshold, st, top, gate_load), top), threshold
+    )
 
 
 def _with_interval(r: CriterionResult, threshold: float) -> CriterionResult:

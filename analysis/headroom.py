@@ -9,10 +9,18 @@ everything else from a straight-line trend vs load when that trend is significan
 constraint is ``not reached`` and only the lower bound (largest measured load) is known.
 CPU and Stripe calls follow the utilisation law (linear in throughput) and are mapped to
 load through the USL.  The binding constraint is the one reached at the lowest load.
+
+Nothing the reports print may mislead (issue 9): a crossing the model puts beyond 3x the
+highest measured load is not a number but "beyond the measured range" (basis ``BEYOND``);
+every interval contains its own point estimate; a projected rate stays in [0, 1] and a
+projected latency above 0 (:func:`sanitize_criterion` applies the same rules to the gate's
+projected criteria).  The Stripe limit is the one the run's stack had (manifest
+``stripe.rate_limit_per_s``), never a constant.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +33,10 @@ from analysis.steps import StepStats
 
 CPU_PLANNING_LINE = 70.0  # percent of the cores available to the service
 MEMORY_PLANNING_LINE = 0.80  # fraction of the memory limit
-STRIPE_LIMIT_RPS = 100.0  # seed: Stripe allows 100 req/s
 EXTRAPOLATION_LIMIT = usl_mod.EXTRAPOLATION_LIMIT
+BEYOND = usl_mod.BEYOND  # basis of a crossing projected beyond 3x the highest measured load
+#: Constraints whose crossing is a service-level objective ("SLO capacity").
+SLO_CONSTRAINTS = ("latency SLO", "error budget")
 _DRAWS = 2000
 
 
@@ -36,11 +46,11 @@ class Constraint:
 
     name: str
     limit: str
-    basis: str  # "measured" | "projected" | "not reached" | "not available"
+    basis: str  # "measured" | "projected" | "not reached" | BEYOND | "not available"
     load: float | None
     ci: tuple[float, float] | None
     lower_bound: float | None
-    extrapolated: bool
+    extrapolated: bool  # projected above the highest measured load (but within 3x)
     detail: str
 
 
@@ -128,16 +138,49 @@ def crossing(name: str, limit: str, loads, values, threshold: float, unit: str =
         d = (threshold - draws[:, 1]) / draws[:, 0]
     d = np.where(draws[:, 0] > 0, d, np.inf)
     lo, hi = np.percentile(d, [2.5, 97.5], method="inverted_cdf")
-    return Constraint(
-        name,
-        limit,
-        "projected",
-        float(load),
-        (float(lo), float(hi)),
-        top,
-        bool(load > EXTRAPOLATION_LIMIT * top),
-        f"linear trend {slope:.4g}{unit} per unit load; max measured {vals.max():.4g}{unit}",
+    return bounded(
+        Constraint(
+            name,
+            limit,
+            "projected",
+            float(load),
+            (float(lo), float(hi)),
+            top,
+            False,
+            f"linear trend {slope:.4g}{unit} per unit load; max measured {vals.max():.4g}{unit}",
+        )
     )
+
+
+def bounded(c: Constraint) -> Constraint:
+    """Apply the reporting rules to a projected crossing (``lower_bound`` = top measured).
+
+    Beyond 3x the highest measured load the crossing is not a number (basis BEYOND); an
+    interval is widened to contain its point and an upper end beyond the range becomes
+    inf (printed "beyond the measured range").
+    """
+    if c.basis != "projected" or c.load is None or c.lower_bound is None:
+        return c
+    top = c.lower_bound
+    if usl_mod.beyond_range(c.load, top):
+        return Constraint(
+            c.name,
+            c.limit,
+            BEYOND,
+            None,
+            None,
+            top,
+            False,
+            f"the model puts it beyond {EXTRAPOLATION_LIMIT:g}x the highest measured load "
+            f"({top:,.0f}): not projected as a number; {c.detail}",
+        )
+    lo, hi = c.ci if c.ci else (c.load, c.load)
+    lo, hi = min(lo, c.load), max(hi, c.load)
+    if usl_mod.beyond_range(hi, top):
+        hi = math.inf
+    c.ci = (max(lo, 0.0), hi)
+    c.extrapolated = c.load > top
+    return c
 
 
 def utilization_crossing(
@@ -182,21 +225,27 @@ def utilization_crossing(
             None,
             top,
             False,
-            f"{detail}; above the USL X_max {fit.x_max:,.1f} req/s: throughput saturates first",
+            f"{detail}; above the USL's "
+            + (f"X_max {fit.x_max:,.1f} req/s" if fit.x_max is not None else "reach")
+            + ": throughput saturates first",
         )
     load = float(grid[hit[0]])
     pd = fit.draws()
     xs = usl_mod.usl_model(grid[None, :], pd[:, :1], pd[:, 1:2], pd[:, 2:3])
     lo, hi = _first_crossing_interval(grid, xs >= x_need_draws[:, None])
-    return Constraint(
-        name,
-        limit,
-        "projected",
-        load,
-        (lo, hi),
-        top,
-        bool(load > EXTRAPOLATION_LIMIT * top),
-        f"{detail}; the USL delivers it at {load:,.0f} users",
+    return bounded(
+        Constraint(
+            name,
+            limit,
+            "projected",
+            load,
+            (lo, hi),
+            top,
+            False,
+            f"{detail}; the USL delivers it at about {load:,.0f} users"
+            if not usl_mod.beyond_range(load, top)
+            else detail,
+        )
     )
 
 
@@ -227,6 +276,7 @@ def latency_constraint(
         return measured
     z = sum(run.think_time_s) / 2.0
     grid = np.unique(np.geomspace(max(fit.max_measured, 1), fit.max_measured * 50, 400))
+    # (the grid runs past 3x so that a crossing beyond it is known to be beyond, not absent)
     ratio, _ = proj
     draws = fit.draws()
     xs = usl_mod.usl_model(grid[None, :], draws[:, :1], draws[:, 1:2], draws[:, 2:3])
@@ -243,26 +293,32 @@ def latency_constraint(
             None,
             top,
             False,
-            "USL projection stays under the SLO up to 50x measured load",
+            f"USL projection stays under the SLO up to {EXTRAPOLATION_LIMIT:g}x measured load",
         )
     load = float(grid[hit[0]])
     lo, hi = _first_crossing_interval(grid, p95_draws >= slo_ms)
-    return Constraint(
-        name,
-        limit,
-        "projected",
-        load,
-        (lo, hi),
-        top,
-        bool(load > EXTRAPOLATION_LIMIT * top),
-        f"USL response time N/X(N) - Z scaled by P95/mean = {ratio:.2f}",
+    return bounded(
+        Constraint(
+            name,
+            limit,
+            "projected",
+            load,
+            (lo, hi),
+            top,
+            False,
+            f"USL response time N/X(N) - Z scaled by P95/mean = {ratio:.2f}",
+        )
     )
 
 
 def project_p95(
     run: Run, steps: list[StepStats], fit: usl_mod.USLFit, load: float | None
 ) -> tuple[float, tuple[float, float]] | None:
-    """(P95/mean ratio, _) when load is None; else (P95 ms at load, interval) from the USL."""
+    """(P95/mean ratio, _) when load is None; else (P95 ms at load, interval) from the USL.
+
+    None when there is nothing honest to say: no fit, or a projected response time that
+    is not positive (N/X(N) < Z: the model is outside its domain there).
+    """
     ok = [st for st in steps if st.latency.p(0.95).ok and st.latency.mean_ms]
     if not ok or not fit.ok:
         return None
@@ -279,8 +335,10 @@ def project_p95(
         * (load / usl_mod.usl_model(np.array([load]), fit.sigma, fit.kappa, fit.lam)[0] - z)
         * 1000.0
     )
+    if not point > 0:
+        return None  # a negative response time: the model does not describe this load
     lo, hi = np.percentile(p95, [2.5, 97.5], method="inverted_cdf")
-    return float(point), (float(lo), float(hi))
+    return float(point), (max(min(float(lo), point), 0.0), max(float(hi), point))
 
 
 def _resource_series(steps: list[StepStats], source: str, metric: str) -> list[float | None]:
@@ -424,46 +482,116 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
     )
     stripe = _stripe_rates(run, steps)
     if any(v is not None for v in stripe):
-        cons.append(
-            utilization_crossing(
-                "Stripe rate limit",
-                f"{STRIPE_LIMIT_RPS:.0f} req/s",
-                steps,
-                stripe,
-                STRIPE_LIMIT_RPS,
-                fit,
-                " req/s",
-            )
-        )
+        cons.append(_stripe_constraint(run, steps, stripe, fit))
     reached = [c for c in cons if c.load is not None]
     binding = min(reached, key=lambda c: c.load) if reached else None
     target = run.gate.get("target_users", run.config.get("target_users"))
     target = float(target) if target is not None else None
-    return Headroom(cons, binding, target, leadership_sentence(run, binding, target, loads))
+    measured = [st.load for st in steps if st.n]  # "measured up to" only where records are
+    return Headroom(cons, binding, target, leadership_sentence(run, binding, target, measured))
+
+
+def stripe_limit(run: Run) -> float | None:
+    """The rate limit (req/s) the run's Stripe mock imposed, from the manifest; None when
+    the manifest does not record it, 0 when the limit was off."""
+    value = (run.manifest.get("stripe") or {}).get("rate_limit_per_s")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stripe_constraint(
+    run: Run, steps: list[StepStats], rates: list[float | None], fit: usl_mod.USLFit
+) -> Constraint:
+    limit = stripe_limit(run)
+    if not limit or limit <= 0:
+        why = (
+            "the run's Stripe mock had no rate limit"
+            if limit is not None
+            else "the stack's Stripe rate limit is not recorded in the manifest "
+            "(stripe.rate_limit_per_s)"
+        )
+        return Constraint(
+            "Stripe rate limit", "unknown", "not available", None, None, None, False, why
+        )
+    return utilization_crossing(
+        "Stripe rate limit", f"{limit:g} req/s", steps, rates, limit, fit, " req/s"
+    )
+
+
+def _pct_range(target: float, c: Constraint) -> str:
+    """target / load as a percentage with its interval; the point is inside by construction
+    (``bounded`` makes every interval contain its load)."""
+    lo, hi = c.ci if c.ci else (c.load, c.load)
+    pct = target / c.load
+    pct_lo = target / hi if hi and math.isfinite(hi) and hi > 0 else 0.0
+    pct_hi = target / lo if lo and lo > 0 else math.inf
+    pct_lo, pct_hi = min(pct_lo, pct), max(pct_hi, pct)
+    if not math.isfinite(pct_hi):
+        return f"{pct:.0%} (95% interval: at least {pct_lo:.0%})"
+    return f"{pct:.0%} ({pct_lo:.0%}–{pct_hi:.0%})"
 
 
 def leadership_sentence(
     run: Run, binding: Constraint | None, target: float | None, loads: list[float]
 ) -> str:
+    """One sentence naming the first constraint reached and what it means for the target.
+
+    "SLO capacity" only when that constraint is the latency SLO or the error budget; any
+    other constraint (PgBouncer waits, CPU, memory) is named as what it is.
+    """
     phase = run.phase if run.phase is not None else "?"
-    if target is None:
-        return f"Phase {phase}: no user target configured (config.gate.target_users)."
+    top = max(loads) if loads else 0
     if binding is None:
-        top = max(loads) if loads else 0
         if not top:
             return f"Phase {phase}: no steady-state load step; capacity unknown."
+        aim = f" Phase {phase}'s target: {target:,.0f} users." if target is not None else ""
         return (
-            f"Phase {phase}'s target ({target:,.0f} users) is at most {target / top:.0%} of "
-            f"SLO-compliant capacity: no constraint was reached up to {top:,.0f} users "
-            "(measured), so capacity is only known to be above that."
+            f"No constraint reached up to {top:,.0f} users (measured) nor projected within "
+            f"{EXTRAPOLATION_LIMIT:g}x that: capacity is only known to be above "
+            f"{top:,.0f} users.{aim}"
         )
-    lo, hi = binding.ci if binding.ci else (binding.load, binding.load)
-    pct = target / binding.load
-    pct_hi = target / lo if lo and lo > 0 else float("inf")
-    pct_lo = target / hi if hi and np.isfinite(hi) and hi > 0 else 0.0
-    flag = ", extrapolated beyond 2x measured load" if binding.extrapolated else ""
+    where = f"{binding.load:,.0f} users"
+    if binding.ci:
+        lo, hi = binding.ci
+        up = f"{hi:,.0f}" if math.isfinite(hi) else "beyond the measured range"
+        where += f" [{lo:,.0f}–{up}]"
+    first = f"First constraint reached: {binding.name} at {where} ({binding.basis})."
+    if target is None:
+        return f"{first} No user target configured for phase {phase}."
+    kind = "SLO capacity" if binding.name in SLO_CONSTRAINTS else f"the {binding.name} limit"
     return (
-        f"Phase {phase}'s target is {pct:.0%} of SLO-compliant capacity "
-        f"({pct_lo:.0%}–{pct_hi:.0%}; {binding.basis}{flag}), bound by {binding.name} "
-        f"at {binding.load:,.0f} users."
+        f"{first} Phase {phase}'s target ({target:,.0f} users) is "
+        f"{_pct_range(target, binding)} of {kind}."
     )
+
+
+def sanitize_criterion(r, top):
+    """Reporting rules for a gate criterion (gates.CriterionResult) that is projected.
+
+    ``top`` is the highest measured step (StepStats or None).  A projection to a gate load
+    beyond 3x the highest measured load is withdrawn ("insufficient data", reason given);
+    a projected rate is kept in [0, 1], a projected latency must be positive; the interval
+    always contains the point.  Called by gates.py on every criterion it evaluates.
+    """
+    if getattr(r, "basis", None) != "projected" or r.value is None:
+        return r
+    top_load = float(top.load) if top is not None else 0.0
+    if usl_mod.beyond_range(r.load, top_load):
+        r.status, r.basis, r.value, r.ci = "insufficient data", "none", None, None
+        r.detail = (
+            f"gate load {r.load:,.0f} is {BEYOND} (more than {EXTRAPOLATION_LIMIT:g}x the "
+            f"highest measured load, {top_load:,.0f}): not projected; run closer to it"
+        )
+        return r
+    lo, hi = r.ci if r.ci else (r.value, r.value)
+    if r.name.endswith("_rate"):
+        r.value = min(max(r.value, 0.0), 1.0)
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    elif r.name.endswith("_ms") and r.value <= 0:
+        r.status, r.basis, r.value, r.ci = "insufficient data", "none", None, None
+        r.detail = "projected latency is not positive: the model does not describe this load"
+        return r
+    r.ci = (min(lo, r.value), max(hi, r.value)) if r.ci else None
+    return r

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,10 +11,15 @@ from kneed import KneeLocator
 from analysis import usl
 from analysis.steps import StepStats
 
+#: The rising part of the curve ends where P95 first reaches this fraction of its maximum.
+PLATEAU_FRACTION = 0.9
+#: P95 must at least double over the rising part for a knee to mean anything.
+MIN_RISE = 2.0
+
 
 @dataclass
 class Knee:
-    """Knee of P95 latency vs load (Kneedle); ``load`` None with ``reason`` when not found."""
+    """Knee of P95 latency vs load; ``load`` None with ``reason`` when not found."""
 
     load: float | None
     p95_ms: float | None
@@ -21,6 +27,15 @@ class Knee:
 
 
 def find_knee(steps: list[StepStats]) -> Knee:
+    """Where P95 departs from its low-load trend (Kneedle on the rising part of the curve).
+
+    Kneedle assumes a convex curve.  Under overload P95 usually stops rising (requests
+    time out, errors are fast), so the whole curve is S-shaped and Kneedle on all of it
+    puts the "knee" at the end of the plateau: on steps of 33, 72, 337, 2,618, 2,353 and
+    2,637 ms it answered 1,500 users although P95 jumped tenfold between 750 and 1,000.
+    The curve is therefore cut where P95 first reaches 90% of its maximum, and the knee
+    looked for on what rises up to there.
+    """
     pts = sorted((st.load, st.latency.p(0.95).value_ms) for st in steps if st.latency.p(0.95).ok)
     loads = np.array([p[0] for p in pts], dtype=float)
     p95 = np.array([p[1] for p in pts], dtype=float)
@@ -28,11 +43,22 @@ def find_knee(steps: list[StepStats]) -> Knee:
         return Knee(
             None,
             None,
-            f"only {len(np.unique(loads))} load level(s) with a P95; Kneedle needs at least 3",
+            f"only {len(np.unique(loads))} load level(s) with a P95; a knee needs at least 3",
         )
-    kl = KneeLocator(
-        loads, p95, curve="convex", direction="increasing", S=1.0, interp_method="interp1d"
-    )
+    end = int(np.flatnonzero(p95 >= PLATEAU_FRACTION * p95.max())[0])
+    if p95[end] < MIN_RISE * p95[0]:
+        return Knee(None, None, "no knee: P95 stays within 2x its low-load value")
+    if end < 2:
+        return Knee(
+            None,
+            None,
+            f"no knee within the measured range: P95 was already near its maximum at "
+            f"{loads[end]:,.0f}",
+        )
+    x, y = loads[: end + 1], p95[: end + 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kl = KneeLocator(x, y, curve="convex", direction="increasing", S=1.0)
     if kl.knee is None:
         return Knee(None, None, "no knee: P95 grows without a distinct bend in the measured range")
     i = int(np.argmin(np.abs(loads - kl.knee)))

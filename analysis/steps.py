@@ -353,3 +353,57 @@ def _backfill_source(values_us: np.ndarray, interval_us: float) -> np.ndarray:
     long = np.flatnonzero(values_us > interval_us)
     k = ((values_us[long] - int(interval_us)) // int(interval_us)).astype(np.int64)
     return np.concatenate([identity, np.repeat(long, k)])
+
+
+@dataclass
+class RouteTable:
+    """Per-route statistics pooled over a set of windows, and which windows those are."""
+
+    windows: list[tuple[int, int]]  # absolute µs [start, end) of every window pooled
+    covered_s: float  # total seconds of those windows
+    description: str  # e.g. "steady-state windows of 6 steps (150 s of 240 s of load)"
+    endpoints: list[EndpointStats]
+
+
+def route_table(run: Run, steps: list[Step]) -> RouteTable:
+    """Whole-run per-route table over the steady-state windows only (the default).
+
+    Ramps are left out on purpose: while users spawn, the generator's own spawning stalls
+    show up as latency that is not the service's, and warm-up mixes cold caches in.
+    """
+    ev = run.events
+    step_of = assign_steps(ev.ts_us, steps)
+    inside = step_of >= 0
+    covered = sum(s.duration_s for s in steps)
+    stages = run.stages
+    load_s = (max(s.end_s for s in stages) - min(s.start_s for s in stages)) if stages else 0.0
+    description = (
+        f"steady-state windows of {len(steps)} step(s) ({covered:,.0f} s of {load_s:,.0f} s "
+        "of load; ramps and warm-up excluded)"
+    )
+    cats = ev.error_class.categories
+    bad = np.array([c not in ("", "none", "ok") for c in cats] or [False])
+    failed = bad[ev.error_class.codes] if len(ev) else np.zeros(0, dtype=bool)
+    idx = np.flatnonzero(inside)
+    codes = ev.endpoint.codes[idx]
+    n_ep = len(ev.endpoint.categories)
+    key_dtype = np.uint16 if n_ep < 2**16 else np.int64
+    order = idx[np.argsort(codes.astype(key_dtype), kind="stable")]  # one radix sort
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_ep))])
+    lat, bad_sorted = ev.latency_us[order], failed[order]
+    endpoints = []
+    for e, name in enumerate(ev.endpoint.categories):
+        a, b = int(offsets[e]), int(offsets[e + 1])
+        if a == b:
+            continue
+        endpoints.append(
+            EndpointStats(
+                endpoint=name,
+                n=b - a,
+                throughput_rps=(b - a) / covered if covered else 0.0,
+                error_rate=float(bad_sorted[a:b].mean()),
+                latency=latency_stats(lat[a:b]),
+            )
+        )
+    endpoints.sort(key=lambda x: -x.n)
+    return RouteTable([(s.start_us, s.end_us) for s in steps], covered, description, endpoints)

@@ -20,6 +20,14 @@ Public API::
         fit.predict(100)   # Prediction(value, ci, extrapolated)
     else:
         fit.refused        # why no fit was made (fewer than 6 load levels, ...)
+
+A fit is refused (``refused`` says why, every number is None) when it would mislead:
+fewer than 6 load levels, a poor fit (R² < 0.8: the curve does not describe the data),
+or flat throughput (the load levels do not move throughput, so sigma and lambda are not
+identifiable).  When the fit is good but kappa is not distinguishable from 0, or the peak
+N* lies beyond 3x the highest measured load, N* and X_max are not reported
+(``peak_note`` = "no peak within the measured range"): the data say nothing about a
+retrograde region they never reached.
 """
 
 from __future__ import annotations
@@ -31,8 +39,16 @@ import numpy as np
 from scipy import optimize, stats
 
 MIN_LEVELS = 6
-#: Predictions beyond this multiple of the largest measured concurrency are flagged.
-EXTRAPOLATION_LIMIT = 2.0
+#: Predictions beyond this multiple of the largest measured load are never printed as a
+#: number ("beyond the measured range"): model error grows without bound out there.
+EXTRAPOLATION_LIMIT = 3.0
+#: Below this R² the USL does not describe the data and is refused.
+MIN_R2 = 0.8
+#: Throughput is "flat" when its range across the levels is below this fraction of its
+#: mean (and the load itself varied): no scaling curve can be identified.
+FLAT_THROUGHPUT = 0.10
+NO_PEAK = "no peak within the measured range"
+BEYOND = "beyond the measured range"
 _DRAWS = 2000
 
 
@@ -43,7 +59,7 @@ def usl_model(n: np.ndarray, sigma: float, kappa: float, lam: float) -> np.ndarr
 
 @dataclass
 class Prediction:
-    """A model prediction with its interval; ``extrapolated`` beyond 2x measured load."""
+    """A model prediction with its interval; ``extrapolated`` beyond 3x measured load."""
 
     value: float
     ci: tuple[float, float]
@@ -68,7 +84,8 @@ class USLFit:
     x_max: float | None = None
     x_max_ci: tuple[float, float] | None = None
     r2: float | None = None
-    n_star_extrapolated: bool = False
+    n_star_extrapolated: bool = False  # N* above the highest measured load (projected)
+    peak_note: str | None = None  # NO_PEAK when N* / X_max are not identifiable
     _draws: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -81,10 +98,8 @@ class USLFit:
             raise ValueError(f"USL fit refused: {self.refused}")
         value = float(usl_model(np.array([n]), self.sigma, self.kappa, self.lam)[0])
         draws = usl_model(np.full(len(self._draws), n), *self._draws.T)
-        lo, hi = np.nanpercentile(draws, [2.5, 97.5])
-        return Prediction(
-            value, (float(lo), float(hi)), n > EXTRAPOLATION_LIMIT * self.max_measured
-        )
+        lo, hi = _hull(value, np.nanpercentile(draws, [2.5, 97.5]))
+        return Prediction(value, (lo, hi), beyond_range(n, self.max_measured))
 
     def draws(self) -> np.ndarray:
         """Parameter draws (sigma, kappa, lambda) for propagating uncertainty."""
@@ -141,6 +156,9 @@ def fit(concurrency, throughput, confidence: float = 0.95) -> USLFit:
     resid = x - usl_model(n, *popt)
     ss_tot = float(np.sum((x - x.mean()) ** 2))
     r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+    why = refusal(n, x, r2)
+    if why:
+        return USLFit(levels, max_n, refused=why, r2=None)
     dof = max(n.size - 3, 1)
     tq = float(stats.t.ppf(0.5 + confidence / 2, dof))
     se = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.all(np.isfinite(pcov)) else np.zeros(3)
@@ -152,6 +170,12 @@ def fit(concurrency, throughput, confidence: float = 0.95) -> USLFit:
     ns_draws, xm_draws = _n_star(*draws[:, :2].T), _x_max(*draws.T)
     q = [50 - confidence * 50, 50 + confidence * 50]
     n_star = float(_n_star(np.array(sigma), np.array(kappa)))
+    x_max = float(_x_max(np.array(sigma), np.array(kappa), np.array(lam)))
+    kappa_ci = ci(1, 0.0, 1.0)
+    peak_known = kappa > 0 and kappa_ci[0] > 0 and not beyond_range(n_star, max_n)
+    n_star_ci = _hull(n_star, np.percentile(ns_draws, q, method="inverted_cdf"))
+    if beyond_range(n_star_ci[1], max_n):
+        n_star_ci = (n_star_ci[0], math.inf)  # printed as "beyond the measured range"
     return USLFit(
         n_levels=levels,
         max_measured=max_n,
@@ -159,15 +183,50 @@ def fit(concurrency, throughput, confidence: float = 0.95) -> USLFit:
         kappa=kappa,
         lam=lam,
         sigma_ci=ci(0, 0.0, 1.0),
-        kappa_ci=ci(1, 0.0, 1.0),
+        kappa_ci=kappa_ci,
         lam_ci=ci(2, 0.0, math.inf),
-        n_star=n_star,
-        n_star_ci=tuple(float(v) for v in np.percentile(ns_draws, q, method="inverted_cdf")),
-        x_max=float(_x_max(np.array(sigma), np.array(kappa), np.array(lam))),
-        x_max_ci=tuple(float(v) for v in np.percentile(xm_draws, q, method="inverted_cdf")),
+        n_star=n_star if peak_known else None,
+        n_star_ci=n_star_ci if peak_known else None,
+        x_max=x_max if peak_known else None,
+        x_max_ci=_hull(x_max, np.percentile(xm_draws, q, method="inverted_cdf"))
+        if peak_known
+        else None,
         r2=r2,
-        n_star_extrapolated=bool(n_star > EXTRAPOLATION_LIMIT * max_n),
+        n_star_extrapolated=bool(n_star > max_n),
+        peak_note=None if peak_known else NO_PEAK,
         _draws=draws,
+    )
+
+
+def refusal(n: np.ndarray, x: np.ndarray, r2: float) -> str | None:
+    """Why a converged fit must still not be shown, or None.
+
+    R² is reported only as "below 0.8" (never as a large negative number: below 0 it
+    just means the curve is worse than a flat line through the mean).
+    """
+    mean = float(np.mean(x)) if x.size else 0.0
+    if mean <= 0 or (float(np.ptp(x)) < FLAT_THROUGHPUT * mean and float(np.ptp(n)) > 0):
+        return (
+            f"throughput is flat across the load levels (range < {FLAT_THROUGHPUT:.0%} of its "
+            "mean): contention and coherency cannot be identified"
+        )
+    if not np.isfinite(r2) or r2 < MIN_R2:
+        shown = f"R² = {r2:.2f}" if np.isfinite(r2) and r2 >= 0 else "R² < 0"
+        return f"poor fit ({shown}, below {MIN_R2}): the USL does not describe this run"
+    return None
+
+
+def _hull(point: float, ci) -> tuple[float, float]:
+    """The interval widened to contain its own point estimate (a percentile interval of
+    parameter draws can miss a point estimate that sits at a parameter bound)."""
+    lo, hi = (float(v) for v in ci)
+    return (min(lo, point), max(hi, point))
+
+
+def beyond_range(load: float | None, max_measured: float) -> bool:
+    """True when ``load`` is more than EXTRAPOLATION_LIMIT x the highest measured load."""
+    return load is not None and (
+        not math.isfinite(load) or load > EXTRAPOLATION_LIMIT * max(max_measured, 0.0)
     )
 
 

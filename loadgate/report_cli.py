@@ -1,8 +1,9 @@
 """``loadgate report`` and ``loadgate compare``: analyse run directories, decide.
 
-Exit codes (CI relies on them): 0 every gate criterion passed as measured,
-1 a gate failed or a regression, 2 usage or harness error, 3 not enough data
-to decide (a projected verdict or too few samples).
+Exit codes (CI relies on them; the table is ``reports.VERDICT_EXIT``): 0 every gate
+criterion passed as measured (or no gate on a valid run), 1 a gate failed or a
+regression, 2 usage or harness error (one ``error:`` line, never a traceback), 3 not
+enough data to decide (projected, inconclusive, invalid or too few samples).
 """
 
 from __future__ import annotations
@@ -25,16 +26,14 @@ def print_summary(summary_md: Path) -> None:
 
 
 def report_and_print(run_dir: Path, out: Path | None = None, baseline: Path | None = None) -> int:
-    """Analyse a run, write every report, print the verdict; returns the exit code."""
+    """Analyse a run, write every report, print the verdict; returns the exit code.
+
+    Raises ``reports.ReportError`` (one line for the user) when the run directory is not
+    reportable or the reports cannot be written.
+    """
     from reports import report_run
 
     code, paths = report_run(run_dir, out, baseline)
-    if paths is None:
-        error(
-            f"{run_dir} is not a readable run directory (no manifest.json or no events): "
-            "pass the directory 'loadgate run' printed"
-        )
-        return EXIT_USAGE
     print_summary(paths.md)
     console.print(f"reports: {paths.html}  {paths.md}  {paths.json}  {paths.junit}")
     return code
@@ -48,11 +47,18 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Where to write (default RUN/report).")] = None,
 ) -> None:
     """Analyse a run and write the HTML, Markdown, JSON and JUnit reports."""
+    from reports import ReportError
+
     for path in (run_dir, baseline):
         if path is not None and not path.is_dir():
             error(f"{path}: no such run directory")
             raise typer.Exit(EXIT_USAGE)
-    raise typer.Exit(report_and_print(run_dir, out, baseline))
+    try:
+        code = report_and_print(run_dir, out, baseline)
+    except ReportError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 def compare(
@@ -60,20 +66,29 @@ def compare(
     baseline_dir: Annotated[Path, typer.Argument(help="The baseline run.")],
     out: Annotated[Path | None, typer.Option(help="Where to write (default RUN/report).")] = None,
 ) -> None:
-    """Regression test against a baseline: Mann-Whitney U, Hodges-Lehmann shift, tolerance."""
-    import analysis
-    from analysis.compare import compare_runs
-    from reports import exit_code, write_comparison
+    """Regression test against a baseline: errors, latency shift and tails, with tolerance."""
+    from reports import ReportError, compare_dirs, exit_code, write_comparison
 
+    for path in (run_dir, baseline_dir):
+        if not path.is_dir():
+            error(f"{path}: no such run directory")
+            raise typer.Exit(EXIT_USAGE)
     try:
-        run, base = analysis.load_run(run_dir), analysis.load_run(baseline_dir)
-    except analysis.RunFormatError as exc:
-        error(f"{exc}: pass two directories written by 'loadgate run'")
+        comparison = compare_dirs(run_dir, baseline_dir)
+        paths = write_comparison(comparison, out or run_dir / "report")
+    except ReportError as exc:
+        error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
-    comparison = compare_runs(run, base)
-    paths = write_comparison(comparison, out or run_dir / "report")
     for item in [comparison.overall, *comparison.endpoints]:
         shift = f"{item.relative_shift:+.1%}" if item.relative_shift is not None else "-"
-        console.print(f"{item.endpoint:<45} {item.verdict:<18} shift {shift}")
+        errors = (
+            f"{item.errors.diff * 100:+.2f} pp"
+            if item.errors is not None and item.errors.diff is not None
+            else "-"
+        )
+        console.print(
+            f"{item.endpoint:<45} {item.verdict:<18} shift {shift:>7}  errors {errors}",
+            soft_wrap=True,
+        )
     console.print(f"verdict: [bold]{comparison.verdict}[/bold]  ({paths.md})")
     raise typer.Exit(exit_code(None, comparison))

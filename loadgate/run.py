@@ -14,6 +14,7 @@ ended, so an interrupted run can still be analysed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -22,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.live import Live
 
 from fixtures.sizes import get_size
 from loadgate import rundir
-from loadgate.live import LiveStats
+from loadgate.live import LiveStats, live_view
 from loadgate.locust_cluster import LocustCluster, default_worker_count
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
 from loadgate.samplers import ProcessSampler, Sampler, SamplerLoop, stack_samplers
@@ -184,6 +184,7 @@ def _bring_up(
         stack={s.name: s.url for s in stack.services.values()},
         stack_id=stack.stack_id,
         stack_ready_after_s=stack.ready_after_s,
+        stripe=dataclasses.asdict(options.stripe),  # the Stripe limit headroom is measured against
     )
     return stack
 
@@ -258,7 +259,7 @@ def _drive(cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console:
     live = LiveStats(run_dir, plan, cluster.pids)
     deadline = time.monotonic() + plan.duration_s + 120
     load_started = False
-    with Live(live.render(), console=console, refresh_per_second=1, transient=False) as view:
+    with live_view(live, console) as view:
         while not cluster.finished():
             load_started = load_started or _record_load_start(run_dir)
             if time.monotonic() > deadline:

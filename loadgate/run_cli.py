@@ -107,10 +107,42 @@ def run(
         raise typer.Exit(130) from None
     console.print(f"run directory: [bold]{result.run_dir}[/bold]")
     console.print(f"status: {result.status}, {result.requests:,} requests recorded")
+    try:
+        with terminate_on_sigterm():
+            code = finish(result.run_dir, result.status, result.requests, report)
+    except KeyboardInterrupt:
+        error("interrupted during the report step: the run directory is kept")
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+def finish(run_dir: Path, status: str, requests: int, report: bool) -> int:
+    """Exit code of a run that ended (README "Exit codes"): the verdict's when the run
+    completed and was reported; 3 with the reason when it did not complete or recorded
+    nothing; 2 when the report step itself failed (a harness error, not a gate failure);
+    with ``--no-report`` 0 for a completed run, 3 otherwise."""
+    from reports import EXIT_PASS, EXIT_UNDECIDED, EXIT_USAGE, ReportError
+
+    completed = status == "completed"
+    if not completed:
+        console.print(f"run not completed ({status}): the verdict is undecided (exit 3)")
     if not report:
-        raise typer.Exit(0 if result.status == "completed" else 1)
-    code = report_and_print(result.run_dir) if result.requests else 3
-    raise typer.Exit(code if result.status == "completed" else 1)
+        return EXIT_PASS if completed else EXIT_UNDECIDED
+    if not requests:
+        console.print("no requests were recorded: nothing to decide (exit 3)")
+        return EXIT_UNDECIDED
+    try:
+        code = report_and_print(run_dir)
+    except ReportError as exc:
+        error(f"report step failed: {exc}")
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - a harness error is one line, exit 2
+        error(
+            f"report step failed ({type(exc).__name__}: {exc}); the run directory is kept: "
+            f"retry with 'loadgate report {run_dir}'"
+        )
+        return EXIT_USAGE
+    return code if completed else EXIT_UNDECIDED
 
 
 def worker(

@@ -87,15 +87,17 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
     from analysis.saturation import concurrency_and_throughput
 
     n, x = concurrency_and_throughput(r.steps, r.model)
-    lo = [st.throughput_rps - st.throughput_ci[0] for st in r.steps if st.n]
-    hi = [st.throughput_ci[1] - st.throughput_rps for st in r.steps if st.n]
+    # An interval that does not contain its point (e.g. batch means vs the whole-window
+    # rate) must not crash the report: matplotlib rejects negative error bar lengths.
+    lo = [max(st.throughput_rps - st.throughput_ci[0], 0.0) for st in r.steps if st.n]
+    hi = [max(st.throughput_ci[1] - st.throughput_rps, 0.0) for st in r.steps if st.n]
     ax.errorbar(n, x, yerr=[lo, hi], fmt="o", color="tab:blue", label="measured (95% CI)")
     fit = r.usl
     if fit.ok and n.size:
         top = float(n.max())
         right = top * 2
-        if np.isfinite(fit.n_star):
-            right = max(right, min(fit.n_star * 1.3, top * 4))
+        if fit.n_star is not None:
+            right = max(right, min(fit.n_star * 1.3, top * usl_mod.EXTRAPOLATION_LIMIT))
         grid = np.linspace(1, right, 300)
         y = usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam)
         m = grid <= top
@@ -107,7 +109,7 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
             label=f"USL fit (σ={fit.sigma:.3g}, κ={fit.kappa:.2g}, R²={fit.r2:.3f})",
         )
         ax.plot(grid[~m], y[~m], "--", color="tab:orange", label="USL projected")
-        if np.isfinite(fit.n_star) and fit.n_star <= right:
+        if fit.n_star is not None and fit.n_star <= right:
             ax.axvline(
                 fit.n_star,
                 color="tab:red",
@@ -201,7 +203,10 @@ def headroom(r: AnalysisResult) -> bytes:
                 ax.errorbar(
                     c.load,
                     i,
-                    xerr=[[max(c.load - c.ci[0], 0)], [max(min(c.ci[1], 1e12) - c.load, 0)]],
+                    xerr=[
+                        [max(c.load - c.ci[0], 0)],
+                        [max(min(c.ci[1], usl_mod.EXTRAPOLATION_LIMIT * top) - c.load, 0)],
+                    ],
                     fmt="none",
                     color="k",
                     capsize=3,
@@ -209,9 +214,8 @@ def headroom(r: AnalysisResult) -> bytes:
             ax.text(c.load, i, f" {c.load:,.0f} ({c.basis})", va="center", fontsize=7)
         elif c.lower_bound is not None:
             ax.barh(i, c.lower_bound, color="0.8")
-            ax.text(
-                c.lower_bound, i, f" > {c.lower_bound:,.0f} (not reached)", va="center", fontsize=7
-            )
+            what = "beyond the measured range" if c.basis == usl_mod.BEYOND else "not reached"
+            ax.text(c.lower_bound, i, f" > {c.lower_bound:,.0f} ({what})", va="center", fontsize=7)
         else:
             ax.text(0, i, " not available", va="center", fontsize=7)
     ax.set_yticks(range(len(cons)), [f"{c.name}\n{c.limit}" for c in cons], fontsize=7)
@@ -230,11 +234,28 @@ def headroom(r: AnalysisResult) -> bytes:
     return _png(fig)
 
 
-def all_charts(r: AnalysisResult) -> dict[str, bytes]:
-    return {
-        "latency_over_time": latency_over_time(r),
-        "throughput_vs_users": throughput_vs_users(r),
-        "errors_by_class": errors_by_class(r),
-        "resources": resources(r),
-        "headroom": headroom(r),
-    }
+CHARTS = {
+    "latency_over_time": latency_over_time,
+    "throughput_vs_users": throughput_vs_users,
+    "errors_by_class": errors_by_class,
+    "resources": resources,
+    "headroom": headroom,
+}
+
+
+def all_charts(r: AnalysisResult) -> dict[str, bytes | str]:
+    """Every chart as PNG bytes; a chart that cannot be drawn is the reason (a string).
+
+    A chart is an illustration of numbers already in the tables: failing to draw one must
+    not cost CI its verdict, so the failure is shown in its place and added to the run's
+    warnings instead of ending the report step.
+    """
+    out: dict[str, bytes | str] = {}
+    for name, draw in CHARTS.items():
+        try:
+            out[name] = draw(r)
+        except Exception as exc:  # noqa: BLE001 - any drawing failure, reported in place
+            plt.close("all")
+            out[name] = f"chart not drawn: {type(exc).__name__}: {exc}"
+            r.warnings.append(f"{name} {out[name]}")
+    return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from analysis.usl import BEYOND, USLFit
+
 
 def ms(v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -29,7 +31,7 @@ def num(v: float | None, digits: int = 0) -> str:
     if v is None or (isinstance(v, float) and (math.isnan(v))):
         return "—"
     if isinstance(v, float) and math.isinf(v):
-        return "∞"
+        return BEYOND  # only loads reach here as inf: an interval end beyond 3x measured
     return f"{v:,.{digits}f}"
 
 
@@ -46,3 +48,66 @@ def criterion_value(name: str, value: float | None, ci) -> str:
     if name in ("error_rate", "cache_hit_rate", "job_completion_rate"):
         return f"{pct(value)} {ci_pct(ci)}".strip()
     return f"{num(value)} {ci_num(ci)}".strip()
+
+
+def usl_summary(fit: USLFit) -> str:
+    """The USL fit in one line, or why it was refused; N* only when identifiable."""
+    if not fit.ok:
+        return f"USL fit refused: {fit.refused}"
+    text = (
+        f"σ = {fit.sigma:.4g} {ci_num(fit.sigma_ci, 4)}, κ = {fit.kappa:.3g} "
+        f"[{fit.kappa_ci[0]:.3g}–{fit.kappa_ci[1]:.3g}], λ = {fit.lam:.4g} req/s per user, "
+        f"R² = {fit.r2:.3f}; "
+    )
+    if fit.n_star is None:
+        return text + f"peak concurrency N*: {fit.peak_note}"
+    where = "projected" if fit.n_star_extrapolated else "within the measured range"
+    return text + (
+        f"peak concurrency N* = {num(fit.n_star)} {ci_num(fit.n_star_ci)} users ({where}), "
+        f"X_max = {num(fit.x_max, 1)} req/s {ci_num(fit.x_max_ci, 1)}"
+    )
+
+
+def reached_at(c) -> str:
+    """Where a headroom constraint is reached, as text (never a number beyond 3x)."""
+    if c.load is not None:
+        return f"{num(c.load)} {ci_num(c.ci)}".strip()
+    if c.basis == BEYOND:
+        return f"> {num(c.lower_bound)} ({BEYOND})"
+    if c.lower_bound is not None:
+        return f"> {num(c.lower_bound)}"
+    return "—"
+
+
+def errors_cell(e) -> str:
+    """An ErrorComparison as "0.10% → 30.2% (+30.1 pp [29.5–30.8])"."""
+    if e is None or e.rate_current is None:
+        return "—"
+    lo, hi = e.diff_ci
+    return (
+        f"{pct(e.rate_baseline)} → {pct(e.rate_current)} "
+        f"({e.diff * 100:+.2f} pp [{lo * 100:+.2f}–{hi * 100:+.2f}])"
+    )
+
+
+def tail_cell(t) -> str:
+    """A TailComparison as "base 410 ms [400–420] → run 520 ms [505–540] (+27%)"."""
+    if t.current_ms is None or t.baseline_ms is None or t.relative is None:
+        return "insufficient data"
+    return (
+        f"{ms(t.baseline_ms)} {ci_ms(t.baseline_ci)} → {ms(t.current_ms)} "
+        f"{ci_ms(t.current_ci)} ({t.relative:+.1%})"
+    )
+
+
+def window(start_us: float, end_us: float) -> str:
+    """A window as seconds since the load started, e.g. "t = 135–180 s"."""
+    return f"t = {start_us / 1e6:,.0f}–{end_us / 1e6:,.0f} s"
+
+
+def hull(point: float | None, ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """An interval widened to contain its point: a point outside its own interval is never
+    printed (batch-means intervals of a rate need not contain the whole-window rate)."""
+    if ci is None or point is None:
+        return ci
+    return (min(ci[0], point), max(ci[1], point))

@@ -22,7 +22,7 @@ main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde}
 .verdict{padding:18px 22px;border-radius:8px;color:#fff;margin:12px 0}
 .v-PASS{background:#1b7f3b}.v-FAIL,.v-PROJECTED-FAIL{background:#b3261e}
-.v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE{background:#8a6d00}
+.v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE,.v-INCONCLUSIVE,.v-INVALID,.v-PROJECTED{background:#8a6d00}
 .verdict .big{font-size:28px;font-weight:700}.verdict p{margin:6px 0 0;font-size:15px}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-align:top}
@@ -55,7 +55,9 @@ def _status(status: str) -> str:
     return f'<span class="{cls}">{escape(status)}</span>'
 
 
-def _img(png: bytes, alt: str) -> str:
+def _img(png: bytes | str, alt: str) -> str:
+    if isinstance(png, str):  # the chart could not be drawn: say why
+        return f'<p class="warn">{escape(alt)}: {escape(png)}</p>'
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
@@ -89,24 +91,41 @@ def _gate_table(r: AnalysisResult) -> str:
     )
 
 
-def _endpoint_table(r: AnalysisResult) -> str:
-    steps = [st for st in r.steps if st.n]
-    if not steps:
-        return "<p>No steady-state records.</p>"
-    st = next((s for s in steps if s.step.name == r.gate.step), max(steps, key=lambda s: s.load))
-    rows = "".join(
+def _route_rows(endpoints) -> str:
+    return "".join(
         f"<tr><td>{escape(e.endpoint)}</td><td class=n>{e.n:,}</td>"
         f"<td class=n>{e.throughput_rps:,.1f}</td><td class=n>{_q(e.latency.p(0.5))}</td>"
         f"<td class=n>{_q(e.latency.p(0.95))}</td><td class=n>{_q(e.latency.p(0.99))}</td>"
         f"<td class=n>{fmt.ms(e.latency.max_ms)}</td><td class=n>{fmt.pct(e.error_rate)}</td></tr>"
-        for e in sorted(st.endpoints, key=lambda e: -e.n)
+        for e in sorted(endpoints, key=lambda e: -e.n)
     )
-    return (
-        f"<p>Step <b>{escape(st.step.name)}</b> at {st.load:,.0f} users {_tag('measured')}"
-        "</p><table><tr><th>endpoint</th><th>requests</th><th>req/s</th><th>P50</th>"
-        "<th>P95 [CI]</th><th>P99 [CI]</th><th>max</th><th>errors</th></tr>"
-        f"{rows}</table>"
+
+
+ROUTE_HEAD = (
+    "<table><tr><th>endpoint</th><th>requests</th><th>req/s</th><th>P50</th>"
+    "<th>P95 [CI]</th><th>P99 [CI]</th><th>max</th><th>errors</th></tr>"
+)
+
+
+def _endpoint_table(r: AnalysisResult) -> str:
+    """Per route at the gate step (or the highest step), then over the whole run; each
+    table says which windows it covers (steady state only: ramps hold spawning stalls)."""
+    steps = [st for st in r.steps if st.n]
+    if not steps:
+        return "<p>No steady-state records.</p>"
+    st = next((s for s in steps if s.step.name == r.gate.step), max(steps, key=lambda s: s.load))
+    window = fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)
+    out = (
+        f"<p>Step <b>{escape(st.step.name)}</b> at {st.load:,.0f} users, steady-state window "
+        f"{window} (warm-up excluded) {_tag('measured')}</p>"
+        f"{ROUTE_HEAD}{_route_rows(st.endpoints)}</table>"
     )
+    if r.routes is not None and r.routes.endpoints:
+        out += (
+            f"<p>Whole run: {escape(r.routes.description)} {_tag('measured')}</p>"
+            f"{ROUTE_HEAD}{_route_rows(r.routes.endpoints)}</table>"
+        )
+    return out
 
 
 def _steps_table(r: AnalysisResult) -> str:
@@ -114,18 +133,21 @@ def _steps_table(r: AnalysisResult) -> str:
     for st in r.steps:
         cor = st.corrected_latency.p(0.99) if st.corrected_latency else None
         rows.append(
-            f"<tr><td>{escape(st.step.name)}</td><td class=n>{st.load:,.0f}</td>"
+            f"<tr><td>{escape(st.step.name)}</td>"
+            f"<td class=n>{fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)}"
+            f"</td><td class=n>{st.load:,.0f}</td>"
             f"<td class=n>{st.users_observed:,.0f}</td><td class=n>{st.n:,}</td>"
             f"<td class=n>{st.throughput_rps:,.1f} <span class=meta>"
-            f"{fmt.ci_num(st.throughput_ci, 1)}</span></td>"
+            f"{fmt.ci_num(fmt.hull(st.throughput_rps, st.throughput_ci), 1)}</span></td>"
             f"<td class=n>{_q(st.latency.p(0.5))}</td><td class=n>{_q(st.latency.p(0.95))}</td>"
             f"<td class=n>{_q(st.latency.p(0.99))}</td>"
             f"<td class=n>{_q(cor) if cor else '—'}</td>"
             f"<td class=n>{fmt.pct(st.error_rate)} <span class=meta>"
-            f"{fmt.ci_pct(st.error_rate_ci)}</span></td></tr>"
+            f"{fmt.ci_pct(fmt.hull(st.error_rate, st.error_rate_ci))}</span></td></tr>"
         )
     return (
-        "<table><tr><th>step</th><th>load</th><th>users seen</th><th>requests</th>"
+        "<table><tr><th>step</th><th>steady-state window</th><th>load</th><th>users seen</th>"
+        "<th>requests</th>"
         "<th>req/s [CI]</th><th>P50</th><th>P95 [CI]</th><th>P99 [CI]</th>"
         "<th>P99 corrected for coordinated omission</th><th>errors [CI]</th></tr>"
         + "".join(rows)
@@ -141,34 +163,16 @@ def _usl_block(r: AnalysisResult) -> str:
         if r.knee.load is not None
         else f"Knee of P95 vs load: {escape(r.knee.reason or '')}"
     )
-    if not fit.ok:
-        return f"<p>{knee}.</p><p>USL fit refused: {escape(fit.refused or '')}</p>"
-    ext = (
-        ' <b class="warn">extrapolated beyond 2× measured load</b>'
-        if fit.n_star_extrapolated
-        else ""
-    )
-    return (
-        f"<p>{knee}.</p><p>USL fit {_tag('projected')}: σ = {fit.sigma:.4g} "
-        f"{fmt.ci_num(fit.sigma_ci, 4)}, κ = {fit.kappa:.3g} [{fit.kappa_ci[0]:.3g}–"
-        f"{fit.kappa_ci[1]:.3g}], λ = {fit.lam:.4g} req/s per user, R² = {fit.r2:.4f}. "
-        f"Peak concurrency N* = <b>{fmt.num(fit.n_star)}</b> {fmt.ci_num(fit.n_star_ci)}"
-        f"{ext}; X_max = {fmt.num(fit.x_max, 1)} req/s {fmt.ci_num(fit.x_max_ci, 1)}.</p>"
-    )
+    tag = _tag("projected") if fit.ok else ""
+    return f"<p>{knee}.</p><p>{tag} {escape(fmt.usl_summary(fit))}.</p>"
 
 
 def _headroom_table(r: AnalysisResult) -> str:
     rows = []
     for c in r.headroom.constraints:
-        where = (
-            f"{fmt.num(c.load)} <span class=meta>{fmt.ci_num(c.ci)}</span>"
-            if c.load is not None
-            else f"&gt; {fmt.num(c.lower_bound)}"
-            if c.lower_bound is not None
-            else "—"
-        )
+        where = escape(fmt.reached_at(c))
         b = " <b>(binding)</b>" if r.headroom.binding is c else ""
-        ext = ' <span class="warn">extrapolated</span>' if c.extrapolated else ""
+        ext = ' <span class="warn">above the measured load</span>' if c.extrapolated else ""
         basis = c.basis if c.basis in ("measured", "projected") else "none"
         rows.append(
             f"<tr><td>{escape(c.name)}{b}</td><td>{escape(c.limit)}</td>"
@@ -217,7 +221,7 @@ def render(r: AnalysisResult) -> str:
 <h2>Errors {_tag("measured")}</h2>{_img(imgs["errors_by_class"], "error rate by class")}
 <h2>Resources {_tag("measured")}</h2>{_img(imgs["resources"], "resource use per service")}
 <h2>Headroom</h2>{_headroom_table(r)}{_img(imgs["headroom"], "headroom per constraint")}
-<h2>Per endpoint</h2>{_endpoint_table(r)}
+<h2>Per route</h2>{_endpoint_table(r)}
 <h2>Load steps (steady state) {_tag("measured")}</h2>{_steps_table(r)}
 <h2>Validity checks</h2>{_checks(r)}
 {f'<h2>Warnings</h2><ul class="warn">{warn}</ul>' if warn else ""}
@@ -231,11 +235,14 @@ distribution-free order-statistic intervals. <i>measured</i> = the load was appl
 def render_comparison(c: Comparison) -> str:
     rows = "".join(
         f"<tr><td>{escape(e.endpoint)}</td><td class=n>{e.n_current:,} / {e.n_baseline:,}</td>"
+        f"<td class=n>{escape(fmt.errors_cell(e.errors))}</td>"
         f"<td class=n>{fmt.ms(e.median_current_ms)}</td><td class=n>{fmt.ms(e.median_baseline_ms)}"
         f"</td><td class=n>{fmt.ms(e.hl_shift_ms)}</td><td class=n>"
         f"{fmt.pct(e.relative_shift, 1) if e.relative_shift is not None else '—'}</td>"
         f"<td class=n>{'—' if e.p_value is None else f'{e.p_value:.2g}'}</td>"
-        f"<td>{escape(e.verdict)}</td></tr>"
+        + "".join(f"<td class=n>{escape(fmt.tail_cell(t))}</td>" for t in e.tails or [])
+        + ("<td>—</td><td>—</td>" if not e.tails else "")
+        + f"<td>{escape(e.verdict)}</td></tr>"
         for e in [c.overall, *c.endpoints]
     )
     v = {"regression": "FAIL", "improvement": "PASS", "no change": "PASS"}.get(c.verdict, "NO-GATE")
@@ -244,10 +251,12 @@ def render_comparison(c: Comparison) -> str:
 <style>{CSS}</style></head><body><main>
 <h1>{escape(c.run_id)} vs baseline {escape(c.baseline_id)}</h1>
 <div class="verdict v-{v}"><div class="big">{escape(c.verdict)}</div>
-<p>Mann–Whitney U, Hodges–Lehmann shift, tolerance ±{c.tolerance:.0%}, α = {c.alpha}
-(Bonferroni-adjusted). All values {_tag("measured")}.</p></div>
-<table><tr><th>endpoint</th><th>n (run / base)</th><th>median run</th><th>median base</th>
-<th>HL shift</th><th>relative</th><th>p</th><th>verdict</th></tr>{rows}</table>
+<p>Errors: two-proportion z-test. Latency of successful requests: Mann–Whitney U,
+Hodges–Lehmann shift, P95/P99 with 95% intervals. Tolerance ±{c.tolerance:.0%}, α = {c.alpha}
+(Bonferroni-adjusted); steady-state windows only. All values {_tag("measured")}.</p></div>
+<table><tr><th>endpoint</th><th>n (run / base)</th><th>errors base → run</th>
+<th>median run</th><th>median base</th><th>HL shift</th><th>relative</th><th>p</th>
+<th>P95 base → run</th><th>P99 base → run</th><th>verdict</th></tr>{rows}</table>
 </main></body></html>
 """
 

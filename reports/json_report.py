@@ -14,6 +14,7 @@ from typing import Any
 from analysis.analyze import AnalysisResult
 from analysis.compare import Comparison, EndpointComparison
 from analysis.steps import LatencyStats
+from reports import fmt
 
 SCHEMA = "loadgate.report/1"
 COMPARISON_SCHEMA = "loadgate.comparison/1"
@@ -90,12 +91,12 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "end_us": st.step.end_us,
                 "n": st.n,
                 "throughput_rps": _f(st.throughput_rps),
-                "throughput_ci": _f(st.throughput_ci),
+                "throughput_ci": _f(fmt.hull(st.throughput_rps, st.throughput_ci)),
                 "latency": latency(st.latency),
                 "corrected_latency": latency(st.corrected_latency),
                 "correction": st.correction_note,
                 "error_rate": _f(st.error_rate),
-                "error_rate_ci": _f(st.error_rate_ci),
+                "error_rate_ci": _f(fmt.hull(st.error_rate, st.error_rate_ci)),
                 "errors_by_class": st.errors_by_class,
                 "endpoints": [
                     {
@@ -139,6 +140,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "n_star": _f(fit.n_star),
                 "n_star_ci": _f(fit.n_star_ci),
                 "n_star_extrapolated": fit.n_star_extrapolated,
+                "peak_note": fit.peak_note,
                 "x_max": _f(fit.x_max),
                 "x_max_ci": _f(fit.x_max_ci),
                 "r2": _f(fit.r2),
@@ -162,6 +164,23 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 for c in r.headroom.constraints
             ],
         },
+        "routes": None
+        if r.routes is None
+        else {
+            "windows_us": [list(w) for w in r.routes.windows],
+            "covered_s": _f(r.routes.covered_s),
+            "description": r.routes.description,
+            "endpoints": [
+                {
+                    "endpoint": e.endpoint,
+                    "n": e.n,
+                    "throughput_rps": _f(e.throughput_rps),
+                    "error_rate": _f(e.error_rate),
+                    "latency": latency(e.latency),
+                }
+                for e in r.routes.endpoints
+            ],
+        },
         "faults": r.faults,
         "warnings": r.warnings,
     }
@@ -177,6 +196,31 @@ def _ep(e: EndpointComparison) -> dict[str, Any]:
         "hl_shift_ms": _f(e.hl_shift_ms),
         "relative_shift": _f(e.relative_shift),
         "p_value": _f(e.p_value),
+        "location_verdict": e.location_verdict,
+        "errors": None
+        if e.errors is None
+        else {
+            "errors_current": e.errors.errors_current,
+            "errors_baseline": e.errors.errors_baseline,
+            "rate_current": _f(e.errors.rate_current),
+            "rate_baseline": _f(e.errors.rate_baseline),
+            "diff": _f(e.errors.diff),
+            "diff_ci": _f(e.errors.diff_ci),
+            "p_value": _f(e.errors.p_value),
+            "verdict": e.errors.verdict,
+        },
+        "tails": [
+            {
+                "p": t.p,
+                "current_ms": _f(t.current_ms),
+                "current_ci_ms": _f(t.current_ci),
+                "baseline_ms": _f(t.baseline_ms),
+                "baseline_ci_ms": _f(t.baseline_ci),
+                "relative": _f(t.relative),
+                "verdict": t.verdict,
+            }
+            for t in e.tails or []
+        ],
         "verdict": e.verdict,
     }
 

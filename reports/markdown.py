@@ -45,17 +45,31 @@ def render(r: AnalysisResult) -> str:
             )
         lines.append("")
     lines += [
-        "### Steps (steady state, measured)",
+        "### Steps (steady-state windows, warm-up excluded; measured)",
         "",
-        "| load | requests | req/s | P50 | P95 [CI] | P99 [CI] | max | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load | window | requests | req/s | P50 | P95 [CI] | P99 [CI] | max | errors |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for st in r.steps:
         p50, p95, p99 = (st.latency.p(q) for q in (0.5, 0.95, 0.99))
+        win = fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)
         lines.append(
-            f"| {st.load:,.0f} | {st.n:,} | {st.throughput_rps:,.1f} | {_q(p50, False)} | "
+            f"| {st.load:,.0f} | {win} | {st.n:,} | {st.throughput_rps:,.1f} | {_q(p50, False)} | "
             f"{_q(p95)} | {_q(p99)} | {fmt.ms(st.latency.max_ms)} | {fmt.pct(st.error_rate)} |"
         )
+    if r.routes is not None and r.routes.endpoints:
+        lines += [
+            "",
+            f"### Per route, whole run ({r.routes.description}; measured)",
+            "",
+            "| route | requests | req/s | P95 [CI] | P99 [CI] | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for e in r.routes.endpoints:
+            lines.append(
+                f"| {e.endpoint} | {e.n:,} | {e.throughput_rps:,.1f} | {_q(e.latency.p(0.95))} | "
+                f"{_q(e.latency.p(0.99))} | {fmt.pct(e.error_rate)} |"
+            )
     fit = r.usl
     lines += ["", "### Saturation", ""]
     lines.append(
@@ -63,16 +77,7 @@ def render(r: AnalysisResult) -> str:
         if r.knee.load
         else f"- Knee: {r.knee.reason}"
     )
-    if fit.ok:
-        ext = " — **extrapolated** beyond 2× measured load" if fit.n_star_extrapolated else ""
-        lines.append(
-            f"- USL: σ={fit.sigma:.4g} {fmt.ci_num(fit.sigma_ci, 4)}, "
-            f"κ={fit.kappa:.3g}, λ={fit.lam:.4g}, R²={fit.r2:.4f}; "
-            f"N*={fmt.num(fit.n_star)} {fmt.ci_num(fit.n_star_ci)} (projected){ext}, "
-            f"X_max={fmt.num(fit.x_max, 1)} req/s {fmt.ci_num(fit.x_max_ci, 1)}"
-        )
-    else:
-        lines.append(f"- USL not fitted: {fit.refused}")
+    lines.append(f"- {fmt.usl_summary(fit)}")
     lines += [
         "",
         "### Headroom",
@@ -81,16 +86,9 @@ def render(r: AnalysisResult) -> str:
         "|---|---|---|---|",
     ]
     for c in r.headroom.constraints:
-        where = (
-            f"{fmt.num(c.load)} {fmt.ci_num(c.ci)}"
-            if c.load is not None
-            else f"> {fmt.num(c.lower_bound)}"
-            if c.lower_bound is not None
-            else "—"
-        )
         bind = " **(binding)**" if r.headroom.binding is c else ""
-        ext = " (extrapolated)" if c.extrapolated else ""
-        lines.append(f"| {c.name}{bind} | {c.limit} | {where}{ext} | {c.basis} |")
+        ext = " (projected above the measured load)" if c.extrapolated else ""
+        lines.append(f"| {c.name}{bind} | {c.limit} | {fmt.reached_at(c)}{ext} | {c.basis} |")
     failed = [c for c in r.checks if c.ok is False]
     if failed or r.warnings:
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in r.warnings]
@@ -113,21 +111,25 @@ def render_comparison(c: Comparison) -> str:
     lines = [
         f"## loadgate compare `{c.run_id}` vs baseline `{c.baseline_id}`: **{c.verdict}**",
         "",
-        f"Mann–Whitney U (Bonferroni-adjusted α={c.alpha}), Hodges–Lehmann shift, "
-        f"tolerance ±{c.tolerance:.0%}; loads compared: "
-        f"{', '.join(f'{x:,.0f}' for x in c.loads) or 'all steady state'}",
+        f"Errors: two-proportion z-test; latency of successful requests: Mann–Whitney U with "
+        f"the Hodges–Lehmann shift, and P95/P99 with 95% intervals; tolerance "
+        f"±{c.tolerance:.0%}, Bonferroni-adjusted α={c.alpha}; loads compared: "
+        f"{', '.join(f'{x:,.0f}' for x in c.loads) or 'all steady state'} "
+        "(steady-state windows only). All values measured.",
         "",
-        "| endpoint | n (run / base) | median run | median base | HL shift | relative | p | "
-        "verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| endpoint | n (run / base) | errors base → run | median run | median base | "
+        "HL shift | relative | p | P95 base → run | P99 base → run | verdict |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for e in [c.overall, *c.endpoints]:
         rel = fmt.pct(e.relative_shift, 1) if e.relative_shift is not None else "—"
         p = f"{e.p_value:.2g}" if e.p_value is not None else "—"
+        tails = {t.p: fmt.tail_cell(t) for t in e.tails or []}
         lines.append(
-            f"| {e.endpoint} | {e.n_current:,} / {e.n_baseline:,} | "
+            f"| {e.endpoint} | {e.n_current:,} / {e.n_baseline:,} | {fmt.errors_cell(e.errors)} | "
             f"{fmt.ms(e.median_current_ms)} | {fmt.ms(e.median_baseline_ms)} | "
-            f"{fmt.ms(e.hl_shift_ms)} | {rel} | {p} | {e.verdict} |"
+            f"{fmt.ms(e.hl_shift_ms)} | {rel} | {p} | {tails.get(0.95, '—')} | "
+            f"{tails.get(0.99, '—')} | {e.verdict} |"
         )
     return "\n".join(lines) + "\n"
 

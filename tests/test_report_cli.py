@@ -3,12 +3,19 @@ the reports are written and the exit code is the verdict CI acts on."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from analysis.synthetic import SyntheticSpec, write_run
+from loadgate.run_cli import finish
+from reports import ReportError, compare_dirs, report_run, verdict_exit_code, write_comparison
 from tests.cli_helpers import run_cli
+from tests.test_cli_errors import assert_one_clear_error
 
 SMALL = SyntheticSpec(levels=(10, 20, 40, 60, 80, 100), hold_s=20, ramp_s=5, warmup_s=2)
 
@@ -62,3 +69,173 @@ def test_report_of_a_non_run_is_a_usage_error(tmp_path):
     assert result.stderr.startswith("error:")
     missing = run_cli(["report", str(tmp_path / "nope")], tmp_path)
     assert missing.returncode == 2 and "no such run directory" in missing.stderr
+
+
+def _broken_copy(src: Path, dst: Path, edit) -> Path:
+    """A copy of run ``src`` (data symlinked) whose manifest dict goes through ``edit``."""
+    dst.mkdir(parents=True)
+    for child in src.iterdir():
+        if child.name != "manifest.json":
+            (dst / child.name).symlink_to(child.resolve())
+    manifest = json.loads((src / "manifest.json").read_text())
+    edit(manifest)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+MANIFEST_BREAKAGE = {
+    "bad date": (lambda m: m.update(started_at="yesterday-ish"), "started_at"),
+    "missing started_at": (lambda m: m.pop("started_at"), "started_at"),
+    "phase not a number": (lambda m: m.update(phase="one"), "phase"),
+    "stages not a list": (lambda m: m["config"].update(stages="many"), "config.stages"),
+    "stage without end": (lambda m: m["config"]["stages"][1].pop("end_s"), "end_s"),
+    "stage times as text": (
+        lambda m: m["config"]["stages"][0].update(start_s="zero"),
+        "config.stages[0].start_s",
+    ),
+    "gate not an object": (lambda m: m["config"].update(gate=[1500]), "config.gate"),
+    "think time wrong": (lambda m: m["config"].update(think_time_s="1-5"), "think_time_s"),
+    "manifest not an object": (lambda m: (m.clear(), m.update(x=1)), "started_at"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_BREAKAGE))
+def test_malformed_manifest_is_a_report_error(runs, tmp_path, case):
+    """In process (each CLI start costs seconds): report and compare raise ReportError
+    with one line naming the field; the CLI test below shows it becomes exit 2."""
+    edit, needle = MANIFEST_BREAKAGE[case]
+    bad = _broken_copy(runs["pass"], tmp_path / "bad", edit)
+    for call in (lambda: report_run(bad, tmp_path / "r"), lambda: compare_dirs(bad, runs["pass"])):
+        with pytest.raises(ReportError) as caught:
+            call()
+        message = str(caught.value)
+        assert needle in message and "\n" not in message
+        assert "docs/run-directory.md" in message
+
+
+def test_manifest_that_is_not_an_object(runs, tmp_path):
+    bad = _broken_copy(runs["pass"], tmp_path / "bad", lambda m: None)
+    (bad / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ReportError, match="docs/run-directory.md"):
+        report_run(bad, tmp_path / "r")
+
+
+def test_malformed_manifest_on_the_command_line(runs, tmp_path):
+    bad = _broken_copy(runs["pass"], tmp_path / "bad", lambda m: m.update(started_at="soon"))
+    for args in (
+        ["report", str(bad), "--out", str(tmp_path / "r")],
+        ["compare", str(bad), str(runs["pass"]), "--out", str(tmp_path / "c")],
+    ):
+        result = run_cli(args, tmp_path)
+        assert_one_clear_error(result, "started_at", "docs/run-directory.md")
+        assert result.returncode == 2
+
+
+def test_wrong_column_types_are_one_error_line(runs, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for child in runs["pass"].iterdir():
+        if child.name != "events":
+            (bad / child.name).symlink_to(child.resolve())
+    (bad / "events").mkdir()
+    table = pq.read_table(sorted((runs["pass"] / "events").glob("*.parquet"))[0])
+    table = table.set_column(
+        table.schema.get_field_index("latency_us"),
+        "latency_us",
+        pa.array([f"{v} us" for v in table["latency_us"].to_pylist()]),
+    )
+    pq.write_table(table, bad / "events" / "w0-0000.parquet")
+    with pytest.raises(ReportError, match="latency_us"):
+        report_run(bad, tmp_path / "r")
+
+
+def test_unwritable_out_is_one_error_line(runs, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli(["report", str(runs["pass"]), "--out", str(blocker / "r")], tmp_path)
+    assert_one_clear_error(result, "cannot write reports", "--out")
+    assert result.returncode == 2
+    comparison = compare_dirs(runs["pass"], runs["pass"])
+    with pytest.raises(ReportError, match="cannot write reports"):
+        write_comparison(comparison, blocker / "c")
+
+
+def test_phase_0_without_criteria_is_no_gate_exit_0_only_if_valid(tmp_path):
+    spec = replace(SMALL, phase=0, gate={})
+    valid = write_run(tmp_path / "p0", spec)
+    result = run_cli(["report", str(valid), "--out", str(tmp_path / "r")], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NO GATE" in result.stdout
+    unfinished = _broken_copy(
+        valid, tmp_path / "p0-cut", lambda m: m.update(exit_status="interrupted")
+    )
+    code, paths = report_run(unfinished, tmp_path / "r2")
+    assert code == 3 and "NO GATE" in paths.md.read_text()
+
+
+def test_run_exit_codes_after_the_load(runs, tmp_path):
+    """What ``loadgate run`` returns once the load has ended (README "Exit codes")."""
+    assert finish(runs["pass"], "completed", 100, report=True) == 0
+    assert finish(runs["fail"], "completed", 100, report=True) == 1
+    assert finish(runs["pass"], "timed_out", 100, report=True) == 3  # not completed: 3
+    assert finish(runs["pass"], "completed", 100, report=False) == 0
+    assert finish(runs["pass"], "locust_exit_2", 100, report=False) == 3
+    assert finish(runs["pass"], "completed", 0, report=True) == 3
+    # the report step failing is a harness error (2), not a gate failure (1)
+    bad = _broken_copy(runs["pass"], tmp_path / "bad", lambda m: m.update(started_at=7))
+    assert finish(bad, "completed", 100, report=True) == 2
+
+
+def test_verdict_exit_table():
+    verdicts = ("PASS", "FAIL", "INCONCLUSIVE", "INVALID", "PROJECTED", "NO GATE", "new")
+    assert [verdict_exit_code(v) for v in verdicts] == [0, 1, 3, 3, 3, 0, 3]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A real short phase-0 run (local stack, 12 users, 40 s) whose stdout is a pipe."""
+    from tests.test_run import fast_config
+
+    root = tmp_path_factory.mktemp("real")
+    out = root / "run"
+    result = run_cli(
+        ["run", "--phase", "0", "--provider", "local", "--fixture-size", "tiny",
+         "--workers", "1", "--users", "12", "--duration", "40s",
+         "--config", str(fast_config(root)), "--out", str(out)],
+        root / "state",
+        timeout=400,
+    )  # fmt: skip
+    return out, result
+
+
+@pytest.mark.integration
+def test_real_run_prints_progress_lines_to_a_pipe(real_run):
+    _, result = real_run
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("progress ")]
+    # 40 s of load, a line every 10 s, one at the start and one at the end
+    assert len(lines) >= 4, result.stdout[-3000:]
+    for field in ("stage ", "users ", "req/s ", "P95 ", "errors ", "generator CPU ", "requests "):
+        assert all(field in ln for ln in lines), (field, lines)
+    assert "\x1b[" not in result.stdout  # plain text, no terminal control codes
+    assert any(not ln.endswith("requests 0") for ln in lines), lines
+
+
+@pytest.mark.integration
+def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(real_run, tmp_path):
+    from tests.analysis.test_analysis_reports import assert_no_nonsense
+
+    out, result = real_run
+    assert "NO GATE" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = json.loads((out / "report" / "report.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    valid = manifest["status"] == "completed" and all(c["ok"] is not False for c in doc["validity"])
+    assert result.returncode == (0 if valid else 3), result.stderr[-3000:]
+    assert_no_nonsense(doc, (out / "report" / "summary.md").read_text())
+    assert manifest["stripe"]["rate_limit_per_s"] == 100
+    stripe = [c for c in doc["headroom"]["constraints"] if c["name"] == "Stripe rate limit"]
+    assert all(c["limit"] == "100 req/s" for c in stripe)
+    # the same run against itself is no regression; a broken copy is one error line
+    assert compare_dirs(out, out).verdict in ("no change", "insufficient data")
+    bad = _broken_copy(out, tmp_path / "bad", lambda m: m["config"].update(stages={"x": 1}))
+    with pytest.raises(ReportError, match="config.stages"):
+        report_run(bad, tmp_path / "r")

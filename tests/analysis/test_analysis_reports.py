@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 
 import reports
-from analysis import load_run
+from analysis import analyze, load_run
 from analysis.compare import compare_runs
+from analysis.synthetic import SyntheticSpec, write_run
+from reports import charts, html
 from reports.json_report import SCHEMA
 
 #: Chromium's own background services (component updater, sign-in, network time) still call
@@ -200,4 +203,126 @@ def test_report_run_end_to_end(base_run_dir, tmp_path):
     code, paths = reports.report_run(base_run_dir, tmp_path / "out", baseline_dir=base_run_dir)
     assert code == 0 and paths.html.exists()  # synthetic default gate passes; no regression
     assert (tmp_path / "out" / "comparison.md").exists()
-    assert reports.report_run(tmp_path / "nope", tmp_path / "x") == (2, None)
+    with pytest.raises(reports.ReportError, match="no manifest.json"):
+        reports.report_run(tmp_path / "nope", tmp_path / "x")
+
+
+def assert_no_nonsense(doc: dict, *texts: str) -> None:
+    """Issue 9's rules on a report.json (and the Markdown/HTML texts of the same run).
+
+    No number beyond 3x the highest measured load (configured loads excepted), no USL
+    shown with R² < 0.8, no rate outside [0, 1], no negative latency, no point outside
+    its own interval.
+    """
+    top = max((s["load"] for s in doc["steps"] if s["n"]), default=0.0)
+    limit = 3 * top
+    usl = doc["saturation"]["usl"]
+    if usl["refused"] is None:
+        assert usl["r2"] >= 0.8, usl
+    else:
+        assert usl["n_star"] is None and usl["r2"] is None, usl
+    if usl["n_star"] is not None:
+        assert usl["n_star"] <= limit and _inside(usl["n_star"], usl["n_star_ci"]), usl
+    for c in doc["headroom"]["constraints"]:
+        if c["load"] is not None:
+            assert c["load"] <= limit and _inside(c["load"], c["ci"]), c
+    for c in doc["gate"]["criteria"]:
+        if c["value"] is None:
+            continue
+        assert _inside(c["value"], c["ci"]), c
+        if c["name"].endswith("_rate"):
+            assert 0.0 <= c["value"] <= 1.0, c
+        if c["name"].endswith("_ms"):
+            assert c["value"] > 0, c
+        if c["basis"] == "projected":
+            assert c["load"] <= limit, c
+    for st in doc["steps"]:
+        assert _inside(st["throughput_rps"], st["throughput_ci"]), st["name"]
+        assert _inside(st["error_rate"], st["error_rate_ci"]), st["name"]
+    configured = {doc["gate"]["load"], doc["headroom"]["target"]}
+    for text in texts:
+        for m in re.finditer(r"(\d[\d,]*(?:\.\d+)?) users", text):
+            value = float(m.group(1).replace(",", ""))
+            assert value <= limit or value in configured, (m.group(0), limit)
+        assert not re.search(r"R² = -|R²=-", text)
+
+
+def _inside(value, ci) -> bool:
+    if not ci:
+        return True
+    lo, hi = ci
+    return (lo is None or lo <= value) and (hi is None or value <= hi)
+
+
+@pytest.fixture(scope="module")
+def linear_run_dir(tmp_path_factory):
+    """A run that scales almost linearly up to 1,500 users (kappa = 0) and a gate load
+    of 15,000: today's USL put N* at billions of users and projected the gate from there."""
+    spec = SyntheticSpec(
+        levels=(250, 500, 750, 1000, 1250, 1500),
+        hold_s=20,
+        ramp_s=5,
+        warmup_s=2,
+        sigma=0.0005,
+        kappa=0.0,
+        gate={
+            "users": 15000,
+            "target_users": 10000,
+            "criteria": {"p95_ms": 1500, "error_rate": 0.01},
+        },
+    )
+    return write_run(tmp_path_factory.mktemp("linear") / "run", spec)
+
+
+def test_reports_never_show_nonsense(linear_run_dir, tmp_path):
+    result = analyze(load_run(linear_run_dir))
+    paths = reports.write_all(result, tmp_path)
+    doc = json.loads(paths.json.read_text())
+    md = paths.md.read_text()
+    assert_no_nonsense(doc, md, paths.html.read_text())
+    assert "no peak within the measured range" in md
+    p95 = next(c for c in doc["gate"]["criteria"] if c["name"] == "p95_ms")
+    assert p95["value"] is None and "beyond the measured range" in p95["detail"]
+
+
+def test_default_synthetic_report_is_sane(written):
+    assert_no_nonsense(json.loads(written.json.read_text()), written.md.read_text())
+
+
+def test_a_throughput_point_outside_its_interval_does_not_crash_a_chart(base_result):
+    result = copy.deepcopy(base_result)
+    st = result.steps[-1]
+    st.throughput_ci = (st.throughput_rps + 5, st.throughput_rps + 10)
+    png = charts.throughput_vs_users(result)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_a_chart_that_fails_is_reported_in_place(base_result, monkeypatch):
+    result = copy.deepcopy(base_result)
+
+    def broken(_r):
+        raise ValueError("boom")
+
+    monkeypatch.setitem(charts.CHARTS, "resources", broken)
+    page = html.render(result)
+    assert "chart not drawn: ValueError: boom" in page
+    assert any("boom" in w for w in result.warnings)
+
+
+def test_route_tables_say_which_windows_they_cover(base_result, written):
+    routes = base_result.routes
+    assert "steady-state windows of 6 step(s)" in routes.description
+    assert "ramps and warm-up excluded" in routes.description
+    # exactly the steady-state records: the steps' per-route counts, not the ramps'
+    for e in routes.endpoints:
+        assert e.n == sum(
+            x.n for st in base_result.steps for x in st.endpoints if x.endpoint == e.endpoint
+        )
+    assert sum(e.n for e in routes.endpoints) < base_result.n_records
+    md = written.md.read_text()
+    assert f"### Per route, whole run ({routes.description}" in md
+    assert "| window |" in md and "t = " in md
+    page = written.html.read_text()
+    assert "steady-state window t = " in page and routes.description in page
+    doc = json.loads(written.json.read_text())
+    assert doc["routes"]["description"] == routes.description

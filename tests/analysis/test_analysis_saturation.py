@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,8 @@ from scipy.optimize import brentq
 
 from analysis import analyze, load_run
 from analysis.counters import counter_delta, hit_rate
-from analysis.headroom import crossing
+from analysis.gates import CriterionResult
+from analysis.headroom import BEYOND, Constraint, crossing, leadership_sentence, sanitize_criterion
 from analysis.saturation import find_knee
 from analysis.synthetic import SyntheticSpec, usl_throughput, write_run
 
@@ -26,6 +28,22 @@ def test_knee_of_a_hockey_stick():
     p95 = np.where(loads <= 80, 200 + loads, 280 + (loads - 80) ** 2)
     knee = find_knee([_fake_step(a, b) for a, b in zip(loads, p95, strict=True)])
     assert knee.load is not None and 70 <= knee.load <= 100
+
+
+def test_knee_where_p95_departs_from_its_low_load_trend():
+    """The issue's steps: P95 jumps tenfold between 750 and 1,000 users, then plateaus."""
+    loads = [250, 500, 750, 1000, 1250, 1500]
+    p95 = [33, 72, 337, 2618, 2353, 2637]
+    knee = find_knee([_fake_step(a, b) for a, b in zip(loads, p95, strict=True)])
+    assert knee.load is not None and 750 <= knee.load <= 1000, knee
+
+
+def test_flat_p95_has_no_knee():
+    loads = [10, 20, 40, 60, 80, 100]
+    knee = find_knee(
+        [_fake_step(a, b) for a, b in zip(loads, [100, 101, 99, 103, 104, 102], strict=True)]
+    )
+    assert knee.load is None and "2x" in knee.reason
 
 
 def test_knee_needs_three_levels():
@@ -60,8 +78,8 @@ def test_headroom_on_synthetic_run(base_result):
     assert h.binding is not None and h.binding.load == min(
         c.load for c in h.constraints if c.load is not None
     )
-    assert h.sentence.startswith("Phase 1's target is ")
-    assert f"bound by {h.binding.name}" in h.sentence
+    assert h.sentence.startswith(f"First constraint reached: {h.binding.name} at ")
+    assert "SLO capacity" in h.sentence  # the binding one here is the latency SLO
     # synthetic CPU = 100 * X / 250: 70% needs X = 175 req/s, above the USL's X_max
     # (~72 req/s), so throughput saturates first and CPU is never reached.
     cpu = next(c for c in h.constraints if c.name == "CPU service")
@@ -102,3 +120,71 @@ def test_counters_and_hit_rate():
     assert counter_delta(s, "service", "nothing") is None
     rate, src = hit_rate(s)
     assert abs(rate - 160 / 195) < 1e-12 and "service" in src
+
+
+def test_sentence_names_the_constraint_and_says_slo_only_for_slos():
+    run = SimpleNamespace(phase=1)
+    waits = Constraint(
+        "PgBouncer client waits", "mean cl_waiting >= 1", "measured", 782.0, (750.0, 1000.0),
+        None, False, "",
+    )  # fmt: skip
+    text = leadership_sentence(run, waits, 1000.0, [250, 500, 750, 1000])
+    assert "First constraint reached: PgBouncer client waits at 782 users" in text
+    assert "SLO" not in text
+    slo = Constraint("latency SLO", "P95 < 2000 ms", "measured", 1200.0, (1000.0, 1250.0),
+                     None, False, "")  # fmt: skip
+    text = leadership_sentence(run, slo, 1000.0, [250, 500, 750, 1000, 1250])
+    assert "latency SLO at 1,200 users" in text and "SLO capacity" in text
+    # the point (83%) lies inside its interval (80%-100%)
+    assert "83% (80%–100%)" in text
+
+
+def _set_manifest(run_dir, tmp_path, **top_level):
+    dst = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
+    dst.mkdir()
+    for child in run_dir.iterdir():
+        if child.name != "manifest.json":
+            (dst / child.name).symlink_to(child.resolve())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(top_level)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_stripe_limit_comes_from_the_manifest(base_run_dir, tmp_path):
+    """The limit is the stack's, as the manifest records it; never a constant."""
+    r = analyze(load_run(_set_manifest(base_run_dir, tmp_path, stripe={"rate_limit_per_s": 3})))
+    stripe = next(c for c in r.headroom.constraints if c.name == "Stripe rate limit")
+    assert stripe.limit == "3 req/s" and stripe.basis in ("measured", "projected")
+    r = analyze(load_run(base_run_dir))  # no stack settings recorded: no invented limit
+    stripe = next(c for c in r.headroom.constraints if c.name == "Stripe rate limit")
+    assert stripe.basis == "not available" and "manifest" in stripe.detail
+
+
+def test_nothing_beyond_three_times_the_measured_load(base_result):
+    """Synthetic memory grows 0.2 MB per user: 80% of 2 GiB is ~7,000 users, 70x the
+    highest measured load; that is "beyond the measured range", not a number."""
+    top = max(st.load for st in base_result.steps)
+    mem = next(c for c in base_result.headroom.constraints if c.name == "memory service")
+    assert mem.basis == BEYOND and mem.load is None and mem.lower_bound == top
+    for c in base_result.headroom.constraints:
+        if c.load is not None:
+            assert c.load <= 3 * top, c
+            assert c.ci[0] <= c.load <= c.ci[1], c
+
+
+def test_projected_criteria_are_sanitised():
+    top = SimpleNamespace(load=500.0)
+    crit = CriterionResult(
+        "error_rate", "errors < 1.00%", "projected fail", "projected", 16.63, (9.0, 20.0),
+        1000.0, "",
+    )  # fmt: skip
+    out = sanitize_criterion(crit, top)
+    assert out.value == 1.0 and out.ci[1] <= 1.0 and out.ci[0] <= out.value
+    neg = CriterionResult("p95_ms", "P95 < 2000 ms", "projected pass", "projected", -448.0,
+                          (-900.0, 10.0), 1000.0, "")  # fmt: skip
+    assert sanitize_criterion(neg, top).value is None
+    far = CriterionResult("p95_ms", "P95 < 2000 ms", "projected pass", "projected", 900.0,
+                          (800.0, 1000.0), 1500.0, "")  # fmt: skip
+    out = sanitize_criterion(far, SimpleNamespace(load=12.0))
+    assert out.value is None and "beyond the measured range" in out.detail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -49,8 +50,8 @@ def test_refuses_below_six_levels():
 def test_extrapolation_is_flagged():
     n = np.array([1, 2, 4, 8, 16, 32], dtype=float)
     fit = usl.fit(n, usl.usl_model(n, 0.03, 1e-3, 10.0))
-    assert not fit.predict(60).extrapolated
-    pred = fit.predict(65)
+    assert not fit.predict(96).extrapolated  # 3x the highest measured load
+    pred = fit.predict(97)
     assert pred.extrapolated and pred.ci[0] <= pred.value <= pred.ci[1]
 
 
@@ -59,3 +60,39 @@ def test_linear_scaling_has_no_peak():
     fit = usl.fit(n, 5.0 * n)
     assert fit.ok and fit.sigma == pytest.approx(0, abs=1e-3)
     assert fit.kappa == pytest.approx(0, abs=1e-5)
+
+
+def test_poor_fit_is_refused_and_r2_never_huge_negative():
+    """Throughput that jumps around (no scaling curve) is refused, with the reason."""
+    n = np.array([250, 500, 750, 1000, 1250, 1500], dtype=float)
+    fit = usl.fit(n, [80.0, 310.0, 95.0, 330.0, 70.0, 320.0])
+    assert not fit.ok and "poor fit" in fit.refused and "0.8" in fit.refused
+    assert fit.n_star is None and fit.r2 is None
+    assert not re.search(r"-\d{2,}", fit.refused)  # no "R² = -4,512"
+
+
+def test_flat_throughput_is_refused():
+    n = np.array([250, 500, 750, 1000, 1250, 1500], dtype=float)
+    fit = usl.fit(n, [300.0, 302.0, 299.0, 301.0, 300.0, 303.0])
+    assert not fit.ok and "flat" in fit.refused
+
+
+def test_no_identifiable_peak_reports_no_n_star():
+    """Near-linear data (kappa ~ 0): N* would be billions of users; it is not reported."""
+    n = np.array([250, 500, 750, 1000, 1250, 1500], dtype=float)
+    rng = np.random.default_rng(3)
+    x = usl.usl_model(n, 0.02, 1e-9, 0.9) * (1 + rng.normal(0, 0.01, n.size))
+    fit = usl.fit(n, x)
+    assert fit.ok and fit.r2 > 0.8
+    assert fit.n_star is None and fit.x_max is None and fit.n_star_ci is None
+    assert fit.peak_note == usl.NO_PEAK == "no peak within the measured range"
+
+
+def test_peak_within_range_is_reported_with_its_point_inside_the_interval():
+    n = np.array([10, 20, 40, 60, 80, 100], dtype=float)
+    rng = np.random.default_rng(4)
+    x = usl.usl_model(n, 0.01, 2e-4, 1.0) * (1 + rng.normal(0, 0.005, n.size))
+    fit = usl.fit(n, x)
+    assert fit.ok and fit.peak_note is None
+    assert fit.n_star_ci[0] <= fit.n_star <= fit.n_star_ci[1]
+    assert fit.n_star <= usl.EXTRAPOLATION_LIMIT * 100
