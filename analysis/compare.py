@@ -161,6 +161,8 @@ def compare_samples(
     alpha: float = ALPHA,
     n_tests: int = 1,
     seed: int = 0,
+    sec_c: np.ndarray | None = None,
+    sec_b: np.ndarray | None = None,
 ) -> EndpointComparison:
     """Compare two latency samples (µs): location (MWU + Hodges-Lehmann) and tails."""
     n_c, n_b = int(cur_us.size), int(base_us.size)
@@ -184,7 +186,7 @@ def compare_samples(
     med_b = float(np.median(b))
     rel = hl / med_b if med_b > 0 else 0.0
     location = _classify(p_adj < alpha, rel, tolerance)
-    tails = compare_tails(cur_us, base_us, tolerance)
+    tails = compare_tails(cur_us, base_us, tolerance, sec_c, sec_b)
     return EndpointComparison(
         endpoint,
         n_c,
@@ -218,15 +220,24 @@ def worst(verdicts: list[str]) -> str:
 
 
 def compare_tails(
-    cur_us: np.ndarray, base_us: np.ndarray, tolerance: float
+    cur_us: np.ndarray,
+    base_us: np.ndarray,
+    tolerance: float,
+    sec_c: np.ndarray | None = None,
+    sec_b: np.ndarray | None = None,
 ) -> list[TailComparison]:
     """P95 and P99 with intervals; a change counts when the intervals do not overlap and
-    it is outside the tolerance band (non-overlap of two 95% intervals is conservative)."""
-    qc, qb = quantiles_with_ci(cur_us, TAILS), quantiles_with_ci(base_us, TAILS)
+    it is outside the tolerance band (non-overlap of two 95% intervals is conservative).
+
+    ``sec_c``/``sec_b`` (each record's second, see :func:`steady_seconds`) make the
+    intervals dependence-aware, as in the run report; without them records are taken as
+    independent, which makes tail intervals of a real run too narrow."""
+    qc = quantiles_with_ci(cur_us, TAILS, seconds=_seconds(sec_c))
+    qb = quantiles_with_ci(base_us, TAILS, seconds=_seconds(sec_b))
     out = []
     for p in TAILS:
         a, b = qc[p], qb[p]
-        if not (a.ok and b.ok):
+        if not (a.has_interval and b.has_interval):
             out.append(TailComparison(p, a.value_ms, None, b.value_ms, None, None, INSUFFICIENT))
             continue
         rel = a.value_ms / b.value_ms - 1 if b.value_ms > 0 else 0.0
@@ -286,10 +297,21 @@ def compare_endpoint(
     alpha: float = ALPHA,
     n_tests: int = 1,
     seed: int = 0,
+    sec_c: np.ndarray | None = None,
+    sec_b: np.ndarray | None = None,
 ) -> EndpointComparison:
     """Errors on all records; latency location and tails on successful records only."""
+    ok_c, ok_b = ~failed_c, ~failed_b
     out = compare_samples(
-        endpoint, lat_c[~failed_c], lat_b[~failed_b], tolerance, alpha, n_tests, seed
+        endpoint,
+        lat_c[ok_c],
+        lat_b[ok_b],
+        tolerance,
+        alpha,
+        n_tests,
+        seed,
+        None if sec_c is None else sec_c[ok_c],
+        None if sec_b is None else sec_b[ok_b],
     )
     out.errors = compare_errors(
         int(failed_c.sum()), int(lat_c.size), int(failed_b.sum()), int(lat_b.size), alpha, n_tests
@@ -314,6 +336,21 @@ def _steady(run: Run, loads: set[float] | None) -> tuple[np.ndarray, np.ndarray]
     if loads:
         keep &= np.isin(step_load, list(loads))
     return np.flatnonzero(keep), step_load
+
+
+def steady_seconds(ts_us: np.ndarray) -> np.ndarray:
+    """Each record's second, counting only seconds that have records: pooled steady-state
+    windows are not contiguous, and the gaps between them are not seconds of data."""
+    if not ts_us.size:
+        return np.zeros(0, dtype=np.int64)
+    raw = (ts_us - ts_us.min()) // 1_000_000
+    return np.unique(raw, return_inverse=True)[1].astype(np.int64)
+
+
+def _seconds(sec: np.ndarray | None) -> tuple[np.ndarray, int] | None:
+    if sec is None or not sec.size:
+        return None
+    return sec, int(sec.max()) + 1
 
 
 def _loads(run: Run) -> set[float]:
@@ -343,18 +380,32 @@ def compare_runs(
     idx_c, _ = _steady(run, common or None)
     idx_b, _ = _steady(baseline, common or None)
     lat_c, lat_b = run.events.latency_us[idx_c], baseline.events.latency_us[idx_b]
+    sec_c = steady_seconds(run.events.ts_us[idx_c])
+    sec_b = steady_seconds(baseline.events.ts_us[idx_b])
     bad_c, bad_b = _failed(run)[idx_c], _failed(baseline)[idx_b]
     names = sorted(set(run.events.endpoint.categories) | set(baseline.events.endpoint.categories))
     ep_c = _global_codes(run, names)[idx_c]
     ep_b = _global_codes(baseline, names)[idx_b]
     n_tests = (len(names) + 1) * TESTS_PER_ENDPOINT
-    overall = compare_endpoint("overall", lat_c, bad_c, lat_b, bad_b, tolerance, alpha, n_tests)
+    overall = compare_endpoint(
+        "overall", lat_c, bad_c, lat_b, bad_b, tolerance, alpha, n_tests, 0, sec_c, sec_b
+    )
     per_ep = []
     for i, name in enumerate(names):
         mc, mb = ep_c == i, ep_b == i
         per_ep.append(
             compare_endpoint(
-                name, lat_c[mc], bad_c[mc], lat_b[mb], bad_b[mb], tolerance, alpha, n_tests, i + 1
+                name,
+                lat_c[mc],
+                bad_c[mc],
+                lat_b[mb],
+                bad_b[mb],
+                tolerance,
+                alpha,
+                n_tests,
+                i + 1,
+                steady_seconds(run.events.ts_us[idx_c][mc]),
+                steady_seconds(baseline.events.ts_us[idx_b][mb]),
             )
         )
     verdicts = {e.verdict for e in [overall, *per_ep]}
