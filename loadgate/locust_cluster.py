@@ -26,6 +26,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILES = f"{REPO_ROOT / 'locustfile.py'},{REPO_ROOT / 'scenarios' / 'loadgate_shape.py'}"
 
 
+#: The longest a simulated user may wait for one response: Locust's FastHttpUser
+#: ``network_timeout`` and ``connection_timeout`` (60 s each; the personas keep them).
+REQUEST_TIMEOUT_S = 60.0
+#: Locust's ``--stop-timeout`` at the end of the last hold: users in the middle of a
+#: request finish it (and it is recorded) before they stop; thinking users stop at once.
+#: At least the request timeout, so no in-flight request is ever killed unrecorded.
+DRAIN_TIMEOUT_S = REQUEST_TIMEOUT_S
+
+
 def default_worker_count() -> int:
     """One worker per two cores: the service under test shares this machine."""
     return max(1, (os.cpu_count() or 2) // 2)
@@ -97,6 +106,8 @@ class LocustCluster:
             "--csv",
             str(self.run_dir / "locust" / "locust"),
             "--csv-full-history",
+            "--stop-timeout",
+            f"{DRAIN_TIMEOUT_S:g}",
             "--loglevel",
             "WARNING",
         ]

@@ -109,8 +109,9 @@ def run(
     console.print(f"status: {result.status}, {result.requests:,} requests recorded")
     if not report:
         raise typer.Exit(0 if result.status == "completed" else 1)
+    # The verdict decides: a run that did not complete is INVALID (exit 3) in analysis.
     code = report_and_print(result.run_dir) if result.requests else 3
-    raise typer.Exit(code if result.status == "completed" else 1)
+    raise typer.Exit(code)
 
 
 def worker(

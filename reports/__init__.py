@@ -18,6 +18,7 @@ from pathlib import Path
 from analysis.analyze import AnalysisResult
 from analysis.compare import Comparison
 from reports import html, json_report, junit, markdown
+from runformat.verdicts import Verdict
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
 
@@ -64,8 +65,8 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> ComparisonP
 
 
 def exit_code(result: AnalysisResult | None, comparison: Comparison | None = None) -> int:
-    """0 every gate criterion passed as measured (and no regression); 1 a measured gate
-    failure or a regression; 3 not enough data to decide (projected or insufficient)."""
+    """0 PASS or NO GATE (and no regression); 1 a measured gate failure or a regression;
+    3 INCONCLUSIVE, INVALID or PROJECTED (``runformat.verdicts.EXIT_CODES``)."""
     if comparison is not None and comparison.verdict == "regression":
         return EXIT_FAIL
     if result is None:
@@ -74,12 +75,7 @@ def exit_code(result: AnalysisResult | None, comparison: Comparison | None = Non
             if comparison is not None and comparison.verdict != "insufficient data"
             else EXIT_UNDECIDED
         )
-    verdict = result.verdict
-    if verdict == "FAIL":
-        return EXIT_FAIL
-    if verdict in ("PASS", "NO GATE"):
-        return EXIT_PASS
-    return EXIT_UNDECIDED
+    return Verdict(result.verdict).exit_code  # the one table: runformat.verdicts
 
 
 def report_run(

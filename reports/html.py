@@ -23,6 +23,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 .verdict{padding:18px 22px;border-radius:8px;color:#fff;margin:12px 0}
 .v-PASS{background:#1b7f3b}.v-FAIL,.v-PROJECTED-FAIL{background:#b3261e}
 .v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE{background:#8a6d00}
+.v-PROJECTED,.v-INCONCLUSIVE{background:#8a6d00}.v-INVALID{background:#5f2a86}
 .verdict .big{font-size:28px;font-weight:700}.verdict p{margin:6px 0 0;font-size:15px}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-align:top}
@@ -206,6 +207,7 @@ def render(r: AnalysisResult) -> str:
 {escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at")))} ·
 {r.n_records:,} requests · git {escape(str(r.manifest.get("git_sha", "")))}</div>
 <div class="verdict v-{escape(v)}"><div class="big">{escape(r.verdict)}</div>
+{"".join(f"<p>{escape(n)}</p>" for n in r.gate.notes())}
 <p>{escape(r.headroom.sentence)}</p></div>
 <h2>Gate criteria</h2>{_gate_table(r)}
 <h2>Latency over time {_tag("measured")}</h2>
