@@ -78,7 +78,7 @@ class Gate(_Strict):
         try:
             spec = GateSpec.from_dict({"criteria": criteria, "routes": routes})
         except GateFormatError as exc:
-            raise ValueError(str(exc).removeprefix("gate.")) from None
+            raise ValueError(str(exc).removeprefix("gate: ").removeprefix("gate.")) from None
         for route in spec.routes:
             method, _, path = route.partition(" ")
             if method not in HTTP_METHODS or not path.startswith("/"):
@@ -205,6 +205,8 @@ def _format_error(error: ValidationError, source: str) -> ConfigError:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"]
+    if first["type"] == "value_error":
+        message = str(first.get("ctx", {}).get("error", message))
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     if first["type"] == "literal_error":

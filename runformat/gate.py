@@ -54,7 +54,7 @@ class GateSpec:
         unknown = sorted(set(data) - {"users", "rate", "target_users", "criteria", "routes"})
         if unknown:
             raise GateFormatError(f"gate: unknown key {unknown[0]!r}")
-        criteria = _criteria(data.get("criteria") or {}, "gate.criteria", route=False)
+        criteria = _criteria(data.get("criteria") or {}, "gate", route=False)
         routes = {
             str(r): _criteria(c or {}, f"gate.routes.{r}", route=True)
             for r, c in (data.get("routes") or {}).items()
