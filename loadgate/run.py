@@ -144,14 +144,16 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
             master_port=options.master_port,
             remote_workers=options.remote_workers,
         )
+        # Samplers first: counters need a sample from before the load starts.
+        samplers = SamplerLoop(run_dir, _samplers(stack))
+        samplers.start()
         cluster.start()
+        samplers.samplers.extend(ProcessSampler(n, pid) for n, pid in cluster.pids.items())
         if options.remote_workers:
             console.print(
                 f"waiting for {options.remote_workers} remote worker(s): on each machine run "
                 f"'loadgate worker --master {options.master_bind} --master-port {cluster.port}'"
             )
-        samplers = SamplerLoop(run_dir, _samplers(stack, cluster))
-        samplers.start()
         if cluster.web_port:
             console.print(f"Locust web UI: http://127.0.0.1:{cluster.web_port}")
         result.status, result.detail = _drive(cluster, run_dir, phase, console)
@@ -240,9 +242,8 @@ def _fixture_progress(event: object, progress: Progress) -> None:
     progress(f"fixtures: {getattr(event, 'step', event)} ({count}{seconds:.2f} s)")
 
 
-def _samplers(stack: Stack | None, cluster: LocustCluster) -> list[Sampler]:
+def _samplers(stack: Stack | None) -> list[Sampler]:
     samplers: list[Sampler] = [HostSampler()]
-    samplers += [ProcessSampler(name, pid) for name, pid in cluster.pids.items()]
     if stack is not None:
         services = stack.services.values()
         samplers += stack_samplers(
