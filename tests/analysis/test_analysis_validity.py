@@ -151,3 +151,21 @@ def test_hdr_backfill_matches_hdrhistogram_rule():
     out = hdr_corrected(np.array([10, 35, 20], dtype=np.int64), 10)
     assert sorted(out.tolist()) == [10, 10, 15, 20, 25, 35]
     assert hdr_corrected(np.array([1, 2], dtype=np.int64), 10).tolist() == [1, 2]
+
+
+def test_invalid_verdict_reaches_every_report(tmp_path):
+    """INVALID with its reason in Markdown, JSON, HTML and as a JUnit failure."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    spec = SyntheticSpec(gate=GATE, status="running")
+    r = analyze(load_run(write_run(tmp_path / "killed", spec)))
+    paths = reports.write_all(r, tmp_path / "out")
+    doc = json.loads(paths.json.read_text())
+    assert doc["verdict"] == "INVALID" and doc["exit_code"] == 3
+    assert any("run_completed" in reason for reason in doc["gate"]["reasons"])
+    assert "**INVALID**" in paths.md.read_text() and "run_completed" in paths.md.read_text()
+    assert "run_completed" in paths.html.read_text()
+    suite = ET.parse(paths.junit).getroot()
+    assert int(suite.get("failures")) >= 1
+    assert any(c.get("name") == "validity" for c in suite.findall("testcase"))
