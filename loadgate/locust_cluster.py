@@ -19,20 +19,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runformat.schemas import DRAIN_TIMEOUT_S, REQUEST_TIMEOUT_S
 from stack.ports import free_port
 from stack.providers.local import OWNER_ENV, die_with_parent
 
+__all__ = ["DRAIN_TIMEOUT_S", "REQUEST_TIMEOUT_S", "LocustCluster", "default_worker_count"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILES = f"{REPO_ROOT / 'locustfile.py'},{REPO_ROOT / 'scenarios' / 'loadgate_shape.py'}"
-
-
-#: The longest a simulated user may wait for one response: Locust's FastHttpUser
-#: ``network_timeout`` and ``connection_timeout`` (60 s each; the personas keep them).
-REQUEST_TIMEOUT_S = 60.0
-#: Locust's ``--stop-timeout`` at the end of the last hold: users in the middle of a
-#: request finish it (and it is recorded) before they stop; thinking users stop at once.
-#: At least the request timeout, so no in-flight request is ever killed unrecorded.
-DRAIN_TIMEOUT_S = REQUEST_TIMEOUT_S
 
 
 def default_worker_count() -> int:

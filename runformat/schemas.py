@@ -70,3 +70,9 @@ HOST_SOURCE = "host"
 HOST_CPU_METRIC = "cpu_percent"
 #: Service counter of DB connection errors (a running total).
 DB_CONNECTION_ERRORS = "db_connection_errors"
+
+#: The longest a simulated user may wait for one response (Locust FastHttpUser's
+#: ``network_timeout`` and ``connection_timeout``, 60 s each).  Every request started
+#: before the end of the last hold is drained for at least this long, so it is recorded.
+REQUEST_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = REQUEST_TIMEOUT_S

@@ -23,6 +23,7 @@ from gevent.pool import Pool
 from locust import FastHttpUser, task
 
 from loadgate.records import ARRIVAL_SCHEMA, ParquetBatches
+from runformat.schemas import DRAIN_TIMEOUT_S
 from scenarios.flows import FLOWS, ROLE_OF, Session
 
 
@@ -94,7 +95,7 @@ class ArrivalUser(FastHttpUser):
             achieved += 1
             self.flows.spawn(self._one_flow, candidate)
         self._record(second, offered, achieved, dropped)
-        self.flows.join(timeout=30)
+        self.flows.join(timeout=DRAIN_TIMEOUT_S)  # in-flight flows finish and are recorded
         if self.arrivals is not None:
             self.arrivals.close()
         self.stop()
