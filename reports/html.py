@@ -82,7 +82,7 @@ def _gate_table(r: AnalysisResult) -> str:
         for c in r.gate.criteria
     )
     return (
-        f"<p>Gate load {fmt.num(r.gate.gate_load)} users: {where}.</p><table><tr>"
+        f"<p>Gate load {fmt.num(r.gate.gate_load)} {r.gate.load_unit}: {where}.</p><table><tr>"
         "<th>criterion</th><th>value [95% CI]</th><th>basis</th><th>status</th>"
         f"<th>detail</th></tr>{rows}</table>"
     )

@@ -30,7 +30,7 @@ def render(r: AnalysisResult) -> str:
     ]
     if r.gate.criteria:
         lines += [
-            f"Gate load: {fmt.num(r.gate.gate_load)} users — "
+            f"Gate load: {fmt.num(r.gate.gate_load)} {r.gate.load_unit} — "
             + (
                 f"applied in step `{r.gate.step}` (measured)"
                 if r.gate.step

@@ -67,7 +67,7 @@ LAG_INTERVAL_S = 0.1
 GENERATOR_CPU_METRIC = "cpu_percent"  # the worker process, 100 = one core
 #: Whole-host CPU (source ``host``): 100 = every core of the machine busy.
 HOST_SOURCE = "host"
-HOST_CPU_METRIC = "cpu_percent"
+HOST_CPU_METRIC = "host_cpu_percent"  # not "cpu_percent": never a per-process constraint
 #: Service counter of DB connection errors (a running total).
 DB_CONNECTION_ERRORS = "db_connection_errors"
 

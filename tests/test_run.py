@@ -89,7 +89,7 @@ def test_analysis_reads_a_real_run_directory(closed_run):
     assert lag.labels.nunique() == 2  # one probe per worker
     span_s = (lag.ts_us.max() - lag.ts_us.min()) / 1e6
     assert len(lag) >= 5 * span_s  # ~10 Hz per worker
-    assert not samples[(samples.source == "host") & (samples.metric == "cpu_percent")].empty
+    assert not samples[(samples.source == "host") & (samples.metric == "host_cpu_percent")].empty
     checks = {c.name: c for c in result.checks if c.step in (None, result.steps[-1].step.name)}
     assert checks["run_completed"].ok and checks["window_coverage"].ok is not None
     assert {"generator_lag", "generator_cpu", "littles_law", "host_cpu"} <= set(checks)

@@ -52,5 +52,5 @@ def test_host_sampler_reports_whole_host_cpu(tmp_path):
     time.sleep(0.7)
     loop.stop()
     frame = pd.read_parquet(tmp_path / "samples")
-    cpu = frame[(frame.source == "host") & (frame.metric == "cpu_percent")]["value"]
+    cpu = frame[(frame.source == "host") & (frame.metric == "host_cpu_percent")]["value"]
     assert len(cpu) >= 3 and cpu.between(0, 100).all()
