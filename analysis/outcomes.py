@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.runs import Run
-from runformat.schemas import EXPECTED_OUTCOMES, PAYMENT_PENDING
+from runformat.outcomes import is_expected
+from runformat.schemas import PAYMENT_PENDING
 
 
 @dataclass
@@ -29,7 +30,7 @@ class RouteOutcomes:
 
     @property
     def expected(self) -> int:
-        return sum(v for k, v in self.outcomes.items() if k in EXPECTED_OUTCOMES)
+        return sum(v for k, v in self.outcomes.items() if is_expected(k, self.route))
 
     @property
     def payment_pending(self) -> int:

@@ -31,6 +31,7 @@ from runformat.gate import (
     GateFormatError,
     GateSpec,
 )
+from scenarios.traffic import Traffic
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
 PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
@@ -121,6 +122,7 @@ class Defaults(_Strict):
     ramp: Ramp = Ramp()
     open: OpenModel = OpenModel()
     validity: Validity = Validity()
+    traffic: Traffic = Traffic()
 
     @field_validator("persona_mix")
     @classmethod
@@ -147,6 +149,7 @@ class Phase(_Strict):
     persona_mix: dict[str, float] | None = None
     ramp: Ramp | None = None
     open: OpenModel | None = None
+    traffic: Traffic | None = None
 
     @field_validator("persona_mix")
     @classmethod
@@ -195,6 +198,7 @@ class ResolvedPhase(_Strict):
     gate: dict[str, Any]
     """A ``runformat.gate.GateSpec`` as a dict: what the manifest records."""
     validity: dict[str, float]
+    traffic: Traffic = Traffic()
 
     @property
     def duration_s(self) -> float:
@@ -317,6 +321,7 @@ def resolve(
         stages=stages,
         gate=gate,
         validity=defaults.validity.model_dump(),
+        traffic=spec.traffic or defaults.traffic,
     )
 
 

@@ -29,7 +29,9 @@ class Settings:
     - ``LOADGATE_OSRM_URL``: OSRM HTTP API (batch routing).
     - ``LOADGATE_STRIPE_URL``: Stripe API base (the stack's mock).
     - ``LOADGATE_STRIPE_KEY``: Stripe secret key (default ``sk_test_loadgate``).
-    - ``LOADGATE_AUTH_SECRET``: HS256 secret for bearer tokens (default ``loadgate-dev-secret``).
+    - ``LOADGATE_AUTH_SECRET``: HS256 secret for bearer tokens, at least 32 bytes; required
+      (no default: a public one would let anyone mint an admin token). ``loadgate stack
+      up`` generates one per start.
     - ``LOADGATE_DB_ACQUIRE_TIMEOUT_S``: how long a request waits for a pooled DB
       connection before answering 503 (default 2.0).
     - ``LOADGATE_WORKERS``: set by ``python -m marketplace`` for the workers, so each
@@ -48,7 +50,7 @@ class Settings:
     osrm_url: str | None = None
     stripe_url: str | None = None
     stripe_key: str = "sk_test_loadgate"
-    auth_secret: str = "loadgate-dev-secret"
+    auth_secret: str = field(default="", repr=False)
     db_acquire_timeout_s: float = 2.0
     workers: int = 1
     rate_limit_per_min: int = 600
@@ -67,7 +69,7 @@ class Settings:
             osrm_url=(env.get("LOADGATE_OSRM_URL") or "").rstrip("/") or None,
             stripe_url=(env.get("LOADGATE_STRIPE_URL") or "").rstrip("/") or None,
             stripe_key=env.get("LOADGATE_STRIPE_KEY", cls.stripe_key),
-            auth_secret=env.get("LOADGATE_AUTH_SECRET", cls.auth_secret),
+            auth_secret=env.get("LOADGATE_AUTH_SECRET", ""),
             db_acquire_timeout_s=_env_float("LOADGATE_DB_ACQUIRE_TIMEOUT_S", 2.0),
             workers=max(1, int(env.get("LOADGATE_WORKERS", "1"))),
             rate_limit_per_min=int(env.get("LOADGATE_RATE_LIMIT_PER_MIN", "600")),

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from runformat.schemas import EXPECTED_OUTCOMES
+from runformat.schemas import EXPECTED_OUTCOMES, EXPECTED_ROUTE_OUTCOMES
 
 _TIMEOUT_WORDS = ("timeout", "timed out")
 
 
-def classify_error(status: int, exception: BaseException | None, outcome: str = "") -> str:
+def is_expected(outcome: str, route: str = "") -> bool:
+    """An expected business outcome (not a failure), by code and, for some, by route."""
+    return outcome in EXPECTED_OUTCOMES or (route, outcome) in EXPECTED_ROUTE_OUTCOMES
+
+
+def classify_error(
+    status: int, exception: BaseException | None, outcome: str = "", route: str = ""
+) -> str:
     """One error class per record: "" (not a failure), connection, timeout, 429, 5xx, 4xx,
     assertion.
 
@@ -30,5 +37,5 @@ def classify_error(status: int, exception: BaseException | None, outcome: str = 
     if status >= 500:
         return "5xx"
     if status >= 400:
-        return "" if outcome in EXPECTED_OUTCOMES else "4xx"
+        return "" if is_expected(outcome, route) else "4xx"
     return "assertion" if exception is not None else ""

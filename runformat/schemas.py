@@ -56,6 +56,12 @@ ERROR_CLASSES: tuple[str, ...] = ("connection", "timeout", "4xx", "429", "5xx", 
 EXPECTED_OUTCOMES: dict[str, str] = {
     "insufficient_stock": "sold out at checkout",
     "already_claimed": "another driver claimed the batch first",
+    "unavailable": "product not available when added to a cart (5 % of the fixtures)",
+}
+#: Codes expected on one route only ("METHOD /template", code): a generic ``not_found``
+#: elsewhere (someone else's order, a missing cart item) stays a failure.
+EXPECTED_ROUTE_OUTCOMES: dict[tuple[str, str], str] = {
+    ("GET /products/[id]", "not_found"): "product no longer in the catalogue",
 }
 #: A checkout accepted with its payment deferred (202): its own class, gated by share.
 PAYMENT_PENDING = "payment_pending"

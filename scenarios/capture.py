@@ -111,7 +111,7 @@ class RawCapture:
                 latency_us,
                 intended_latency_us,
                 int(response_length or 0),
-                classify_error(status, exception, outcome),
+                classify_error(status, exception, outcome, f"{request_type} {name}"),
                 outcome,
                 self.worker,
                 int(self.users()),

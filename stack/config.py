@@ -7,6 +7,7 @@ service (the service's own cap, not Postgres' ``max_connections``).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,3 +66,8 @@ class StackConfig:
     """Marketplace architecture profile (phase0..phase3); ``None`` = no service."""
     service_workers: int = 2
     """Worker processes of the marketplace service."""
+    auth_secret: str = field(
+        default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False
+    )
+    """The service's token signing secret: new and random for every stack (no public
+    default); the state file and the credentials writer get the same one."""

@@ -53,13 +53,19 @@ class _Response(SimpleNamespace):
         (202, {"order_id": 7, "status": "payment_pending"}, "payment_pending", ""),
         (201, {"order_id": 7, "status": "paid"}, "", ""),
         (404, None, "", "4xx"),
+        (404, {"error": {"code": "not_found"}}, "not_found", "4xx"),  # on another route
     ],
 )  # fmt: skip
 def test_outcomes_are_classified_by_their_code(status, body, outcome, error_class):
     response = _Response(status_code=status, body=body)
     assert outcome_of(status, response) == outcome
     # Whatever the scenario said (success() leaves no exception), the code decides.
-    assert classify_error(status, None, outcome_of(status, response)) == error_class
+    assert classify_error(status, None, outcome_of(status, response), "GET /orders") == error_class
+
+
+def test_a_route_scoped_outcome_is_expected_on_its_route_only():
+    assert classify_error(404, None, "not_found", "GET /products/[id]") == ""
+    assert classify_error(404, None, "not_found", "GET /orders/[id]") == "4xx"
 
 
 def test_records_are_flushed_as_complete_parquet_files(tmp_path):
