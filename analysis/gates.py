@@ -161,7 +161,7 @@ def _decide(gate: GateResult, checks: list[Check], ref: StepStats | None, spec) 
         gate.verdict = Verdict.NO_GATE
     elif gate.step is None:
         gate.verdict = Verdict.PROJECTED
-        gate.reasons.append(f"gate load {gate.gate_load} {gate.load_unit} not applied")
+        gate.reasons.append(f"gate load {gate.gate_load or 0:g} {gate.load_unit} not applied")
     elif FAIL in statuses:
         gate.verdict = Verdict.FAIL
     elif statuses & {INCONCLUSIVE, INSUFFICIENT, PROJECTED_PASS, PROJECTED_FAIL}:
