@@ -7,10 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import gates, headroom, saturation, steps, timeseries, usl, validity
+from analysis import gates, headroom, outcomes, saturation, steps, timeseries, usl, validity
 from analysis.runs import Run
-
-OK_EXIT_STATUSES = {0, "0", "ok", "completed", "success", None}
 
 
 @dataclass
@@ -35,9 +33,12 @@ class AnalysisResult:
     faults: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     routes: steps.RouteTable | None = None  # whole run per route, steady-state windows
+    #: per-route requests, errors and business outcomes over the whole load period
+    outcomes: list[outcomes.RouteOutcomes] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
+        """One of ``runformat.verdicts.Verdict`` (a str)."""
         return self.gate.verdict
 
 
@@ -46,11 +47,6 @@ def analyze(run: Run) -> AnalysisResult:
     stats = steps.compute_step_stats(run, step_list)
     fit = saturation.fit_usl(stats, run.model)
     warns = list(run.warnings)
-    if run.manifest.get("exit_status") not in OK_EXIT_STATUSES:
-        warns.append(
-            f"run exit status {run.manifest.get('exit_status')!r}: the run did not "
-            "finish cleanly; results cover the data that was written"
-        )
     if not step_list:
         warns.append("manifest has no hold stages: no steady-state step to analyse")
     checks = validity.run_checks(run, stats)
@@ -70,10 +66,11 @@ def analyze(run: Run) -> AnalysisResult:
         knee=saturation.find_knee(stats),
         usl=fit,
         headroom=headroom.compute_headroom(run, stats, fit),
-        gate=gates.evaluate(run, stats, fit),
+        gate=gates.evaluate(run, stats, fit, checks),
         timeseries=timeseries.build(run),
         resources=timeseries.resources(run),
         faults=run.faults,
         warnings=warns,
         routes=steps.route_table(run, step_list),
+        outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
     )

@@ -68,3 +68,35 @@ def hit_rate(
         if hits is not None and misses is not None and hits + misses > 0:
             return hits / (hits + misses), f"{source} {hits_m}/{miss_m}"
     return None, "no cache hit/miss counters sampled"
+
+
+def counter_over_period(
+    samples: pd.DataFrame, source: str, metric: str, start_us: int, end_us: int
+) -> tuple[float | None, str]:
+    """Increase of a counter over a whole period, bracketed by samples outside it.
+
+    Counts from the last sample at or before ``start_us`` to the first at or after
+    ``end_us`` (per labelled series, positive increments only), so errors in the first
+    and last second of the load are counted too.  Returns ``(None, why)`` — "unknown",
+    never 0 — when the counter was not sampled or either bracketing sample is missing
+    (a run killed before its final sample, a sampler that failed).
+    """
+    if samples.empty:
+        return None, f"{source} {metric} not sampled"
+    names = {str(m) for m in samples.loc[samples["source"] == source, "metric"].unique()}
+    if metric not in names and f"{metric}_total" in names:
+        metric = f"{metric}_total"
+    series = samples[(samples["source"] == source) & (samples["metric"] == metric)]
+    if series.empty:
+        return None, f"{source} {metric} not sampled"
+    total = 0.0
+    for _, s in series.sort_values("ts_us").groupby("labels", observed=True):
+        ts, values = s["ts_us"].to_numpy(), s["value"].to_numpy()
+        before = np.flatnonzero(ts <= start_us)
+        after = np.flatnonzero(ts >= end_us)
+        if not before.size or not after.size:
+            edge = "before the load started" if not before.size else "after the load ended"
+            return None, f"unknown: no {metric} sample {edge}"
+        inc = np.diff(values[before[-1] : after[0] + 1])
+        total += float(inc[inc > 0].sum())
+    return total, f"{metric} from the last sample before the load to the first after it"

@@ -1,26 +1,41 @@
-"""Gate criteria of the phase config, each labelled measured or projected.
+"""Gate criteria of the phase config evaluated into one verdict (``runformat.verdicts``).
 
 A criterion is *measured* only at a steady-state step whose load really reached the gate
-load (configured and observed users >= gate users).  Otherwise it is *projected* from the
-USL / trend models with an interval, and its status is "projected pass" or "projected
-fail" — never "pass".  A run that never reached the gate load therefore cannot pass.
+load (closed model: configured and observed users >= gate users; open model: the offered
+rate >= the gate rate).  Otherwise it is *projected* from the USL / trend models with an
+interval, and the verdict is PROJECTED — never PASS.  A measured criterion passes or
+fails only when its whole 95 % interval is on one side of the limit; an interval that
+straddles the limit is INCONCLUSIVE.  A deciding validity check that failed at the gate
+step (or a run that did not complete) makes the verdict INVALID whatever the criteria say.
+
+Criteria are defined once in ``runformat.criteria``; each is evaluated by the function
+the registry names (``p95``, ``error_rate``, ... below), with the same signature, for the
+pooled gate and for each route under ``gate.routes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from analysis import usl as usl_mod
-from analysis.counters import counter_delta, hit_rate
+from analysis.counters import counter_over_period, hit_rate
 from analysis.headroom import _trend_draws, project_p95, sanitize_criterion
+from analysis.outcomes import error_mask, load_period, window_mask
+from analysis.percentiles import proportion_ci
 from analysis.runs import Run
-from analysis.steps import StepStats
+from analysis.steps import EndpointStats, StepStats, latency_stats
+from analysis.validity import Check
+from runformat.criteria import CRITERIA, Criterion
+from runformat.gate import GateSpec
+from runformat.schemas import DB_CONNECTION_ERRORS, PAYMENT_PENDING
+from runformat.verdicts import Verdict
 
-PASS, FAIL = "pass", "fail"
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 PROJECTED_PASS, PROJECTED_FAIL = "projected pass", "projected fail"
 INSUFFICIENT = "insufficient data"
+_PENDING = ""  # a value whose status _with_interval has not set yet
 #: Observed users must reach this fraction of the gate load for a step to count as applied
 #: (users stop and start continuously; Locust's count dips by a user or two).
 APPLIED_FRACTION = 0.98
@@ -28,14 +43,15 @@ APPLIED_FRACTION = 0.98
 
 @dataclass
 class CriterionResult:
-    name: str  # config key, e.g. "p95_ms"
-    description: str  # e.g. "P95 < 2000 ms"
+    name: str  # registry name, e.g. "p95_ms"
+    description: str  # e.g. "P95 < 2000 ms" or "POST /checkout: P95 < 2000 ms"
     status: str
     basis: str  # "measured" | "projected" | "none"
     value: float | None
     ci: tuple[float, float] | None
     load: float | None  # load the value refers to
     detail: str
+    route: str | None = None  # None: pooled over every route
 
     @property
     def passed(self) -> bool:
@@ -44,201 +60,349 @@ class CriterionResult:
 
 @dataclass
 class GateResult:
-    gate_load: float | None
+    gate_load: float | None  # users (closed model) or arrivals/s (open model)
     step: str | None  # name of the measured gate step, None if not reached
     criteria: list[CriterionResult]
-    # "PASS" | "FAIL" | "PROJECTED PASS" | "PROJECTED FAIL" | "INSUFFICIENT DATA" | "NO GATE"
-    verdict: str
+    verdict: Verdict
+    reasons: list[str] = field(default_factory=list)  # why INVALID / INCONCLUSIVE / ...
+    advice: list[str] = field(default_factory=list)  # what to change
+    host_cpu_percent: float | None = None  # whole host, at the gate step (or top step)
+    load_unit: str = "users"
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code
+
+    def notes(self) -> list[str]:
+        """Lines shown beside the verdict: why it is what it is, host CPU, what to change."""
+        lines = [f"{self.verdict.value}: {self.verdict.meaning}"]
+        lines += [f"Reason: {r}" for r in self.reasons]
+        if self.host_cpu_percent is not None:
+            lines.append(
+                f"Whole-host CPU at the gate step: {self.host_cpu_percent:.0f}% "
+                "(stack and load generator on this machine)"
+            )
+        lines += [f"To change: {a}" for a in self.advice]
+        return lines
 
 
-def gate_step(run: Run, steps: list[StepStats], gate_load: float) -> StepStats | None:
+@dataclass
+class GateContext:
+    """What every evaluator gets."""
+
+    run: Run
+    steps: list[StepStats]
+    fit: usl_mod.USLFit
+    gate: GateSpec
+    gate_load: float | None
+    step: StepStats | None  # the measured gate step
+    top: StepStats | None  # highest-load step with data
+
+
+def gate_load(run: Run) -> float | None:
+    spec = run.gate_spec
+    if run.model == "open":
+        return spec.rate
+    return float(spec.users) if spec.users else None
+
+
+def gate_step(run: Run, steps: list[StepStats], load: float | None) -> StepStats | None:
     """Lowest-load steady step at or above the gate load that really applied it."""
+    if load is None:
+        return None
     ok = []
     for st in steps:
         if st.n == 0:
             continue
-        if run.model == "open" and run.gate.get("rate") is not None:
-            applied = st.step.rate is not None and st.step.rate >= float(run.gate["rate"])
+        if run.model == "open":
+            applied = st.step.rate is not None and st.step.rate >= APPLIED_FRACTION * load
         else:
-            applied = (
-                st.step.users >= gate_load and st.users_observed >= APPLIED_FRACTION * gate_load
-            )
+            applied = st.step.users >= load and st.users_observed >= APPLIED_FRACTION * load
         if applied:
             ok.append(st)
     return min(ok, key=lambda s: (s.load, -s.n)) if ok else None
 
 
-def _cmp(value: float, threshold: float, kind: str) -> bool:
-    return {"lt": value < threshold, "le": value <= threshold, "ge": value >= threshold}[kind]
+def evaluate(
+    run: Run, steps: list[StepStats], fit: usl_mod.USLFit, checks: list[Check] | None = None
+) -> GateResult:
+    spec = run.gate_spec
+    load = gate_load(run)
+    st = gate_step(run, steps, load)
+    measured = [s for s in steps if s.n]
+    top = max(measured, key=lambda s: s.load) if measured else None
+    ctx = GateContext(run, steps, fit, spec, load, st, top)
+    results = [_criterion(ctx, CRITERIA[n], lim, None) for n, lim in spec.criteria.items()]
+    for route, criteria in spec.routes.items():
+        results += [_criterion(ctx, CRITERIA[n], lim, route) for n, lim in criteria.items()]
+    gate = GateResult(load, st.step.name if st else None, results, Verdict.NO_GATE)
+    gate.load_unit = "arrivals/s" if run.model == "open" else "users"
+    _decide(gate, checks or [], st or top, spec)
+    return gate
 
 
-def _status(ok: bool, measured: bool) -> str:
+def _decide(gate: GateResult, checks: list[Check], ref: StepStats | None, spec) -> None:
+    """The verdict from validity first, then the criteria (runformat.verdicts)."""
+    ref_name = ref.step.name if ref else None
+    relevant = [c for c in checks if c.step is None or c.step == ref_name]
+    failed = [c for c in relevant if c.decides and c.ok is False]
+    host = next((c for c in relevant if c.name == "host_cpu"), None)
+    gate.host_cpu_percent = host.observed if host else None
+    if host is not None and host.ok is False:
+        gate.advice.append(f"{host.detail}: {host.advice}")
+    for c in failed:
+        gate.reasons.append(f"{c.name}{' at ' + c.step if c.step else ''}: {c.detail}")
+        if c.advice and c.advice not in gate.advice:
+            gate.advice.append(c.advice)
+    statuses = {r.status for r in gate.criteria}
+    if failed:
+        gate.verdict = Verdict.INVALID
+    elif spec.empty:
+        gate.verdict = Verdict.NO_GATE
+    elif gate.step is None:
+        gate.verdict = Verdict.PROJECTED
+        gate.reasons.append(f"gate load {gate.gate_load or 0:g} {gate.load_unit} not applied")
+    elif FAIL in statuses:
+        gate.verdict = Verdict.FAIL
+    elif statuses & {INCONCLUSIVE, INSUFFICIENT, PROJECTED_PASS, PROJECTED_FAIL}:
+        gate.verdict = Verdict.INCONCLUSIVE
+        gate.reasons += [f"{r.description}: {r.status}" for r in gate.criteria if r.status != PASS]
+    else:
+        gate.verdict = Verdict.PASS
+
+
+def _criterion(ctx: GateContext, spec: Criterion, limit: float, route: str | None):
+    result = sanitize_criterion(spec.evaluator()(ctx, spec, limit, route), ctx.top)
+    result.route = route
+    return _with_interval(result, spec, limit)
+
+
+def _with_interval(r: CriterionResult, spec: Criterion, limit: float) -> CriterionResult:
+    """Let the interval speak: an interval straddling the limit decides nothing."""
+    if r.value is None or r.status == INSUFFICIENT:
+        return r
+    measured = r.basis == "measured"
+    if r.ci is None:
+        r.status = _side(spec.ok(r.value, limit), measured)
+        return r
+    lo_ok, hi_ok = (spec.ok(v, limit) for v in r.ci)
+    if lo_ok != hi_ok:
+        span = f"[{r.ci[0]:.4g}, {r.ci[1]:.4g}]"
+        r.status = INCONCLUSIVE if measured else INSUFFICIENT
+        r.detail += f"; inconclusive: its 95% interval {span} straddles {limit:g}"
+        return r
+    r.status = _side(lo_ok, measured)
+    return r
+
+
+def _side(ok: bool, measured: bool) -> str:
     if measured:
         return PASS if ok else FAIL
     return PROJECTED_PASS if ok else PROJECTED_FAIL
 
 
-def evaluate(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> GateResult:
-    gate = run.gate
-    criteria_cfg = gate.get("criteria", {}) or {}
-    # Accept criteria at gate top level too (p95_ms = 2000 beside users = 1500).
-    for key in (
-        "p95_ms",
-        "error_rate",
-        "db_connection_errors",
-        "cache_hit_rate",
-        "job_completion_rate",
-    ):
-        if key in gate and key not in criteria_cfg:
-            criteria_cfg = {**criteria_cfg, key: gate[key]}
-    if not criteria_cfg:
-        return GateResult(None, None, [], "NO GATE")
-    gate_load = float(gate.get("users", 0)) or None
-    st = gate_step(run, steps, gate_load) if gate_load else None
-    measured_steps = [s for s in steps if s.n]
-    top = max(measured_steps, key=lambda s: s.load) if measured_steps else None
-    results = []
-    for key, threshold in criteria_cfg.items():
-        results.append(_criterion(run, steps, fit, key, float(threshold), st, top, gate_load))
-    return GateResult(gate_load, st.step.name if st else None, results, verdict(results))
-
-
-def verdict(results: list[CriterionResult]) -> str:
-    statuses = {r.status for r in results}
-    if FAIL in statuses:
-        return "FAIL"
-    if statuses == {PASS}:
-        return "PASS"
-    if INSUFFICIENT in statuses:
-        return "INSUFFICIENT DATA"
-    if PROJECTED_FAIL in statuses:
-        return "PROJECTED FAIL"
-    return "PROJECTED PASS"
-
-
-def _criterion(run, steps, fit, key, threshold, st, top, gate_load) -> CriterionResult:
-    fn = _EVALUATORS.get(key)
-    if fn is None:
-        return CriterionResult(
-            key,
-            f"{key} {threshold:g}",
-            INSUFFICIENT,
-            "none",
-            None,
-            None,
-            None,
-            f"no evaluator for criterion {key!r} in this version",
-        )
-    return _with_interval(
-        sanitize_criterion(fn(run, steps, fit, threshold, st, top, gate_load), top), threshold
-    )
-
-
-def _with_interval(r: CriterionResult, threshold: float) -> CriterionResult:
-    """Let the interval speak.  A projection whose interval straddles the threshold
-    decides nothing (insufficient data); a measured value whose interval straddles it
-    keeps its point verdict but is marked marginal."""
-    if r.ci is None or r.value is None or r.status == INSUFFICIENT:
-        return r
-    kind = _COMPARATORS[r.name]
-    lo_ok, hi_ok = (_cmp(v, threshold, kind) for v in r.ci)
-    if lo_ok == hi_ok:
-        return r
-    span = f"[{r.ci[0]:.4g}, {r.ci[1]:.4g}]"
-    if r.basis == "projected":
-        r.status = INSUFFICIENT
-        r.detail += f"; projection inconclusive: its 95% interval {span} straddles {threshold:g}"
-    else:
-        r.detail += f"; marginal: the 95% interval {span} straddles {threshold:g}"
-    return r
-
-
-def _p95(run, steps, fit, thr, st, top, gate_load) -> CriterionResult:
-    desc = f"P95 < {thr:g} ms"
-    if st is not None:
-        q = st.latency.p(0.95)
-        if not q.has_interval:  # too few records, or too dependent for the window
-            return CriterionResult(
-                "p95_ms", desc, INSUFFICIENT, "measured", None, None, st.load, q.reason or ""
-            )
-        cor = st.corrected_latency.p(0.95) if st.corrected_latency else None
-        extra = (
-            f"; corrected for coordinated omission {cor.value_ms:.0f} ms" if cor and cor.ok else ""
-        )
-        return CriterionResult(
-            "p95_ms",
-            desc,
-            _status(q.value_ms < thr, True),
-            "measured",
-            q.value_ms,
-            (q.ci_low_ms, q.ci_high_ms),
-            st.load,
-            f"{q.n} requests at {st.users_observed:.0f} users{extra}",
-        )
-    if gate_load is None or run.model != "closed":
-        return _not_reached("p95_ms", desc, top, gate_load)
-    proj = project_p95(run, steps, fit, gate_load)
-    if proj is None:
-        return _not_reached(
-            "p95_ms", desc, top, gate_load, f"no USL fit to project from ({fit.refused})"
-        )
-    value, ci = proj
-    ext = ", extrapolated beyond 2x measured load" if gate_load > 2 * fit.max_measured else ""
+def _result(ctx, spec, limit, route, value, ci, basis, load, detail) -> CriterionResult:
+    """A result whose status ``_with_interval`` sets from value, interval and basis."""
     return CriterionResult(
-        "p95_ms",
-        desc,
-        _status(value < thr, False),
-        "projected",
-        value,
-        ci,
-        gate_load,
-        f"USL projection from {fit.max_measured:.0f} measured users{ext}",
+        spec.name, spec.describe(limit, route), _PENDING, basis, value, ci, load, detail
     )
 
 
-def _error_rate(run, steps, fit, thr, st, top, gate_load) -> CriterionResult:
-    desc = f"errors < {thr:.2%}"
+def _insufficient(ctx, spec, limit, route, detail, load=None) -> CriterionResult:
+    return CriterionResult(
+        spec.name, spec.describe(limit, route), INSUFFICIENT, "none", None, None, load, detail
+    )
+
+
+def _endpoint(st: StepStats, route: str) -> EndpointStats | None:
+    return next((e for e in st.endpoints if e.endpoint == route), None)
+
+
+def _route_mask(ctx: GateContext, route: str | None) -> np.ndarray:
+    """Records of the gate step's window (and of ``route`` when given)."""
+    run, st = ctx.run, ctx.step
+    assert st is not None
+    m = window_mask(run, st.step.start_us, st.step.end_us)
+    if route is not None:
+        m &= run.events.endpoint.codes == run.events.endpoint.code_of(route)
+    return m
+
+
+# --- evaluators (named by runformat.criteria) -----------------------------------------
+
+
+def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> CriterionResult:
+    """P95 at the gate step; the open model's from the intended start (no coordinated
+    omission: a request the generator sent late still waited from when it was due)."""
+    st = ctx.step
     if st is not None:
-        return CriterionResult(
-            "error_rate",
-            desc,
-            _status(st.error_rate < thr, True),
-            "measured",
-            st.error_rate,
-            st.error_rate_ci,
-            st.load,
-            f"{st.n} requests; by class {_nonzero(st.errors_by_class)}",
-        )
-    if top is None or gate_load is None:
-        return _not_reached("error_rate", desc, top, gate_load)
-    loads = np.array([s.load for s in steps if s.n])
-    rates = np.array([s.error_rate for s in steps if s.n])
+        open_model = ctx.run.model == "open"
+        if route is None:
+            lat = st.corrected_latency if open_model else st.latency
+        elif open_model:
+            lat = latency_stats(ctx.run.events.intended_latency_us[_route_mask(ctx, route)])
+        else:
+            ep = _endpoint(st, route)
+            lat = ep.latency if ep else None
+        if lat is None:
+            return _insufficient(ctx, spec, limit, route, f"no {route} requests", st.load)
+        q = lat.p(0.95)
+        if not q.has_interval:  # too few records, or too dependent for the window
+            return _insufficient(ctx, spec, limit, route, q.reason or "", st.load)
+        basis = "from the intended start" if open_model else "from the actual send"
+        return _result(
+            ctx, spec, limit, route, q.value_ms, (q.ci_low_ms, q.ci_high_ms), "measured",
+            st.load, f"{q.n} requests at {_load_text(ctx, st)}; latency {basis}",
+        )  # fmt: skip
+    if route is not None or ctx.gate_load is None or ctx.run.model != "closed":
+        return _not_reached(ctx, spec, limit, route)
+    proj = project_p95(ctx.run, ctx.steps, ctx.fit, ctx.gate_load)
+    if proj is None:
+        return _not_reached(ctx, spec, limit, route, f"no USL fit ({ctx.fit.refused})")
+    value, ci = proj
+    far = ctx.gate_load > 2 * ctx.fit.max_measured
+    ext = ", extrapolated beyond 2x the measured load" if far else ""
+    return _result(
+        ctx, spec, limit, route, value, ci, "projected", ctx.gate_load,
+        f"USL projection from {ctx.fit.max_measured:.0f} measured users{ext}",
+    )  # fmt: skip
+
+
+def _load_text(ctx: GateContext, st: StepStats) -> str:
+    if ctx.run.model == "open":
+        return f"{st.load:g} arrivals/s offered"
+    return f"{st.users_observed:.0f} users"
+
+
+def _dropped(ctx: GateContext, st: StepStats) -> int:
+    a = ctx.run.arrivals
+    if ctx.run.model != "open" or a is None or a.empty:
+        return 0
+    win = a[(a["ts_us"] >= st.step.start_us) & (a["ts_us"] < st.step.end_us)]
+    return int(win["dropped"].sum())
+
+
+def error_rate(
+    ctx: GateContext, spec: Criterion, limit: float, route: str | None
+) -> CriterionResult:
+    """Failed requests / requests at the gate step.  Open model: every dropped arrival
+    (a flow never started) counts as one failed request, exactly (it is counted, not
+    sampled): the interval of the recorded part is shifted by the dropped count."""
+    st = ctx.step
+    if st is not None:
+        if route is None:
+            n, rate, ci = st.n, st.error_rate, st.error_rate_ci
+            detail = f"{st.n} requests; by class {_nonzero(st.errors_by_class)}"
+        else:
+            m = _route_mask(ctx, route)
+            n = int(np.count_nonzero(m))
+            if not n:
+                return _insufficient(ctx, spec, limit, route, f"no {route} requests", st.load)
+            k = int(np.count_nonzero(error_mask(ctx.run)[m]))
+            rate, ci = k / n, proportion_ci(k, n)
+            detail = f"{k} of {n} {route} requests failed"
+        dropped = _dropped(ctx, st) if route is None else 0
+        if dropped:
+            total = n + dropped
+            rate = (rate * n + dropped) / total
+            ci = ((ci[0] * n + dropped) / total, (ci[1] * n + dropped) / total)
+            detail += f"; {dropped} dropped arrivals counted as failures"
+        return _result(ctx, spec, limit, route, rate, ci, "measured", st.load, detail)
+    if route is not None or ctx.top is None or ctx.gate_load is None:
+        return _not_reached(ctx, spec, limit, route)
+    top = ctx.top
+    loads = np.array([s.load for s in ctx.steps if s.n])
+    rates = np.array([s.error_rate for s in ctx.steps if s.n])
     trend = _trend_draws(loads, rates)
     if trend is None:
-        return CriterionResult(
-            "error_rate",
-            desc,
-            _status(top.error_rate < thr, False),
-            "projected",
-            top.error_rate,
-            top.error_rate_ci,
-            gate_load,
-            f"no upward trend; value at {top.load:.0f} users carried to the gate load",
-        )
+        return _result(
+            ctx, spec, limit, route, top.error_rate, top.error_rate_ci, "projected",
+            ctx.gate_load, f"no upward trend; value at {top.load:.0f} carried to the gate load",
+        )  # fmt: skip
     slope, intercept, draws = trend
-    value = intercept + slope * gate_load
-    d = draws[:, 1] + draws[:, 0] * gate_load
+    value = intercept + slope * ctx.gate_load
+    d = draws[:, 1] + draws[:, 0] * ctx.gate_load
     lo, hi = np.percentile(d, [2.5, 97.5], method="inverted_cdf")
-    return CriterionResult(
-        "error_rate",
-        desc,
-        _status(value < thr, False),
-        "projected",
-        float(value),
-        (float(max(lo, 0)), float(hi)),
-        gate_load,
-        "linear trend of error rate vs load",
-    )
+    return _result(
+        ctx, spec, limit, route, float(value), (float(max(lo, 0)), float(hi)), "projected",
+        ctx.gate_load, "linear trend of error rate vs load",
+    )  # fmt: skip
+
+
+def payment_pending_rate(
+    ctx: GateContext, spec: Criterion, limit: float, route: str | None
+) -> CriterionResult:
+    """Share of requests (of ``route``) answered ``payment_pending`` at the gate step."""
+    st = ctx.step
+    if st is None:
+        return _not_reached(ctx, spec, limit, route)
+    m = _route_mask(ctx, route)
+    n = int(np.count_nonzero(m))
+    if not n:
+        return _insufficient(ctx, spec, limit, route, "no requests in the gate step", st.load)
+    code = ctx.run.events.outcome.code_of(PAYMENT_PENDING)
+    k = int(np.count_nonzero(ctx.run.events.outcome.codes[m] == code)) if code >= 0 else 0
+    return _result(
+        ctx, spec, limit, route, k / n, proportion_ci(k, n), "measured", st.load,
+        f"{k} of {n} {route or 'requests'} answered 202 payment_pending",
+    )  # fmt: skip
+
+
+def db_connection_errors(
+    ctx: GateContext, spec: Criterion, limit: float, route: str | None
+) -> CriterionResult:
+    """Counted over the whole load period (not only steady windows): an error during a
+    ramp or the drain is still an error the architecture made."""
+    ref = ctx.step or ctx.top
+    if ref is None:
+        return _not_reached(ctx, spec, limit, route)
+    start, end = load_period(ctx.run)
+    value, how = counter_over_period(ctx.run.samples, "service", DB_CONNECTION_ERRORS, start, end)
+    if value is None:
+        return _insufficient(ctx, spec, limit, route, how, ref.load)
+    measured = ctx.step is not None
+    return _result(
+        ctx, spec, limit, route, value, None, "measured" if measured else "projected",
+        ref.load if measured else ctx.gate_load,
+        how if measured else f"{how}; gate load not applied",
+    )  # fmt: skip
+
+
+def cache_hit_rate(
+    ctx: GateContext, spec: Criterion, limit: float, route: str | None
+) -> CriterionResult:
+    ref = ctx.step or ctx.top
+    if ref is None:
+        return _not_reached(ctx, spec, limit, route)
+    rate, src = hit_rate(ctx.run.samples, ref.step.start_us, ref.step.end_us)
+    if rate is None:
+        return _insufficient(ctx, spec, limit, route, src, ref.load)
+    measured = ctx.step is not None
+    return _result(
+        ctx, spec, limit, route, rate, None, "measured" if measured else "projected",
+        ref.load if measured else ctx.gate_load,
+        src if measured else f"{src} at {ref.load:.0f}; gate load not applied",
+    )  # fmt: skip
+
+
+def job_completion_rate(
+    ctx: GateContext, spec: Criterion, limit: float, route: str | None
+) -> CriterionResult:
+    """Jobs completed / enqueued over the whole run, from the service's counters."""
+    from analysis.counters import counter_delta
+
+    enq = counter_delta(ctx.run.samples, "service", "jobs_enqueued")
+    done = counter_delta(ctx.run.samples, "service", "jobs_completed")
+    if not enq or done is None:
+        return _insufficient(
+            ctx, spec, limit, route, "service metrics jobs_enqueued/jobs_completed not sampled"
+        )
+    measured = ctx.step is not None
+    return _result(
+        ctx, spec, limit, route, min(done / enq, 1.0), None,
+        "measured" if measured else "projected", ctx.gate_load,
+        f"{done:.0f} of {enq:.0f} jobs over the whole run",
+    )  # fmt: skip
 
 
 def _nonzero(d: dict[str, int]) -> str:
@@ -246,117 +410,11 @@ def _nonzero(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in nz.items()) or "none"
 
 
-def _db_errors(run, steps, fit, thr, st, top, gate_load) -> CriterionResult:
-    desc = f"DB connection errors <= {thr:g}"
-    ref = st or top
-    if ref is None:
-        return _not_reached("db_connection_errors", desc, top, gate_load)
-    d = counter_delta(
-        run.samples, "service", "db_connection_errors", ref.step.start_us, ref.step.end_us
-    )
-    if d is None:
-        return CriterionResult(
-            "db_connection_errors",
-            desc,
-            INSUFFICIENT,
-            "none",
-            None,
-            None,
-            ref.load,
-            "service metric db_connection_errors not sampled",
-        )
-    measured = st is not None
-    return CriterionResult(
-        "db_connection_errors",
-        desc,
-        _status(d <= thr, measured),
-        "measured" if measured else "projected",
-        d,
-        None,
-        ref.load if measured else gate_load,
-        "" if measured else f"count at {ref.load:.0f} users; gate load not applied",
-    )
-
-
-def _cache(run, steps, fit, thr, st, top, gate_load) -> CriterionResult:
-    desc = f"cache hit rate >= {thr:.0%}"
-    ref = st or top
-    if ref is None:
-        return _not_reached("cache_hit_rate", desc, top, gate_load)
-    rate, src = hit_rate(run.samples, ref.step.start_us, ref.step.end_us)
-    if rate is None:
-        return CriterionResult(
-            "cache_hit_rate", desc, INSUFFICIENT, "none", None, None, ref.load, src
-        )
-    measured = st is not None
-    return CriterionResult(
-        "cache_hit_rate",
-        desc,
-        _status(rate >= thr, measured),
-        "measured" if measured else "projected",
-        rate,
-        None,
-        ref.load if measured else gate_load,
-        src if measured else f"{src} at {ref.load:.0f} users; gate load not applied",
-    )
-
-
-def _jobs(run, steps, fit, thr, st, top, gate_load) -> CriterionResult:
-    desc = f"job completion >= {thr:.1%}"
-    enq = counter_delta(run.samples, "service", "jobs_enqueued")
-    done = counter_delta(run.samples, "service", "jobs_completed")
-    if not enq or done is None:
-        return CriterionResult(
-            "job_completion_rate",
-            desc,
-            INSUFFICIENT,
-            "none",
-            None,
-            None,
-            None,
-            "service metrics jobs_enqueued/jobs_completed not sampled",
-        )
-    rate = min(done / enq, 1.0)
-    measured = st is not None
-    return CriterionResult(
-        "job_completion_rate",
-        desc,
-        _status(rate >= thr, measured),
-        "measured" if measured else "projected",
-        rate,
-        None,
-        gate_load,
-        f"{done:.0f} of {enq:.0f} jobs over the whole run",
-    )
-
-
-def _not_reached(key, desc, top, gate_load, why: str = "") -> CriterionResult:
-    load = f"{top.load:.0f}" if top else "no"
-    return CriterionResult(
-        key,
-        desc,
-        INSUFFICIENT,
-        "none",
-        None,
-        None,
-        gate_load,
-        f"gate load {gate_load} not applied (max {load} users) and no "
-        f"model to project from{'; ' + why if why else ''}",
-    )
-
-
-_COMPARATORS = {
-    "p95_ms": "lt",
-    "error_rate": "lt",
-    "db_connection_errors": "le",
-    "cache_hit_rate": "ge",
-    "job_completion_rate": "ge",
-}
-
-_EVALUATORS = {
-    "p95_ms": _p95,
-    "error_rate": _error_rate,
-    "db_connection_errors": _db_errors,
-    "cache_hit_rate": _cache,
-    "job_completion_rate": _jobs,
-}
+def _not_reached(ctx: GateContext, spec, limit, route, why: str = "") -> CriterionResult:
+    top = f"{ctx.top.load:.0f}" if ctx.top else "no"
+    return _insufficient(
+        ctx, spec, limit, route,
+        f"gate load {ctx.gate_load} not applied (max {top}) and no model to project "
+        f"from{'; ' + why if why else ''}",
+        ctx.gate_load,
+    )  # fmt: skip

@@ -20,23 +20,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runformat.gate import GateSpec, ValiditySpec
+from runformat.manifest import Manifest, RunFormatError, read_manifest
+from runformat.schemas import ERROR_CLASSES, EVENT_COLUMNS
+
 log = logging.getLogger(__name__)
 
-EVENT_COLUMNS = (
-    "ts_us",
-    "persona",
-    "name",
-    "method",
-    "status",
-    "latency_us",
-    "intended_latency_us",
-    "bytes",
-    "error_class",
-    "worker",
-    "users",
-)
 #: String columns read as dictionaries (codes + small category list).
-DICT_COLUMNS = ("persona", "name", "method", "error_class", "worker")
+DICT_COLUMNS = ("persona", "name", "method", "error_class", "outcome", "worker")
 #: Columns analysis needs; ``bytes`` and ``worker``/``persona`` are read on demand only.
 NEEDED_COLUMNS = (
     "ts_us",
@@ -46,13 +37,10 @@ NEEDED_COLUMNS = (
     "latency_us",
     "intended_latency_us",
     "error_class",
+    "outcome",
     "users",
 )
-ERROR_CLASSES = ("connection", "timeout", "4xx", "429", "5xx", "assertion")
-
-
-class RunFormatError(ValueError):
-    """The directory is not a readable run directory (a harness error, exit code 2)."""
+__all__ = ["ERROR_CLASSES", "EVENT_COLUMNS", "Events", "Run", "RunFormatError", "load_run"]
 
 
 @dataclass
@@ -81,6 +69,7 @@ class Events:
     users: np.ndarray
     endpoint: Categorical  # "METHOD name"
     error_class: Categorical
+    outcome: Categorical  # business outcome code, "" when none (runformat.schemas)
 
     def __len__(self) -> int:
         return int(self.ts_us.shape[0])
@@ -104,7 +93,7 @@ class Run:
     """Everything analysis needs from one run directory."""
 
     path: Path
-    manifest: dict[str, Any]
+    meta: Manifest
     events: Events
     samples: pd.DataFrame
     arrivals: pd.DataFrame | None
@@ -112,32 +101,50 @@ class Run:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def manifest(self) -> dict[str, Any]:
+        return self.meta.to_dict()
+
+    @property
     def run_id(self) -> str:
-        return str(self.manifest.get("run_id", self.path.name))
+        return self.meta.run_id or self.path.name
 
     @property
     def phase(self) -> int | None:
-        phase = self.manifest.get("phase")
-        return int(phase) if phase is not None else None
+        return self.meta.phase
 
     @property
     def model(self) -> str:
-        return str(self.manifest.get("model", "closed"))
+        return self.meta.model
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.manifest.get("config", {}) or {}
+        return self.meta.config
+
+    @property
+    def gate_spec(self) -> GateSpec:
+        return self.meta.gate
 
     @property
     def gate(self) -> dict[str, Any]:
-        return self.config.get("gate", {}) or {}
+        """The gate in its one recorded shape (``runformat.gate.GateSpec``), as a dict."""
+        return self.meta.gate.to_dict()
+
+    @property
+    def validity(self) -> ValiditySpec:
+        return self.meta.validity
 
     @property
     def start_us(self) -> int:
         """Origin of the stage offsets (µs since epoch): ``load_started_at`` when the run
         records when the load shape's t = 0 was (after stack start-up and fixtures),
         else ``started_at``."""
-        return _iso_to_us(self.manifest.get("load_started_at") or self.manifest["started_at"])
+        return self.meta.start_us
+
+    @property
+    def load_end_us(self) -> int:
+        """End of the load plan's last stage (the drain of in-flight requests follows)."""
+        stages = self.stages
+        return self.start_us + int((stages[-1].end_s if stages else 0.0) * 1e6)
 
     @property
     def stages(self) -> list[Stage]:
@@ -158,13 +165,6 @@ class Run:
     def think_time_s(self) -> tuple[float, float]:
         tt = self.config.get("think_time_s", [0.0, 0.0])
         return float(tt[0]), float(tt[1])
-
-
-def _iso_to_us(value: str) -> int:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value // 1000)
 
 
 def _parquet_files(directory: Path) -> list[Path]:
@@ -226,7 +226,10 @@ def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
 def _read_events(path: Path, run_warnings: list[str]) -> Events:
     files = _parquet_files(path / "events")
     tables = _read_tables(
-        files, list(NEEDED_COLUMNS), run_warnings, read_dictionary=["name", "method", "error_class"]
+        files,
+        list(NEEDED_COLUMNS),
+        run_warnings,
+        read_dictionary=["name", "method", "error_class", "outcome"],
     )
     if not tables:
         raise RunFormatError(f"{path}: no readable events/*.parquet")
@@ -240,6 +243,7 @@ def _read_events(path: Path, run_warnings: list[str]) -> Events:
         users=_column(table, "users", np.int32),
         endpoint=endpoint,
         error_class=_dictionary_column(table, "error_class"),
+        outcome=_dictionary_column(table, "outcome"),
     )
 
 
@@ -306,19 +310,11 @@ def _read_faults(path: Path, run_warnings: list[str]) -> list[dict[str, Any]]:
 def load_run(path: str | Path) -> Run:
     """Load a run directory; raises RunFormatError when it is not one."""
     path = Path(path)
-    manifest_file = path / "manifest.json"
-    if not manifest_file.exists():
-        raise RunFormatError(f"{path}: no manifest.json")
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunFormatError(f"{manifest_file}: {exc}") from exc
-    if "started_at" not in manifest:
-        raise RunFormatError(f"{manifest_file}: missing started_at")
+    meta = read_manifest(path)
     run_warnings: list[str] = []
     return Run(
         path=path,
-        manifest=manifest,
+        meta=meta,
         events=_read_events(path, run_warnings),
         samples=_read_samples(path, run_warnings),
         arrivals=_read_arrivals(path, run_warnings),

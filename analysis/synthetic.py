@@ -6,6 +6,10 @@ times follow Little's law, R(N) = N / X(N) - Z, drawn from a lognormal with shap
 ``latency_sigma`` whose mean is R(N).  Errors are drawn from ``error_mix`` (a class ->
 probability map).  Resource samples are linear in throughput so headroom crossings are
 known.  Everything is seeded.
+
+Written through :mod:`runformat` exactly as ``loadgate run`` writes (same schemas, same
+manifest model, same gate shape), so a test on a synthetic directory tests what a real
+run would give.
 """
 
 from __future__ import annotations
@@ -19,6 +23,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runformat.gate import ValiditySpec
+from runformat.manifest import update_manifest
+from runformat.outcomes import classify_error
+from runformat.schemas import (
+    ARRIVAL_SCHEMA,
+    EVENT_SCHEMA,
+    GENERATOR_CPU_METRIC,
+    GENERATOR_SOURCE,
+    HOST_CPU_METRIC,
+    HOST_SOURCE,
+    LAG_INTERVAL_S,
+    LAG_METRIC,
+    PAYMENT_PENDING,
+    SAMPLE_SCHEMA,
+)
+
 ENDPOINTS = (  # method, route template, weight, latency multiplier
     ("GET", "/products", 0.35, 1.0),
     ("GET", "/products/[id]", 0.30, 0.6),
@@ -27,6 +47,7 @@ ENDPOINTS = (  # method, route template, weight, latency multiplier
     ("POST", "/checkout", 0.05, 3.0),
     ("GET", "/orders", 0.08, 1.2),
 )
+CHECKOUT = 4  # index of POST /checkout in ENDPOINTS
 PERSONAS = ("consumer", "farmer", "driver", "admin")
 STATUS_OF = {
     "": 200,
@@ -76,6 +97,14 @@ class SyntheticSpec:
     db_connection_errors: int = 0
     jobs: tuple[int, int] = (1000, 1000)  # enqueued, completed
     faults: list[dict] = field(default_factory=list)
+    status: str | None = "completed"  # the manifest's run status (None: missing)
+    generator_lag_ms: float = 0.5  # mean event-loop lag of each worker (exponential)
+    host_cpu_percent: float = 60.0
+    #: checkout outcomes besides plain success: code -> share of checkouts.  Expected
+    #: ones (insufficient_stock) answer 409 and are no failure; payment_pending answers
+    #: 202; any other code is a failed 409.
+    checkout_outcomes: dict[str, float] = field(default_factory=dict)
+    validity: dict = field(default_factory=dict)  # runformat.gate.ValiditySpec overrides
 
 
 def usl_throughput(spec: SyntheticSpec, n: float) -> float:
@@ -158,6 +187,12 @@ def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[st
     classes = ["", *spec.error_mix]
     probs = [1 - sum(spec.error_mix.values()), *spec.error_mix.values()]
     err = rng.choice(len(classes), size=n, p=probs)
+    outcome = np.zeros(n, dtype=np.int32)  # index into ["", *checkout_outcomes]
+    checkout = np.flatnonzero((ep == CHECKOUT) & (err == 0))
+    if spec.checkout_outcomes and checkout.size:
+        shares = list(spec.checkout_outcomes.values())
+        draw = rng.choice(len(shares) + 1, size=checkout.size, p=[1 - sum(shares), *shares])
+        outcome[checkout] = draw
     return {
         "ts": ts,
         "ep": ep,
@@ -166,7 +201,23 @@ def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[st
         "err": err,
         "users": users,
         "classes": classes,
+        "outcome": outcome,
     }
+
+
+def _outcome_columns(
+    spec: SyntheticSpec, rec: dict[str, np.ndarray]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Outcome codes, status and error class per record (business outcomes of checkout)."""
+    codes = ["", *spec.checkout_outcomes]
+    status = np.array([STATUS_OF[c] for c in rec["classes"]], dtype=np.int16)[rec["err"]]
+    error = np.array(rec["classes"], dtype=object)[rec["err"]]
+    for k, code in enumerate(codes[1:], start=1):
+        m = rec["outcome"] == k
+        code_status = 202 if code == PAYMENT_PENDING else 409
+        status[m] = code_status
+        error[m] = classify_error(code_status, None, code)
+    return codes, status, error
 
 
 def _write_events(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
@@ -175,8 +226,8 @@ def _write_events(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> 
     names = pa.array([e[1] for e in ENDPOINTS])
     for i, st in enumerate(stages(spec)):
         rec = _records(spec, st, rng)
-        classes = pa.array(rec["classes"])
-        status = np.array([STATUS_OF[c] for c in rec["classes"]], dtype=np.int16)[rec["err"]]
+        codes, status, error = _outcome_columns(spec, rec)
+        outcome = pa.array(codes)
         worker = rng.integers(0, spec.workers, rec["ts"].size)
         for w in range(spec.workers):
             m = worker == w
@@ -191,10 +242,12 @@ def _write_events(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> 
                     "latency_us": rec["lat"][m],
                     "intended_latency_us": rec["intended"][m],
                     "bytes": (rec["lat"][m] % 5000 + 200).astype(np.int64),
-                    "error_class": classes.take(pa.array(rec["err"][m].astype(np.int32))),
+                    "error_class": pa.array(error[m].tolist(), pa.string()),
+                    "outcome": outcome.take(pa.array(rec["outcome"][m])),
                     "worker": pa.array([f"w{w}"] * int(m.sum())),
                     "users": rec["users"][m],
-                }
+                },
+                schema=EVENT_SCHEMA,
             )
             pq.write_table(table, path / "events" / f"w{w}-{i:04d}.parquet", row_group_size=262_144)
 
@@ -214,7 +267,8 @@ def _users_at(spec: SyntheticSpec, t: np.ndarray) -> np.ndarray:
 def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
     (path / "samples").mkdir(parents=True, exist_ok=True)
     end = stages(spec)[-1]["end_s"]
-    t = np.arange(0, end, 1.0)
+    # Like the sampler loop: one sample a second, and a last one after the load ended.
+    t = np.arange(0, end + 2, 1.0)
     x = np.array([usl_throughput(spec, u) for u in _users_at(spec, t)])
     n = t.size
     noise = rng.normal(0, 1, (8, n))
@@ -227,7 +281,7 @@ def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) ->
         ("postgres", "connections_total"): np.minimum(5 + x / 20, 95) + noise[2] * 0.2,
         ("postgres", "max_connections"): np.full(n, 100.0),
         ("pgbouncer", "cl_waiting"): np.zeros(n),
-        ("generator", "generator_cpu_percent"): np.clip(10 + x / 20 + noise[3], 0, 100),
+        (HOST_SOURCE, HOST_CPU_METRIC): np.clip(spec.host_cpu_percent + noise[4], 0, 100),
         ("service", "cache_hits"): np.cumsum(x * spec.cache_hit_rate),
         ("service", "cache_misses"): np.cumsum(x * (1 - spec.cache_hit_rate)),
         ("redis", "keyspace_hits"): np.cumsum(x * spec.cache_hit_rate),
@@ -244,7 +298,8 @@ def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) ->
         cols["source"] += [src] * n
         cols["metric"] += [metric] * n
         cols["value"].append(np.asarray(values, dtype=float))
-        cols["labels"] += ['{"worker": "w0"}' if src == "generator" else ""] * n
+        cols["labels"] += [""] * n
+    _generator_samples(spec, t, x, noise[3], rng, cols)
     table = pa.table(
         {
             "ts_us": np.concatenate(cols["ts_us"]),
@@ -252,9 +307,28 @@ def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) ->
             "metric": cols["metric"],
             "value": np.concatenate(cols["value"]),
             "labels": cols["labels"],
-        }
+        },
+        schema=SAMPLE_SCHEMA,
     )
     pq.write_table(table, path / "samples" / "sampler-0000.parquet")
+
+
+def _generator_samples(spec, t, x, noise, rng, cols) -> None:
+    """Each worker's probe: CPU at 1 Hz, event-loop lag at 1 / LAG_INTERVAL_S Hz."""
+    lag_t = np.arange(0, t[-1] + 1 if t.size else 0, LAG_INTERVAL_S)
+    for w in range(spec.workers):
+        label = f'{{"worker": "w{w}"}}'
+        cpu = np.clip(10 + x / 20 + noise, 0, 100)
+        lag = rng.exponential(spec.generator_lag_ms, lag_t.size)
+        for times, metric, values in (
+            (t, GENERATOR_CPU_METRIC, cpu),
+            (lag_t, LAG_METRIC, lag),
+        ):
+            cols["ts_us"].append(START_US + (times * 1e6).astype(np.int64))
+            cols["source"] += [GENERATOR_SOURCE] * times.size
+            cols["metric"] += [metric] * times.size
+            cols["value"].append(np.asarray(values, dtype=float))
+            cols["labels"] += [label] * times.size
 
 
 def _write_arrivals(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
@@ -270,13 +344,16 @@ def _write_arrivals(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -
                 "offered": offered,
                 "achieved": offered - dropped,
                 "dropped": dropped,
-            }
+                "worker": ["w0"] * t.size,
+            },
+            schema=ARRIVAL_SCHEMA,
         ),
         path / "arrivals" / "arrivals-0000.parquet",
     )
 
 
 def manifest(spec: SyntheticSpec, run_id: str) -> dict:
+    """The manifest fields ``loadgate run`` writes, for this synthetic run."""
     end = stages(spec)[-1]["end_s"]
     ended = START_US + int(end * 1e6)
     return {
@@ -285,13 +362,17 @@ def manifest(spec: SyntheticSpec, run_id: str) -> dict:
         "profile": f"phase{spec.phase}",
         "model": spec.model,
         "started_at": START,
+        "load_started_at": START,
         "ended_at": np.datetime_as_string(np.datetime64(ended, "us"), unit="s") + "Z",
-        "exit_status": 0,
+        "status": spec.status,
         "git_sha": "synthetic",
         "seed": spec.seed,
+        "workers": spec.workers,
         "host": {"cpus": 2, "memory_bytes": 24 * 2**30},
         "config": {
             "gate": spec.gate,
+            "validity": ValiditySpec.from_dict(spec.validity).to_dict(),
+            "model": spec.model,
             "think_time_s": list(spec.think_time_s),
             "warmup_s": spec.warmup_s,
             "target_users": spec.gate.get("target_users"),
@@ -315,7 +396,10 @@ def write_run(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
-    (path / "manifest.json").write_text(json.dumps(manifest(spec, run_id or path.name), indent=2))
+    fields = manifest(spec, run_id or path.name)
+    if spec.status is None:
+        fields.pop("status")
+    update_manifest(path, **fields)
     _write_events(spec, path, rng)
     _write_samples(spec, path, rng)
     if spec.model == "open":

@@ -1,33 +1,70 @@
-"""Validity checks: can the run's numbers be trusted?  Each check is reported, pass or not.
+"""Validity checks: can the run's numbers be trusted?  A failed deciding check at the
+gate step makes the verdict INVALID (``analysis.gates``); every check is reported.
 
-- Little's law (closed model): users = X * (R + Z), so achieved throughput should be
-  users / (mean response time + mean think time).  A large gap means users were not
-  really active (generator starved, users stuck) or think time differs from config.
-- Generator CPU saturation: a generator above 90% CPU delays sends and under-reports
-  latency, so its numbers describe the generator, not the system.
-- Coordinated omission: corrected latency (intended start in the open model, HdrHistogram
-  back-fill in the closed model) beside the raw one; flagged when P99 moves > 20%
-  (closed-model back-fill moves P99 by ~10% on ordinary lognormal tails with no stall).
-- Offered vs achieved arrival rate (open model): an open-model run that could not send
-  what it intended understates load.
+Deciding checks (bounds from the manifest's ``config.validity``, ``runformat.gate``):
+
+- run completed: the manifest's status is ``completed`` (a killed, interrupted or
+  timed-out run, or a missing status, did not run its load plan to the end);
+- generator lag: each Locust worker's event-loop scheduling lag (sampled ten times a
+  second by ``scenarios.generator_probe``); its P99 above the bound means sends and
+  response reads were delayed by the generator itself;
+- generator CPU: a worker is one gevent loop; above 90 % of one core it saturates;
+- Little's law (closed model): users = X * (R + Z); a gap means users were not really
+  active (generator starved, users stuck) or think time differs from config;
+- offered vs achieved arrivals (open model): a run that could not send what it intended
+  understates load;
+- window coverage: the steady window must hold data over at least 90 % of its length
+  (a stall, a crashed worker or a killed run leaves holes that bias every statistic).
+
+Shown, not deciding: coordinated omission (a stalling *service* moves P99 too, which
+is a finding, not a distortion) and whole-host CPU (a box running the stack and the
+generator together says so beside the verdict).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from analysis.headroom import is_generator
 from analysis.runs import Run
 from analysis.steps import StepStats
+from runformat.schemas import (
+    GENERATOR_CPU_METRIC,
+    GENERATOR_SOURCE,
+    HOST_CPU_METRIC,
+    HOST_SOURCE,
+    LAG_METRIC,
+)
 
-LITTLE_TOLERANCE = 0.15
 #: Below this many requests a step's throughput has a relative error > 10% (Poisson).
 LITTLE_MIN_REQUESTS = 100
 GENERATOR_CPU_LIMIT = 90.0
 CO_TOLERANCE = 0.20
-ARRIVAL_TOLERANCE = 0.01
+HOST_CPU_HIGH = 85.0
+#: Coverage bins hold at least this many expected records (P(empty | Poisson) < 1 %).
+COVERAGE_RECORDS_PER_BIN = 5
+MIN_LAG_SAMPLES = 50
+
+ADVICE = {
+    "generator_lag": "the load generator delayed its own requests: use fewer users per "
+    "worker (more --workers), or run the generator on separate hardware (--target URL)",
+    "generator_cpu": "a Locust worker saturated its core: use more --workers (fewer users "
+    "each), or run the generator on separate hardware (--target URL)",
+    "littles_law": "users were not active as configured (generator starved or users "
+    "stuck): check generator lag and CPU, use more --workers",
+    "offered_vs_achieved": "the open model could not send its arrivals: more --workers, "
+    "or a generator on separate hardware (--target URL)",
+    "window_coverage": "data is missing from the gate step's window (a stall, a crashed "
+    "worker or a killed run): rerun, and check locust/*.log",
+    "run_completed": "the run did not finish its load plan: rerun it to completion",
+    "host_cpu": "the stack and the generator share this host: run the generator with "
+    "--target against a stack on separate hardware",
+}
 
 
 @dataclass
@@ -40,9 +77,31 @@ class Check:
     observed: float | None
     expected: float | None
     detail: str
+    decides: bool = True  # a failure makes the verdict INVALID
+
+    @property
+    def advice(self) -> str:
+        return ADVICE.get(self.name, "")
+
+
+def run_completed(run: Run) -> Check:
+    status = run.meta.status
+    ok = status == "completed"
+    why = f" ({run.meta.status_detail})" if run.meta.status_detail else ""
+    return Check(
+        "run_completed",
+        None,
+        ok,
+        None,
+        None,
+        f"run status {status or 'missing'}{why}"
+        + ("" if ok else ": the load plan did not run to its end (killed, interrupted, "
+           "Locust failed); results cover only the data written"),
+    )  # fmt: skip
 
 
 def littles_law(run: Run, st: StepStats) -> Check:
+    tolerance = run.validity.littles_law_tolerance
     if run.model != "closed":
         return Check(
             "littles_law",
@@ -73,24 +132,71 @@ def littles_law(run: Run, st: StepStats) -> Check:
     return Check(
         "littles_law",
         st.step.name,
-        dev <= LITTLE_TOLERANCE,
+        dev <= tolerance,
         st.throughput_rps,
         expected,
         f"achieved {st.throughput_rps:.1f} req/s vs users/(R+Z) = "
-        f"{expected:.1f} req/s ({dev:.1%} apart, tolerance {LITTLE_TOLERANCE:.0%})",
+        f"{expected:.1f} req/s ({dev:.1%} apart, tolerance {tolerance:.0%})",
+    )
+
+
+def _window(samples: pd.DataFrame, st: StepStats, source: str, metric: str) -> pd.DataFrame:
+    if samples.empty:
+        return samples
+    return samples[
+        (samples["ts_us"] >= st.step.start_us)
+        & (samples["ts_us"] < st.step.end_us)
+        & (samples["source"] == source)
+        & (samples["metric"] == metric)
+    ]
+
+
+def _worker(labels: str) -> str:
+    try:
+        return str(json.loads(labels).get("worker", labels)) if labels else "?"
+    except (json.JSONDecodeError, AttributeError):
+        return labels
+
+
+def generator_lag(run: Run, st: StepStats) -> Check:
+    """Worst per-worker P99 of the event-loop lag inside the step's steady window."""
+    bound = run.validity.generator_lag_p99_ms
+    win = _window(run.samples, st, GENERATOR_SOURCE, LAG_METRIC)
+    if win.empty:
+        return Check(
+            "generator_lag",
+            st.step.name,
+            None,
+            None,
+            bound,
+            "no generator event-loop lag samples (workers without --loadgate-run-dir?)",
+        )
+    worst, who, n = -1.0, "", 0
+    for labels, values in win.groupby("labels", observed=True)["value"]:
+        if values.size < MIN_LAG_SAMPLES:
+            continue
+        p99 = float(np.percentile(values.to_numpy(), 99, method="inverted_cdf"))
+        if p99 > worst:
+            worst, who, n = p99, _worker(str(labels)), int(values.size)
+    if worst < 0:
+        return Check(
+            "generator_lag", st.step.name, None, None, bound, "too few lag samples in the window"
+        )
+    return Check(
+        "generator_lag",
+        st.step.name,
+        worst <= bound,
+        worst,
+        bound,
+        f"event-loop lag P99 {worst:.1f} ms on worker {who} ({n} samples; bound {bound:g} ms)",
     )
 
 
 def generator_cpu(run: Run, st: StepStats) -> Check:
     """Generator CPU in psutil's convention (100 = one core): a Locust worker is one
     gevent loop, so 90% of one core is saturation whatever the host has."""
-    values = [
-        m.get("generator_cpu_percent", m.get("cpu_percent"))
-        for src, m in st.resources.items()
-        if is_generator(src)
-    ]
-    values = [v for v in values if v is not None]
-    if not values:
+    peak = _peak(run, st, (GENERATOR_CPU_METRIC,))
+    if peak is None:
         return Check(
             "generator_cpu",
             st.step.name,
@@ -99,16 +205,13 @@ def generator_cpu(run: Run, st: StepStats) -> Check:
             GENERATOR_CPU_LIMIT,
             "no generator CPU samples",
         )
-    # Per-worker peaks matter more than the mean: one saturated worker stalls its users.
-    peak = _peak(run, st, ("generator_cpu_percent", "cpu_percent"))
-    worst = max(max(values), peak if peak is not None else 0.0)
     return Check(
         "generator_cpu",
         st.step.name,
-        worst < GENERATOR_CPU_LIMIT,
-        worst,
+        peak < GENERATOR_CPU_LIMIT,
+        peak,
         GENERATOR_CPU_LIMIT,
-        f"generator CPU up to {worst:.0f}% (limit {GENERATOR_CPU_LIMIT:.0f}%)",
+        f"generator CPU up to {peak:.0f}% of a core (limit {GENERATOR_CPU_LIMIT:.0f}%)",
     )
 
 
@@ -116,11 +219,11 @@ def _peak(run: Run, st: StepStats, metrics: tuple[str, ...]) -> float | None:
     s = run.samples
     if s.empty:
         return None
-    gen = s["source"].isin([x for x in pd.unique(s["source"]) if is_generator(str(x))])
+    workers = [x for x in pd.unique(s["source"]) if is_generator(str(x)) and "master" not in str(x)]
     win = s[
         (s["ts_us"] >= st.step.start_us)
         & (s["ts_us"] < st.step.end_us)
-        & gen
+        & s["source"].isin(workers)
         & (s["metric"].isin(metrics))
     ]
     if win.empty:
@@ -130,14 +233,44 @@ def _peak(run: Run, st: StepStats, metrics: tuple[str, ...]) -> float | None:
     return float(by.apply(lambda v: v.rolling(5, min_periods=1).mean().max()).max())
 
 
+def host_cpu(run: Run, st: StepStats) -> Check:
+    """Whole-host CPU (100 = every core): shown beside the verdict, not deciding."""
+    win = _window(run.samples, st, HOST_SOURCE, HOST_CPU_METRIC)
+    if win.empty:
+        return Check(
+            "host_cpu", st.step.name, None, None, HOST_CPU_HIGH, "host CPU not sampled", False
+        )
+    mean, peak = float(win["value"].mean()), float(win["value"].max())
+    cpus = run.meta.host.get("cpus")
+    return Check(
+        "host_cpu",
+        st.step.name,
+        mean < HOST_CPU_HIGH,
+        mean,
+        HOST_CPU_HIGH,
+        f"whole host {mean:.0f}% busy on average, {peak:.0f}% at peak"
+        + (f" of {cpus} cores" if cpus else "")
+        + " (stack and generator on one machine measure each other)",
+        False,
+    )
+
+
 def coordinated_omission(run: Run, st: StepStats) -> Check:
     raw = st.latency.p(0.99)
     if st.corrected_latency is None:
-        return Check("coordinated_omission", st.step.name, False, None, None, st.correction_note)
+        return Check(
+            "coordinated_omission", st.step.name, False, None, None, st.correction_note, False
+        )
     cor = st.corrected_latency.p(0.99)
     if not (raw.ok and cor.ok):
         return Check(
-            "coordinated_omission", st.step.name, None, None, None, "insufficient data for P99"
+            "coordinated_omission",
+            st.step.name,
+            None,
+            None,
+            None,
+            "insufficient data for P99",
+            False,
         )
     ratio = cor.value_ms / raw.value_ms if raw.value_ms else 1.0
     return Check(
@@ -148,6 +281,7 @@ def coordinated_omission(run: Run, st: StepStats) -> Check:
         raw.value_ms,
         f"P99 raw {raw.value_ms:.1f} ms, corrected {cor.value_ms:.1f} ms "
         f"({ratio - 1:+.1%}); {st.correction_note}",
+        False,
     )
 
 
@@ -175,7 +309,7 @@ def arrivals(run: Run, st: StepStats) -> Check:
     return Check(
         "offered_vs_achieved",
         st.step.name,
-        short <= ARRIVAL_TOLERANCE,
+        short <= run.validity.arrival_shortfall,
         achieved / dur,
         offered / dur,
         f"achieved {achieved / dur:.1f}/s of {offered / dur:.1f}/s offered "
@@ -183,10 +317,48 @@ def arrivals(run: Run, st: StepStats) -> Check:
     )
 
 
+def window_coverage(run: Run, st: StepStats) -> Check:
+    """Share of the steady window's time bins that hold at least one request record.
+
+    Bins are sized to hold ``COVERAGE_RECORDS_PER_BIN`` records at the step's mean rate
+    (at least 1 s), so an ordinary quiet second of a Poisson stream is not a hole.
+    """
+    need = run.validity.min_window_coverage
+    dur = st.step.duration_s
+    if dur <= 0:
+        return Check("window_coverage", st.step.name, None, None, need, "empty window")
+    ts = run.events.ts_us
+    inside = ts[(ts >= st.step.start_us) & (ts < st.step.end_us)]
+    if inside.size == 0:
+        return Check("window_coverage", st.step.name, False, 0.0, need, "no requests recorded")
+    bin_s = max(1.0, COVERAGE_RECORDS_PER_BIN * dur / inside.size)
+    bins = max(1, math.floor(dur / bin_s))
+    idx = ((inside - st.step.start_us) / (bin_s * 1e6)).astype(np.int64)
+    covered = np.unique(idx[idx < bins]).size / bins
+    return Check(
+        "window_coverage",
+        st.step.name,
+        covered >= need,
+        covered,
+        need,
+        f"{covered:.0%} of the {dur:.0f} s steady window holds requests "
+        f"({bins} bins of {bin_s:.1f} s; need {need:.0%})",
+    )
+
+
+STEP_CHECKS = (
+    littles_law,
+    generator_lag,
+    generator_cpu,
+    window_coverage,
+    arrivals,
+    coordinated_omission,
+    host_cpu,
+)
+
+
 def run_checks(run: Run, steps: list[StepStats]) -> list[Check]:
-    checks = []
+    checks = [run_completed(run)]
     for st in steps:
-        checks.extend(
-            f(run, st) for f in (littles_law, generator_cpu, coordinated_omission, arrivals)
-        )
+        checks.extend(f(run, st) for f in STEP_CHECKS)
     return checks

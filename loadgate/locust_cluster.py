@@ -19,9 +19,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runformat.schemas import DRAIN_TIMEOUT_S, REQUEST_TIMEOUT_S
 from stack.ports import free_port
 from stack.providers.local import OWNER_ENV, die_with_parent
 
+__all__ = ["DRAIN_TIMEOUT_S", "REQUEST_TIMEOUT_S", "LocustCluster", "default_worker_count"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILES = f"{REPO_ROOT / 'locustfile.py'},{REPO_ROOT / 'scenarios' / 'loadgate_shape.py'}"
 
@@ -97,6 +99,8 @@ class LocustCluster:
             "--csv",
             str(self.run_dir / "locust" / "locust"),
             "--csv-full-history",
+            "--stop-timeout",
+            f"{DRAIN_TIMEOUT_S:g}",
             "--loglevel",
             "WARNING",
         ]

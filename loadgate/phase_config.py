@@ -14,14 +14,30 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from runformat.gate import (
+    DEFAULT_ARRIVAL_SHORTFALL,
+    DEFAULT_GENERATOR_LAG_P99_MS,
+    DEFAULT_LITTLES_LAW_TOLERANCE,
+    DEFAULT_MIN_WINDOW_COVERAGE,
+    GateFormatError,
+    GateSpec,
+)
 from scenarios.traffic import Traffic
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
 PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
 PROFILES = ("phase0", "phase1", "phase2", "phase3")
 MODELS = ("closed", "open")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -47,11 +63,39 @@ class OpenModel(_Strict):
 
 
 class Gate(_Strict):
-    p95_ms: PositiveFloat | None = None
-    error_rate: Annotated[float, Field(ge=0, le=1)] | None = None
-    db_connection_errors: Annotated[int, Field(ge=0)] | None = None
-    cache_hit_rate: Annotated[float, Field(ge=0, le=1)] | None = None
-    job_completion_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Gate criteria: flat ``name = limit`` pairs from the criterion registry
+    (``runformat.criteria``), plus ``routes."METHOD /path" = { name = limit }``."""
+
+    criteria: dict[str, float] = Field(default_factory=dict)
+    routes: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or "criteria" in raw:
+            return raw
+        routes = raw.get("routes", {})
+        criteria = {k: v for k, v in raw.items() if k != "routes"}
+        try:
+            spec = GateSpec.from_dict({"criteria": criteria, "routes": routes})
+        except GateFormatError as exc:
+            raise ValueError(str(exc).removeprefix("gate: ").removeprefix("gate.")) from None
+        for route in spec.routes:
+            method, _, path = route.partition(" ")
+            if method not in HTTP_METHODS or not path.startswith("/"):
+                raise ValueError(
+                    f"routes.{route!r}: name a route as 'METHOD /template', e.g. 'POST /checkout'"
+                )
+        return {"criteria": spec.criteria, "routes": spec.routes}
+
+
+class Validity(_Strict):
+    """Bounds of the validity checks (a failed one makes the verdict INVALID)."""
+
+    generator_lag_p99_ms: PositiveFloat = DEFAULT_GENERATOR_LAG_P99_MS
+    min_window_coverage: Annotated[float, Field(gt=0, le=1)] = DEFAULT_MIN_WINDOW_COVERAGE
+    littles_law_tolerance: PositiveFloat = DEFAULT_LITTLES_LAW_TOLERANCE
+    arrival_shortfall: Annotated[float, Field(ge=0, le=1)] = DEFAULT_ARRIVAL_SHORTFALL
 
 
 def _check_mix(mix: dict[str, float]) -> dict[str, float]:
@@ -77,6 +121,7 @@ class Defaults(_Strict):
     )
     ramp: Ramp = Ramp()
     open: OpenModel = OpenModel()
+    validity: Validity = Validity()
     traffic: Traffic = Traffic()
 
     @field_validator("persona_mix")
@@ -94,6 +139,8 @@ class Phase(_Strict):
     name: str
     target_users: Annotated[int, Field(ge=1)]
     gate_users: Annotated[int, Field(ge=1)]
+    gate_rate: PositiveFloat | None = None
+    """Open model: the gate load as arrivals/s (default gate_users x open.rate_per_user)."""
     profile: Literal["phase0", "phase1", "phase2", "phase3"]
     fixture_size: str
     gate: Gate = Gate()
@@ -149,6 +196,8 @@ class ResolvedPhase(_Strict):
     persona_mix: dict[str, float]
     stages: list[Stage]
     gate: dict[str, Any]
+    """A ``runformat.gate.GateSpec`` as a dict: what the manifest records."""
+    validity: dict[str, float]
     traffic: Traffic = Traffic()
 
     @property
@@ -160,6 +209,8 @@ def _format_error(error: ValidationError, source: str) -> ConfigError:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"]
+    if first["type"] == "value_error":
+        message = str(first.get("ctx", {}).get("error", message))
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     if first["type"] == "literal_error":
@@ -246,9 +297,16 @@ def resolve(
     peak = users or spec.gate_users
     open_model = spec.open or defaults.open
     stages = build_stages(peak, ramp, chosen_model, open_model.rate_per_user, rate)
-    gate = {k: v for k, v in spec.gate.model_dump().items() if v is not None}
-    gate["users"] = spec.gate_users
-    gate["target_users"] = spec.target_users
+    gate_rate = None
+    if chosen_model == "open":
+        gate_rate = spec.gate_rate or round(spec.gate_users * open_model.rate_per_user, 3)
+    gate = GateSpec(
+        users=spec.gate_users,
+        rate=gate_rate,
+        target_users=spec.target_users,
+        criteria=dict(spec.gate.criteria),
+        routes={r: dict(c) for r, c in spec.gate.routes.items()},
+    ).to_dict()
     return ResolvedPhase(
         phase=phase,
         name=spec.name,
@@ -262,6 +320,7 @@ def resolve(
         persona_mix=spec.persona_mix or defaults.persona_mix,
         stages=stages,
         gate=gate,
+        validity=defaults.validity.model_dump(),
         traffic=spec.traffic or defaults.traffic,
     )
 

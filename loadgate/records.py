@@ -5,7 +5,8 @@ arrivals) is written the same way: rows are buffered in columns and, every
 ``flush_s`` seconds, written as one small *complete* Parquet file under a
 temp name and renamed into place. A process killed with SIGKILL therefore
 loses at most the last interval and never leaves a file analysis cannot
-read. Readers glob ``<stream>/*.parquet``.
+read. Readers glob ``<stream>/*.parquet``. The schemas live in
+:mod:`runformat.schemas` (the one definition readers and writers share).
 """
 
 from __future__ import annotations
@@ -19,25 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SAMPLE_SCHEMA = pa.schema(
-    [
-        ("ts_us", pa.int64()),
-        ("source", pa.string()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("labels", pa.string()),
-    ]
-)
+from runformat.schemas import ARRIVAL_SCHEMA, EVENT_SCHEMA, SAMPLE_SCHEMA
 
-ARRIVAL_SCHEMA = pa.schema(
-    [
-        ("ts_us", pa.int64()),
-        ("offered", pa.int64()),
-        ("achieved", pa.int64()),
-        ("dropped", pa.int64()),
-        ("worker", pa.string()),
-    ]
-)
+__all__ = ["ARRIVAL_SCHEMA", "EVENT_SCHEMA", "SAMPLE_SCHEMA", "ParquetBatches", "now_us"]
 
 
 def now_us() -> int:

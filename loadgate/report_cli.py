@@ -1,6 +1,6 @@
 """``loadgate report`` and ``loadgate compare``: analyse run directories, decide.
 
-Exit codes (CI relies on them; the table is ``reports.VERDICT_EXIT``): 0 every gate
+Exit codes (CI relies on them; the table is ``runformat.verdicts.EXIT_CODES``): 0 every gate
 criterion passed as measured (or no gate on a valid run), 1 a gate failed or a
 regression, 2 usage or harness error (one ``error:`` line, never a traceback), 3 not
 enough data to decide (projected, inconclusive, invalid or too few samples).

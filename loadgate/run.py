@@ -27,9 +27,9 @@ from rich.console import Console
 from fixtures.sizes import get_size
 from loadgate import rundir
 from loadgate.live import LiveStats, live_view
-from loadgate.locust_cluster import LocustCluster, default_worker_count
+from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_worker_count
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
-from loadgate.samplers import ProcessSampler, Sampler, SamplerLoop, stack_samplers
+from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
 from scenarios.plan import LoadPlan
 from stack.config import StackConfig, StripeRealism
 from stack.stack import Stack
@@ -63,8 +63,9 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str
+    status: str  # a runformat.manifest.RunStatus
     requests: int = 0
+    detail: str | None = None
     ready_after_s: float | None = None
 
 
@@ -143,17 +144,19 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
             master_port=options.master_port,
             remote_workers=options.remote_workers,
         )
+        # Samplers first: counters need a sample from before the load starts.
+        samplers = SamplerLoop(run_dir, _samplers(stack))
+        samplers.start()
         cluster.start()
+        samplers.samplers.extend(ProcessSampler(n, pid) for n, pid in cluster.pids.items())
         if options.remote_workers:
             console.print(
                 f"waiting for {options.remote_workers} remote worker(s): on each machine run "
                 f"'loadgate worker --master {options.master_bind} --master-port {cluster.port}'"
             )
-        samplers = SamplerLoop(run_dir, _samplers(stack, cluster))
-        samplers.start()
         if cluster.web_port:
             console.print(f"Locust web UI: http://127.0.0.1:{cluster.web_port}")
-        result.status = _drive(cluster, run_dir, phase, console)
+        result.status, result.detail = _drive(cluster, run_dir, phase, console)
     except KeyboardInterrupt:
         result.status = "interrupted"
         raise
@@ -241,8 +244,8 @@ def _fixture_progress(event: object, progress: Progress) -> None:
     progress(f"fixtures: {getattr(event, 'step', event)} ({count}{seconds:.2f} s)")
 
 
-def _samplers(stack: Stack | None, cluster: LocustCluster) -> list[Sampler]:
-    samplers: list[Sampler] = [ProcessSampler(name, pid) for name, pid in cluster.pids.items()]
+def _samplers(stack: Stack | None) -> list[Sampler]:
+    samplers: list[Sampler] = [HostSampler()]
     if stack is not None:
         services = stack.services.values()
         samplers += stack_samplers(
@@ -253,27 +256,31 @@ def _samplers(stack: Stack | None, cluster: LocustCluster) -> list[Sampler]:
     return samplers
 
 
-def _drive(cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console: Console) -> str:
+def _drive(
+    cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console: Console
+) -> tuple[str, str | None]:
     """Show the live view until Locust finishes the plan (bounded by the plan's length)."""
     plan = LoadPlan.from_dict(phase.model_dump())
     live = LiveStats(run_dir, plan, cluster.pids)
-    deadline = time.monotonic() + plan.duration_s + 120
+    deadline = time.monotonic() + plan.duration_s + DRAIN_TIMEOUT_S + 60
     load_started = False
     with live_view(live, console) as view:
         while not cluster.finished():
             load_started = load_started or _record_load_start(run_dir)
             if time.monotonic() > deadline:
                 console.print(
-                    "[red]Locust did not finish within the plan + 120 s; stopping it[/red]"
+                    "[red]Locust did not finish within the plan + drain + 60 s; stopping it[/red]"
                 )
-                return "timed_out"
+                return "timed_out", "Locust did not finish within the plan's length"
             time.sleep(1)
             live.refresh()
             view.update(live.render())
     live.refresh()
     _record_load_start(run_dir)
     code = cluster.master.returncode if cluster.master else None
-    return "completed" if code in (0, 1) else f"locust_exit_{code}"
+    if code in (0, 1):  # 1: Locust saw failed requests, which analysis judges itself
+        return "completed", None
+    return "failed", f"the Locust master exited with code {code}"
 
 
 def _record_load_start(run_dir: Path) -> bool:
@@ -310,7 +317,7 @@ def _finish(
         run_dir,
         ended_at=rundir.now_iso(),
         status=result.status,
-        exit_status=result.status,
+        status_detail=result.detail,
         requests=result.requests,
     )
 

@@ -18,7 +18,6 @@ when it ends, so a killed run still says what it was.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import subprocess
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from runformat.manifest import update_manifest
 
 TEST_START_FILE = "locust/test_start.json"
 """Written by the Locust master when the load shape starts (its t = 0)."""
@@ -94,23 +95,14 @@ def host_facts() -> dict[str, Any]:
 
 
 def write_manifest(path: Path, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``manifest.json`` (atomically)."""
-    manifest_path = path / "manifest.json"
-    manifest = (
-        json.loads(manifest_path.read_text())
-        if manifest_path.exists()
-        else {
-            "git_sha": _git_sha(),
-            "command_line": sys.argv,
-            "packages": _versions(),
-            "host": host_facts(),
-        }
-    )
-    manifest.update(fields)
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(manifest_path)
-    return manifest
+    """Merge ``fields`` into ``manifest.json`` through :mod:`runformat.manifest`."""
+    defaults = {
+        "git_sha": _git_sha(),
+        "command_line": sys.argv,
+        "packages": _versions(),
+        "host": host_facts(),
+    }
+    return update_manifest(path, defaults, **fields).to_dict()
 
 
 def now_iso() -> str:

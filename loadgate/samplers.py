@@ -29,6 +29,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadgate.records import SAMPLE_SCHEMA, ParquetBatches, now_us
+from runformat.schemas import HOST_CPU_METRIC, HOST_SOURCE
 
 Row = tuple[str, str, float, str]
 
@@ -73,6 +74,27 @@ class ProcessSampler:
             (source, "rss_bytes", rss, ""),
             (source, "open_fds", fds, ""),
             (source, "tcp_connections", conns, ""),
+        ]
+
+
+@dataclass
+class HostSampler:
+    """Whole-host CPU (100 = every core busy) and memory.
+
+    Shown beside the verdict: a box running the stack and the generator together is
+    measuring both at once, and a host near 100 % slows the generator as much as the
+    service.
+    """
+
+    name: str = "host"
+
+    def __post_init__(self) -> None:
+        psutil.cpu_percent(None)  # the first call only starts the interval
+
+    def sample(self) -> Iterable[Row]:
+        return [
+            (HOST_SOURCE, HOST_CPU_METRIC, float(psutil.cpu_percent(None)), ""),
+            (HOST_SOURCE, "memory_percent", float(psutil.virtual_memory().percent), ""),
         ]
 
 

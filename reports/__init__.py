@@ -24,27 +24,20 @@ from analysis.analyze import AnalysisResult
 from analysis.compare import Comparison
 from reports import html, json_report, junit, markdown
 from reports.inputs import ReportError, check_event_schemas, check_manifest
+from runformat.verdicts import Verdict
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
-#: Verdict -> exit code, DESIGN.md's table (both today's and issue 8's vocabularies).
-VERDICT_EXIT = {
-    "PASS": EXIT_PASS,
-    "NO GATE": EXIT_PASS,  # only when the run was valid: see exit_code
-    "FAIL": EXIT_FAIL,
-    "INCONCLUSIVE": EXIT_UNDECIDED,
-    "INVALID": EXIT_UNDECIDED,
-    "PROJECTED": EXIT_UNDECIDED,
-    "PROJECTED PASS": EXIT_UNDECIDED,
-    "PROJECTED FAIL": EXIT_UNDECIDED,
-    "INSUFFICIENT DATA": EXIT_UNDECIDED,
-}
 __all__ = ["ReportError", "exit_code", "report_run", "verdict_exit_code", "write_all"]
 
 
 def verdict_exit_code(verdict: str) -> int:
-    """Exit code of a gate verdict; an unknown verdict decides nothing (3), never 0."""
-    return VERDICT_EXIT.get(verdict, EXIT_UNDECIDED)
+    """Exit code of a gate verdict (the one table: ``runformat.verdicts``); an unknown
+    verdict decides nothing (3), never 0."""
+    try:
+        return Verdict(verdict).exit_code
+    except ValueError:
+        return EXIT_UNDECIDED
 
 
 @dataclass
@@ -102,17 +95,13 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> ComparisonP
 
 def run_is_valid(result: AnalysisResult) -> bool:
     """The run completed and no validity check failed (what "NO GATE" needs for exit 0)."""
-    from analysis.analyze import OK_EXIT_STATUSES
-
-    completed = result.manifest.get("exit_status") in OK_EXIT_STATUSES and result.manifest.get(
-        "status", "completed"
-    ) in ("completed", None)
-    return completed and not any(c.ok is False for c in result.checks)
+    completed = result.manifest.get("status") == "completed"
+    return completed and not any(c.decides and c.ok is False for c in result.checks)
 
 
 def exit_code(result: AnalysisResult | None, comparison: Comparison | None = None) -> int:
-    """0 every gate criterion passed as measured (and no regression), or no gate on a valid
-    run; 1 a measured gate failure or a regression; 3 not enough data to decide."""
+    """0 PASS or NO GATE (and no regression); 1 a measured gate failure or a regression;
+    3 INCONCLUSIVE, INVALID or PROJECTED (``runformat.verdicts.EXIT_CODES``)."""
     if comparison is not None and comparison.verdict == "regression":
         return EXIT_FAIL
     if result is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from analysis.usl import BEYOND, USLFit
+from runformat.criteria import CRITERIA
 
 
 def ms(v: float | None) -> str:
@@ -43,9 +44,10 @@ def criterion_value(name: str, value: float | None, ci) -> str:
     """A gate criterion's value in its natural unit."""
     if value is None:
         return "—"
-    if name == "p95_ms":
+    unit = CRITERIA[name].unit if name in CRITERIA else None  # the one registry
+    if unit == "ms":
         return f"{ms(value)} {ci_ms(ci)}".strip()
-    if name in ("error_rate", "cache_hit_rate", "job_completion_rate"):
+    if unit == "ratio":
         return f"{pct(value)} {ci_pct(ci)}".strip()
     return f"{num(value)} {ci_num(ci)}".strip()
 

@@ -22,7 +22,8 @@ main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde}
 .verdict{padding:18px 22px;border-radius:8px;color:#fff;margin:12px 0}
 .v-PASS{background:#1b7f3b}.v-FAIL,.v-PROJECTED-FAIL{background:#b3261e}
-.v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE,.v-INCONCLUSIVE,.v-INVALID,.v-PROJECTED{background:#8a6d00}
+.v-PROJECTED-PASS,.v-INSUFFICIENT-DATA,.v-NO-GATE{background:#8a6d00}
+.v-PROJECTED,.v-INCONCLUSIVE{background:#8a6d00}.v-INVALID{background:#5f2a86}
 .verdict .big{font-size:28px;font-weight:700}.verdict p{margin:6px 0 0;font-size:15px}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-align:top}
@@ -85,7 +86,7 @@ def _gate_table(r: AnalysisResult) -> str:
         for c in r.gate.criteria
     )
     return (
-        f"<p>Gate load {fmt.num(r.gate.gate_load)} users: {where}.</p><table><tr>"
+        f"<p>Gate load {fmt.num(r.gate.gate_load)} {r.gate.load_unit}: {where}.</p><table><tr>"
         "<th>criterion</th><th>value [95% CI]</th><th>basis</th><th>status</th>"
         f"<th>detail</th></tr>{rows}</table>"
     )
@@ -212,6 +213,7 @@ def render(r: AnalysisResult) -> str:
 {escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at")))} ·
 {r.n_records:,} requests · git {escape(str(r.manifest.get("git_sha", "")))}</div>
 <div class="verdict v-{escape(v)}"><div class="big">{escape(r.verdict)}</div>
+{"".join(f"<p>{escape(n)}</p>" for n in r.gate.notes())}
 <p>{escape(r.headroom.sentence)}</p></div>
 <h2>Gate criteria</h2>{_gate_table(r)}
 <h2>Latency over time {_tag("measured")}</h2>

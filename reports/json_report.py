@@ -57,15 +57,20 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
             "model": r.model,
             "started_at": r.manifest.get("started_at"),
             "ended_at": r.manifest.get("ended_at"),
-            "exit_status": r.manifest.get("exit_status"),
+            "status": r.manifest.get("status"),
             "git_sha": r.manifest.get("git_sha"),
             "seed": r.manifest.get("seed"),
             "records": r.n_records,
         },
-        "verdict": r.verdict,
+        "verdict": str(r.verdict),
+        "exit_code": r.gate.exit_code,
         "gate": {
             "load": _f(r.gate.gate_load),
+            "load_unit": r.gate.load_unit,
             "step": r.gate.step,
+            "reasons": r.gate.reasons,
+            "advice": r.gate.advice,
+            "host_cpu_percent": _f(r.gate.host_cpu_percent),
             "criteria": [
                 {
                     "name": c.name,
@@ -76,6 +81,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                     "ci": _f(c.ci),
                     "load": _f(c.load),
                     "detail": c.detail,
+                    "route": c.route,
                 }
                 for c in r.gate.criteria
             ],
@@ -122,6 +128,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "observed": _f(c.observed),
                 "expected": _f(c.expected),
                 "detail": c.detail,
+                "decides": c.decides,
             }
             for c in r.checks
         ],
@@ -181,6 +188,17 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 for e in r.routes.endpoints
             ],
         },
+        "outcomes": [
+            {
+                "route": o.route,
+                "requests": o.requests,
+                "errors": o.errors,
+                "expected": o.expected,
+                "payment_pending": o.payment_pending,
+                "codes": o.outcomes,
+            }
+            for o in r.outcomes
+        ],
         "faults": r.faults,
         "warnings": r.warnings,
     }

@@ -39,6 +39,14 @@ def render(r: AnalysisResult, comparison: Comparison | None = None) -> str:
             ET.SubElement(case, "skipped", message=msg)
         else:
             ET.SubElement(case, "system-out").text = msg
+    if r.verdict == "INVALID":  # the numbers above describe the harness: a failure
+        case = ET.SubElement(
+            suite, "testcase", classname=f"loadgate.phase{r.phase}", name="validity"
+        )
+        cases += 1
+        failures += 1
+        msg = "; ".join(r.gate.notes())
+        ET.SubElement(case, "failure", message=msg).text = msg
     if comparison is not None:
         case = ET.SubElement(
             suite,

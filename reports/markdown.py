@@ -14,6 +14,7 @@ ICON = {
     "projected pass": "🔮 projected pass",
     "projected fail": "🔮 projected fail",
     "insufficient data": "❔ insufficient data",
+    "inconclusive": "❔ inconclusive",
 }
 
 
@@ -23,12 +24,13 @@ def render(r: AnalysisResult) -> str:
         "",
         f"Run `{r.run_id}` · profile `{r.profile}` · {r.model} model · {r.n_records:,} requests",
         "",
+        *[f"> {n}  " for n in r.gate.notes()],
         f"> {r.headroom.sentence}",
         "",
     ]
     if r.gate.criteria:
         lines += [
-            f"Gate load: {fmt.num(r.gate.gate_load)} users — "
+            f"Gate load: {fmt.num(r.gate.gate_load)} {r.gate.load_unit} — "
             + (
                 f"applied in step `{r.gate.step}` (measured)"
                 if r.gate.step
@@ -89,6 +91,20 @@ def render(r: AnalysisResult) -> str:
         bind = " **(binding)**" if r.headroom.binding is c else ""
         ext = " (projected above the measured load)" if c.extrapolated else ""
         lines.append(f"| {c.name}{bind} | {c.limit} | {fmt.reached_at(c)}{ext} | {c.basis} |")
+    if r.outcomes:
+        lines += [
+            "",
+            "### Outcomes per route (whole load period)",
+            "",
+            "| route | requests | failed | expected outcomes | payment pending | codes |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for o in r.outcomes:
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(o.outcomes.items())) or "—"
+            lines.append(
+                f"| {o.route} | {o.requests:,} | {o.errors:,} | {o.expected:,} | "
+                f"{o.payment_pending:,} | {codes} |"
+            )
     failed = [c for c in r.checks if c.ok is False]
     if failed or r.warnings:
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in r.warnings]

@@ -20,53 +20,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from loadgate.records import ParquetBatches
+from runformat.outcomes import classify_error
+from runformat.schemas import EVENT_SCHEMA, PAYMENT_PENDING
 
-EVENT_SCHEMA = pa.schema(
-    [
-        ("ts_us", pa.int64()),
-        ("persona", pa.string()),
-        ("name", pa.string()),
-        ("method", pa.string()),
-        ("status", pa.int16()),
-        ("latency_us", pa.int64()),
-        ("intended_latency_us", pa.int64()),
-        ("bytes", pa.int64()),
-        ("error_class", pa.string()),
-        ("worker", pa.string()),
-        ("users", pa.int32()),
-    ]
-)
-
-_TIMEOUT_WORDS = ("timeout", "timed out")
+__all__ = ["RawCapture", "classify_error", "outcome_of"]
 
 
-def classify_error(status: int, exception: BaseException | None) -> str:
-    """One error class per record: "" (success), connection, timeout, 429, 5xx, 4xx, assertion.
+def outcome_of(status: int, response: Any) -> str:
+    """The business outcome code of a response, "" when it has none.
 
-    Order matters: a transport failure has no status (0) and is classified by
-    its exception; 429 and 5xx are always errors; a 4xx is an error unless the
-    scenario accepted it as an expected business outcome (Locust's
-    ``response.success()``, which leaves no exception), such as a sold-out
-    item at checkout; an exception on a 2xx/3xx response is a failed check
-    (``assertion``).
+    Error bodies carry ``{"error": {"code": ...}}`` (marketplace/errors.py); a checkout
+    whose payment was deferred answers 202 with ``"status": "payment_pending"``.  Only
+    4xx and 202 bodies are parsed, so the cost stays off the common path.
     """
-    if status == 0:
-        if exception is None:
-            return "connection"
-        text = f"{type(exception).__name__} {exception}".lower()
-        if any(word in text for word in _TIMEOUT_WORDS):
-            return "timeout"
-        return "connection"
-    if status == 429:
-        return "429"
-    if status >= 500:
-        return "5xx"
-    if status >= 400:
-        return "4xx" if exception is not None else ""
-    return "assertion" if exception is not None else ""
+    if not (400 <= status < 500 or status == 202):
+        return ""
+    body = _json_body(response)
+    if not isinstance(body, dict):
+        return ""
+    if status == 202:
+        return PAYMENT_PENDING if body.get("status") == PAYMENT_PENDING else ""
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code) if code else ""
+
+
+def _json_body(response: Any) -> Any:
+    try:
+        return response.json()
+    except Exception:  # no body, not JSON, or not a response object at all
+        return None
 
 
 def _status_of(response: Any) -> int:
@@ -116,6 +100,7 @@ class RawCapture:
         if intended is not None:
             intended_latency_us += max(0, round((started - intended) * 1_000_000))
         status = _status_of(response)
+        outcome = outcome_of(status, response)
         self.batches.append(
             (
                 round(started * 1_000_000),
@@ -126,7 +111,8 @@ class RawCapture:
                 latency_us,
                 intended_latency_us,
                 int(response_length or 0),
-                classify_error(status, exception),
+                classify_error(status, exception, outcome, f"{request_type} {name}"),
+                outcome,
                 self.worker,
                 int(self.users()),
             )

@@ -30,6 +30,7 @@ from gevent.pool import Pool
 from locust import FastHttpUser, task
 
 from loadgate.records import ARRIVAL_SCHEMA, ParquetBatches
+from runformat.schemas import DRAIN_TIMEOUT_S
 from scenarios.arrivals import Arrivals
 from scenarios.context import traffic_context
 from scenarios.flows import FLOWS, Session
@@ -89,7 +90,7 @@ class ArrivalUser(FastHttpUser):
             achieved += 1
             self.flows.spawn(run_flow, self.source.session(self.client, candidate))
         self._record(second, offered, achieved, dropped)
-        self.flows.join(timeout=30)
+        self.flows.join(timeout=DRAIN_TIMEOUT_S)  # in-flight flows finish and are recorded
         if self.arrivals is not None:
             self.arrivals.close()
         self.stop()

@@ -8,6 +8,8 @@ plain ``locust -f locustfile.py``) gets:
 - ``--loadgate-plan FILE``: the resolved phase (``plan.json``) whose persona
   mix and think times the users follow, and whose stages the shape in
   ``scenarios/loadgate_shape.py`` drives;
+- the generator probe (``scenarios.generator_probe``): each worker's event-loop
+  lag and CPU into ``DIR/samples``, so analysis can tell a distorted generator;
 - ``--loadgate-credentials FILE``: the identities written by the fixture loader
   (default: the loader's default path).
 
@@ -32,11 +34,12 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadgate.rundir import TEST_START_FILE
 from scenarios.capture import RawCapture
 from scenarios.credentials import CredentialPool
+from scenarios.generator_probe import GeneratorProbe
 from scenarios.personas import PERSONA_USERS, PersonaUser
 from scenarios.plan import LoadPlan
 
 USERS_MESSAGE = "loadgate_users"
-_state: dict[str, Any] = {"total_users": 0, "capture": None}
+_state: dict[str, Any] = {"total_users": 0, "capture": None, "probe": None}
 
 
 @events.init_command_line_parser.add_listener
@@ -135,6 +138,9 @@ def on_init(environment: Environment, **_: Any) -> None:
         environment.events.request.add_listener(capture.on_request)
         capture.start(spawn=gevent.spawn)
         _state["capture"] = capture
+        probe = GeneratorProbe(Path(run_dir), worker_id)
+        probe.start()
+        _state["probe"] = probe
 
 
 def _write_test_start(run_dir: Path) -> None:
@@ -159,7 +165,8 @@ def _broadcast_users(environment: Environment) -> None:
 
 @events.quitting.add_listener
 def on_quitting(environment: Environment, **_: Any) -> None:
-    capture = _state.get("capture")
-    if capture is not None:
-        capture.close()
-        _state["capture"] = None
+    for key in ("capture", "probe"):
+        recorder = _state.get(key)
+        if recorder is not None:
+            recorder.close()
+            _state[key] = None

@@ -36,9 +36,14 @@ def test_shipped_config_matches_the_seed_gates():
         3: 75000,
         4: 150000,
     }
-    assert config.phases[1].gate.p95_ms == 2000
-    assert config.phases[2].gate.cache_hit_rate == 0.80
-    assert config.phases[3].gate.p95_ms == 1000
+    assert config.phases[1].gate.criteria["p95_ms"] == 2000
+    assert config.phases[2].gate.criteria["cache_hit_rate"] == 0.80
+    assert config.phases[3].gate.criteria["p95_ms"] == 1000
+    # The payment path is gated on its own; phase 3 bounds deferred payments.
+    for phase in (1, 2, 3, 4):
+        checkout = config.phases[phase].gate.routes["POST /checkout"]
+        assert {"p95_ms", "error_rate"} <= set(checkout)
+    assert config.phases[3].gate.routes["POST /checkout"]["payment_pending_rate"] == 0.01
 
 
 def test_stages_step_up_to_the_gate_load_and_hold():
@@ -47,7 +52,25 @@ def test_stages_step_up_to_the_gate_load_and_hold():
     assert len(holds) == 6
     assert [h.users for h in holds] == [250, 500, 750, 1000, 1250, 1500]
     assert all(b.start_s == a.end_s for a, b in itertools.pairwise(resolved.stages))
-    assert resolved.gate["users"] == 1500 and resolved.gate["p95_ms"] == 2000
+    assert resolved.gate["users"] == 1500 and resolved.gate["criteria"]["p95_ms"] == 2000
+    assert resolved.gate["rate"] is None  # closed model: the gate load is users
+    assert resolved.validity["generator_lag_p99_ms"] == 10
+
+
+def test_resolved_gate_is_the_manifest_shape():
+    """What ``loadgate run`` records is exactly what analysis reads back."""
+    from runformat.gate import GateSpec
+
+    resolved = resolve(load_phases(), 3)
+    assert GateSpec.from_dict(resolved.gate).to_dict() == resolved.gate
+
+
+def test_open_model_gate_is_an_arrival_rate(tmp_path):
+    text = MINIMAL.replace("gate_users = 1500", "gate_users = 1500\ngate_rate = 120")
+    resolved = resolve(load_phases(write(tmp_path, text)), 1, model="open")
+    assert resolved.gate["rate"] == 120
+    default = resolve(load_phases(), 1, model="open")  # gate users x rate_per_user
+    assert default.gate["rate"] == pytest.approx(1500 * 0.33)
 
 
 def test_overrides_rescale_users_duration_and_open_rate():
@@ -64,7 +87,19 @@ def test_overrides_rescale_users_duration_and_open_rate():
         (MINIMAL.replace('profile = "phase1"', 'profile = "phase9"'), "phases.1.profile"),
         (MINIMAL.replace("gate_users = 1500", "gate_users = -5"), "phases.1.gate_users"),
         (MINIMAL + "\n[defaults]\npersona_mix = { hacker = 1 }\n", "unknown persona 'hacker'"),
-        (MINIMAL.replace("p95_ms = 2000", "p95_msec = 2000"), "unknown key"),
+        (MINIMAL.replace("p95_ms = 2000", "p95_msec = 2000"), "unknown criterion 'p95_msec'"),
+        (MINIMAL.replace("error_rate = 0.01", "error_rate = 1.5"), "error_rate is a fraction"),
+        (
+            MINIMAL.replace("error_rate = 0.01", 'routes = { "checkout" = { p95_ms = 1 } }'),
+            "name a route as 'METHOD /template'",
+        ),
+        (
+            MINIMAL.replace(
+                "error_rate = 0.01", 'routes = { "GET /x" = { db_connection_errors = 0 } }'
+            ),
+            "not a per-route criterion",
+        ),
+        (MINIMAL + "\n[defaults.validity]\ngenerator_lag_p99_ms = -1\n", "generator_lag_p99_ms"),
         ("[phases.1\n", "not valid TOML"),
     ],
 )

@@ -41,3 +41,16 @@ def test_sampler_loop_records_every_service(full_stack, tmp_path):
     assert values("process:postgres", "rss_bytes").max() > 1_000_000
     labels = frame[(frame.source == "postgres") & (frame.metric == "connections")]["labels"]
     assert all("state" in json.loads(text) for text in labels)
+
+
+def test_host_sampler_reports_whole_host_cpu(tmp_path):
+    """Whole-host CPU (100 = every core) is sampled beside the services."""
+    from loadgate.samplers import HostSampler
+
+    loop = SamplerLoop(tmp_path, [HostSampler()], interval_s=0.2)
+    loop.start()
+    time.sleep(0.7)
+    loop.stop()
+    frame = pd.read_parquet(tmp_path / "samples")
+    cpu = frame[(frame.source == "host") & (frame.metric == "host_cpu_percent")]["value"]
+    assert len(cpu) >= 3 and cpu.between(0, 100).all()

@@ -1,4 +1,5 @@
-"""Gate logic: measured pass, measured fail, projected, insufficient data; exit codes."""
+"""Gate logic: measured pass, measured fail, projected, inconclusive, invalid; exit codes;
+per-route criteria, payment_pending, DB errors over the load period, the open-model gate."""
 
 from __future__ import annotations
 
@@ -6,20 +7,29 @@ import pytest
 
 import reports
 from analysis import analyze, load_run
-from analysis.gates import FAIL, INSUFFICIENT, PASS, PROJECTED_FAIL, PROJECTED_PASS
+from analysis.gates import (
+    FAIL,
+    INCONCLUSIVE,
+    INSUFFICIENT,
+    PASS,
+    PROJECTED_FAIL,
+    PROJECTED_PASS,
+)
 from analysis.synthetic import SyntheticSpec, write_run
+from runformat.verdicts import EXIT_CODES, Verdict
 
 
 @pytest.fixture
 def result_with_gate(base_run_dir, tmp_path, with_manifest):
     def _make(name, **gate):
+        gate.setdefault("target_users", 80)
         return analyze(load_run(with_manifest(base_run_dir, tmp_path / name, gate=gate)))
 
     return _make
 
 
-def _status(result, key):
-    return next(c for c in result.gate.criteria if c.name == key)
+def _status(result, key, route=None):
+    return next(c for c in result.gate.criteria if c.name == key and c.route == route)
 
 
 def test_measured_pass(result_with_gate):
@@ -58,13 +68,13 @@ def test_gate_load_not_reached_is_projected_never_pass(result_with_gate):
         assert c.status != PASS
     p95 = _status(r, "p95_ms")
     assert p95.ci[0] <= p95.value <= p95.ci[1] and p95.load == 150
-    assert r.verdict == "PROJECTED PASS" and reports.exit_code(r) == 3
+    assert r.verdict == Verdict.PROJECTED and reports.exit_code(r) == 3
 
 
 def test_projected_fail(result_with_gate):
     r = result_with_gate("projfail", users=150, criteria={"p95_ms": 1000})
     assert _status(r, "p95_ms").status == PROJECTED_FAIL
-    assert r.verdict == "PROJECTED FAIL" and reports.exit_code(r) == 3
+    assert r.verdict == Verdict.PROJECTED and reports.exit_code(r) == 3
 
 
 def test_insufficient_data(tmp_path, with_manifest):
@@ -75,13 +85,12 @@ def test_insufficient_data(tmp_path, with_manifest):
         hold_s=6,
         ramp_s=2,
         warmup_s=2,
-        gate={"users": 30, "criteria": {"p95_ms": 3000, "widgets": 1}},
+        gate={"users": 30, "criteria": {"p95_ms": 3000}},
     )
     r = analyze(load_run(write_run(tmp_path / "tiny", spec)))
     p95 = _status(r, "p95_ms")
     assert p95.status == INSUFFICIENT and "insufficient data" in p95.detail
-    assert _status(r, "widgets").status == INSUFFICIENT
-    assert r.verdict == "INSUFFICIENT DATA" and reports.exit_code(r) == 3
+    assert r.verdict == Verdict.INCONCLUSIVE and reports.exit_code(r) == 3
     r2 = analyze(
         load_run(
             with_manifest(
@@ -104,7 +113,7 @@ def test_missing_counter_metrics_are_insufficient(base_run_dir, tmp_path, with_m
     (d / "samples").unlink()
     r = analyze(load_run(d))
     assert _status(r, "cache_hit_rate").status == INSUFFICIENT
-    assert r.verdict == "INSUFFICIENT DATA"
+    assert r.verdict == Verdict.INCONCLUSIVE
 
 
 def test_no_gate_is_baseline(result_with_gate):
@@ -128,23 +137,22 @@ def test_run_without_hold_stages(base_run_dir, tmp_path, with_manifest):
     ramps = [s for s in manifest["config"]["stages"] if s["kind"] == "ramp"]
     r = analyze(load_run(with_manifest(base_run_dir, tmp_path / "ramps", stages=ramps)))
     assert r.steps == [] and not r.usl.ok
-    assert r.verdict == "INSUFFICIENT DATA" and reports.exit_code(r) == 3
+    assert r.verdict == Verdict.PROJECTED and reports.exit_code(r) == 3
     assert any("no hold stages" in w for w in r.warnings)
     reports.write_all(r, tmp_path / "out")  # reports still render
 
 
-def test_killed_run_is_analysed_with_warning(base_run_dir, tmp_path):
-    import json
-    import shutil
-
-    d = tmp_path / "killed"
-    shutil.copytree(base_run_dir, d)
-    manifest = json.loads((d / "manifest.json").read_text())
-    manifest["exit_status"] = "running"
-    (d / "manifest.json").write_text(json.dumps(manifest))
-    r = analyze(load_run(d))
-    assert any("did not finish cleanly" in w for w in r.warnings)
-    assert r.steps and r.gate.criteria
+@pytest.mark.parametrize("status", ["running", "interrupted", None])
+def test_run_not_completed_is_invalid(tmp_path, status):
+    """A killed run (status still running or missing) never passes: INVALID, exit 3."""
+    spec = SyntheticSpec(
+        status=status, gate={"users": 100, "criteria": {"p95_ms": 100_000, "error_rate": 0.5}}
+    )
+    r = analyze(load_run(write_run(tmp_path / "killed", spec)))
+    assert {c.status for c in r.gate.criteria} == {PASS}  # the data alone would pass
+    assert r.steps and r.verdict == Verdict.INVALID and reports.exit_code(r) == 3
+    assert any("run_completed" in reason for reason in r.gate.reasons)
+    assert any("did not run to its end" in reason for reason in r.gate.reasons)
 
 
 def test_projection_straddling_the_threshold_decides_nothing(result_with_gate):
@@ -152,13 +160,147 @@ def test_projection_straddling_the_threshold_decides_nothing(result_with_gate):
     r = result_with_gate("straddle", users=150, criteria={"p95_ms": probe.value})
     c = _status(r, "p95_ms")
     assert c.status == INSUFFICIENT and "inconclusive" in c.detail
-    assert r.verdict == "INSUFFICIENT DATA"
+    assert r.verdict == Verdict.PROJECTED
 
 
-def test_measured_marginal_keeps_point_verdict(result_with_gate):
+def test_measured_interval_straddling_the_limit_is_inconclusive(result_with_gate):
     probe = _status(result_with_gate("probe", users=100, criteria={"p95_ms": 1e6}), "p95_ms")
     assert probe.ci[0] < probe.value < probe.ci[1]
-    c = _status(
-        result_with_gate("marginal", users=100, criteria={"p95_ms": probe.value * 1.01}), "p95_ms"
+    r = result_with_gate("marginal", users=100, criteria={"p95_ms": probe.value * 1.01})
+    c = _status(r, "p95_ms")
+    assert c.status == INCONCLUSIVE and "straddles" in c.detail
+    assert r.verdict == Verdict.INCONCLUSIVE and reports.exit_code(r) == 3
+    # Just below the interval's low end: a clear FAIL; above its high end: a clear PASS.
+    assert result_with_gate("low", users=100, criteria={"p95_ms": probe.ci[0] * 0.99}).verdict == (
+        Verdict.FAIL
     )
-    assert c.status == PASS and "marginal" in c.detail
+    assert result_with_gate("high", users=100, criteria={"p95_ms": probe.ci[1] * 1.01}).verdict == (
+        Verdict.PASS
+    )
+
+
+def test_verdict_table_is_the_design_table():
+    assert {v.value: EXIT_CODES[v] for v in Verdict} == {
+        "PASS": 0,
+        "FAIL": 1,
+        "INCONCLUSIVE": 3,
+        "INVALID": 3,
+        "PROJECTED": 3,
+        "NO GATE": 0,
+    }
+
+
+def test_per_route_criteria_are_evaluated_like_pooled_ones(tmp_path):
+    """POST /checkout has its own P95 and error rate; a slow checkout fails the gate even
+    when the pooled P95 (dominated by cheap reads) passes."""
+    probe = analyze(
+        load_run(
+            write_run(
+                tmp_path / "probe",
+                SyntheticSpec(gate={"users": 100, "criteria": {"p95_ms": 1e6}}),
+            )
+        )
+    )
+    step = next(s for s in probe.steps if s.step.name == probe.gate.step)
+    pooled = step.latency.p(0.95)
+    checkout = next(e for e in step.endpoints if e.endpoint == "POST /checkout").latency.p(0.95)
+    assert checkout.ci_low_ms > pooled.ci_high_ms  # checkout is the slow route
+    limit = (pooled.ci_high_ms + checkout.ci_low_ms) / 2
+    gate = {
+        "users": 100,
+        "criteria": {"p95_ms": limit, "error_rate": 0.05},
+        "routes": {"POST /checkout": {"p95_ms": limit, "error_rate": 0.05}},
+    }
+    r = analyze(load_run(write_run(tmp_path / "routes", SyntheticSpec(gate=gate))))
+    assert _status(r, "p95_ms").status == PASS
+    route_p95 = _status(r, "p95_ms", "POST /checkout")
+    assert route_p95.status == FAIL and route_p95.value == checkout.value_ms
+    assert route_p95.description.startswith("POST /checkout: P95")
+    assert _status(r, "error_rate", "POST /checkout").status == PASS
+    assert r.verdict == Verdict.FAIL and reports.exit_code(r) == 1
+
+
+def test_payment_pending_is_its_own_class_with_a_criterion(tmp_path):
+    """Stripe saturated: 20 % of checkouts deferred (202) are not errors, yet the gate
+    does not pass silently: the payment_pending share criterion fails."""
+    spec = SyntheticSpec(
+        error_mix={},
+        checkout_outcomes={"payment_pending": 0.2},
+        gate={
+            "users": 100,
+            "criteria": {"p95_ms": 1e6, "error_rate": 0.01},
+            "routes": {"POST /checkout": {"error_rate": 0.01, "payment_pending_rate": 0.01}},
+        },
+    )
+    r = analyze(load_run(write_run(tmp_path / "stripe", spec)))
+    assert _status(r, "error_rate").status == PASS  # 202 is not an error...
+    pending = _status(r, "payment_pending_rate", "POST /checkout")
+    assert pending.status == FAIL and 0.1 < pending.value < 0.3  # ...but it is counted
+    assert r.verdict == Verdict.FAIL
+    checkout = next(o for o in r.outcomes if o.route == "POST /checkout")
+    assert checkout.payment_pending > 0 and checkout.errors == 0
+
+
+def test_expected_outcomes_are_accepted_by_code_not_by_status(tmp_path):
+    """Sold out (409 insufficient_stock) is expected; 409 insufficient_credits is a failure."""
+    spec = SyntheticSpec(
+        error_mix={},
+        checkout_outcomes={"insufficient_stock": 0.3, "insufficient_credits": 0.1},
+        gate={"users": 100, "routes": {"POST /checkout": {"error_rate": 0.2}}},
+    )
+    r = analyze(load_run(write_run(tmp_path / "outcomes", spec)))
+    checkout = next(o for o in r.outcomes if o.route == "POST /checkout")
+    assert checkout.outcomes["insufficient_stock"] == checkout.expected > 0
+    assert checkout.errors == checkout.outcomes["insufficient_credits"] > 0
+    err = _status(r, "error_rate", "POST /checkout")
+    assert 0.05 < err.value < 0.15  # only insufficient_credits counts
+    assert r.verdict == Verdict.PASS
+
+
+def test_db_connection_errors_cover_the_whole_load_period(tmp_path):
+    """Errors during ramps count too (not only in the gate step's window), and missing
+    bracketing samples give "unknown", never 0."""
+    spec = SyntheticSpec(
+        db_connection_errors=40,
+        gate={"users": 100, "criteria": {"db_connection_errors": 0}},
+    )
+    d = write_run(tmp_path / "db", spec)
+    r = analyze(load_run(d))
+    db = _status(r, "db_connection_errors")
+    assert db.status == FAIL and db.value == pytest.approx(40, abs=0.5)
+    # Without the sample after the load ended (a killed sampler): unknown, not 0.
+    import pandas as pd
+
+    f = d / "samples" / "sampler-0000.parquet"
+    s = pd.read_parquet(f)
+    end_us = load_run(d).load_end_us
+    s[s.ts_us < end_us].to_parquet(f, index=False)
+    r2 = analyze(load_run(d))
+    db2 = _status(r2, "db_connection_errors")
+    assert db2.value is None and db2.status == INSUFFICIENT and "unknown" in db2.detail
+    assert r2.verdict == Verdict.INCONCLUSIVE
+
+
+def test_open_model_gate_is_an_arrival_rate(tmp_path):
+    """The open model's gate load is a rate; its P95 is from the intended start; dropped
+    arrivals count against the error criterion."""
+    levels = (10, 20, 40)
+    spec = SyntheticSpec(
+        model="open", levels=levels, hold_s=40, error_mix={}, co_stall_ms=400, open_drop=0.03,
+        validity={"arrival_shortfall": 0.5},
+        gate={"users": 40, "rate": 0, "criteria": {"p95_ms": 1e6, "error_rate": 0.01}},
+    )  # fmt: skip
+    from analysis.synthetic import usl_throughput
+
+    spec.gate["rate"] = round(usl_throughput(spec, 40), 3)
+    r = analyze(load_run(write_run(tmp_path / "open", spec)))
+    assert r.gate.load_unit == "arrivals/s" and r.gate.gate_load == spec.gate["rate"]
+    step = next(s for s in r.steps if s.step.name == r.gate.step)
+    assert step.step.rate == spec.gate["rate"]
+    p95 = _status(r, "p95_ms")
+    assert p95.value == step.corrected_latency.p(0.95).value_ms  # intended start
+    assert p95.value > step.latency.p(0.95).value_ms
+    err = _status(r, "error_rate")
+    assert err.status == FAIL and 0.01 < err.value < 0.05  # only drops, ~3 %
+    assert "dropped arrivals" in err.detail
+    assert r.verdict == Verdict.FAIL

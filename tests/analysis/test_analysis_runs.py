@@ -68,3 +68,51 @@ def test_load_started_at_is_the_stage_origin(base_run_dir, tmp_path):
     (d / "manifest.json").write_text(json.dumps(manifest))
     shifted, plain = build_steps(load_run(d)), build_steps(load_run(base_run_dir))
     assert [a.start_us - b.start_us for a, b in zip(shifted, plain, strict=True)] == [8_000_000] * 6
+
+
+def test_synthetic_run_is_written_in_the_one_format(base_run_dir, tmp_path):
+    """The synthetic generator writes the schemas and manifest ``loadgate run`` writes."""
+    import pyarrow.parquet as pq
+
+    from runformat.manifest import read_manifest
+    from runformat.schemas import ARRIVAL_SCHEMA, EVENT_SCHEMA, SAMPLE_SCHEMA
+
+    for sub, schema in (("events", EVENT_SCHEMA), ("samples", SAMPLE_SCHEMA)):
+        for f in (base_run_dir / sub).glob("*.parquet"):
+            assert pq.read_schema(f).remove_metadata().equals(schema), f
+    meta = read_manifest(base_run_dir)
+    assert meta.status == "completed" and meta.completed
+    assert meta.gate.users == 100 and meta.gate.criteria["p95_ms"] == 3000
+    assert meta.validity.generator_lag_p99_ms == 10
+    assert "exit_status" not in json.loads((base_run_dir / "manifest.json").read_text())
+    from analysis.synthetic import SyntheticSpec, write_run
+
+    open_run = write_run(tmp_path / "open", SyntheticSpec(model="open", levels=(10,), hold_s=10))
+    for f in (open_run / "arrivals").glob("*.parquet"):
+        assert pq.read_schema(f).remove_metadata().equals(ARRIVAL_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"status": "ok"}, "status"),  # only runformat's statuses
+        ({"config": {"gate": {"p95_ms": 2000, "users": 10}}}, "gate: unknown key 'p95_ms'"),
+        ({"config": {"gate": {"criteria": {"p95": 2000}}}}, "unknown criterion 'p95'"),
+        ({"config": {"gate": {"criteria": {"error_rate": 5}}}}, "error_rate is a fraction"),
+        (
+            {"config": {"gate": {"routes": {"GET /x": {"cache_hit_rate": 0.9}}}}},
+            "not a per-route criterion",
+        ),
+        ({"config": {"validity": {"lag": 3}}}, "validity: unknown key 'lag'"),
+    ],
+)
+def test_manifest_accepts_one_dialect(base_run_dir, tmp_path, change, needle):
+    import shutil
+
+    d = tmp_path / "dialect"
+    shutil.copytree(base_run_dir, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest.update(change)
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match=needle):
+        load_run(d)

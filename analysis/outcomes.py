@@ -1,0 +1,81 @@
+"""Business outcomes per route: expected ones, deferred payments, failures, counted.
+
+A request's ``outcome`` column (``runformat.schemas``) carries the service's outcome
+code when it gave one: ``insufficient_stock`` (sold out) and ``already_claimed`` (claim
+lost) are expected and not failures; ``payment_pending`` is a checkout accepted with its
+payment deferred (its own class, gated by its share); any other code (e.g.
+``insufficient_credits``) came with a failure.  Reports show the counts per route so a
+reader sees how many there were, not only a pooled error rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.runs import Run
+from runformat.outcomes import is_expected
+from runformat.schemas import PAYMENT_PENDING
+
+
+@dataclass
+class RouteOutcomes:
+    """Counts of one route inside a window."""
+
+    route: str  # "METHOD /template"
+    requests: int
+    errors: int
+    outcomes: dict[str, int]  # outcome code -> count (codes that occurred)
+
+    @property
+    def expected(self) -> int:
+        return sum(v for k, v in self.outcomes.items() if is_expected(k, self.route))
+
+    @property
+    def payment_pending(self) -> int:
+        return self.outcomes.get(PAYMENT_PENDING, 0)
+
+
+def window_mask(run: Run, start_us: int, end_us: int) -> np.ndarray:
+    ts = run.events.ts_us
+    return (ts >= start_us) & (ts < end_us)
+
+
+def error_mask(run: Run) -> np.ndarray:
+    """Failed requests: a non-empty error class."""
+    cats = run.events.error_class.categories
+    failed = np.array([c not in ("", "none", "ok") for c in cats] or [False])
+    codes = run.events.error_class.codes
+    return failed[codes] if codes.size else np.zeros(0, dtype=bool)
+
+
+def route_outcomes(run: Run, start_us: int, end_us: int) -> list[RouteOutcomes]:
+    """Per-route request, error and outcome counts in [start_us, end_us)."""
+    ev = run.events
+    inside = window_mask(run, start_us, end_us)
+    errors = error_mask(run)
+    n_codes = max(len(ev.outcome.categories), 1)
+    out = []
+    for code, route in enumerate(ev.endpoint.categories):
+        m = inside & (ev.endpoint.codes == code)
+        n = int(np.count_nonzero(m))
+        if not n:
+            continue
+        counts = np.bincount(ev.outcome.codes[m], minlength=n_codes)
+        outcomes = {
+            ev.outcome.categories[k]: int(c)
+            for k, c in enumerate(counts)
+            if c and ev.outcome.categories[k]
+        }
+        out.append(RouteOutcomes(route, n, int(np.count_nonzero(errors[m])), outcomes))
+    return sorted(out, key=lambda r: r.route)
+
+
+def load_period(run: Run) -> tuple[int, int]:
+    """The whole load period: load start to the end of the last stage plus the drain
+    (requests in flight at the end are recorded after it), i.e. the last recorded event."""
+    end = run.load_end_us
+    if len(run.events):
+        end = max(end, int(run.events.ts_us.max()) + 1)
+    return run.start_us, end

@@ -1,0 +1,139 @@
+"""The registry of gate criteria: defined once, read everywhere.
+
+Config validation (``loadgate.phase_config``) accepts exactly these names and bounds,
+``analysis.gates`` evaluates each with its registered evaluator and compares with its
+comparison, and reports describe each with :meth:`Criterion.describe`.  The evaluator
+is named by import path (``module:function``) because this package is the bottom layer
+and must not import ``analysis``; :meth:`Criterion.evaluator` resolves it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Comparison = Literal["lt", "le", "ge"]
+Unit = Literal["ms", "ratio", "count"]
+_SYMBOL = {"lt": "<", "le": "<=", "ge": ">="}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One gate criterion: its config key, how a value is compared with the limit."""
+
+    name: str
+    label: str  # what is measured, e.g. "P95"
+    comparison: Comparison
+    unit: Unit
+    evaluation: str  # "module:function" of the evaluator (see analysis.gates)
+    per_route: bool  # may also be set per route under gate.routes
+    help: str
+
+    def ok(self, value: float, limit: float) -> bool:
+        """True when ``value`` is on the right side of ``limit``."""
+        if self.comparison == "lt":
+            return value < limit
+        if self.comparison == "le":
+            return value <= limit
+        return value >= limit
+
+    def describe(self, limit: float, route: str | None = None) -> str:
+        """e.g. ``P95 < 2000 ms`` or ``POST /checkout: errors < 1.00%``."""
+        text = f"{self.label} {_SYMBOL[self.comparison]} {format_value(self.unit, limit)}"
+        return f"{route}: {text}" if route else text
+
+    def check_limit(self, limit: Any) -> float:
+        """The limit as a float; ValueError naming the allowed range otherwise."""
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise ValueError(f"{self.name} must be a number")
+        if self.unit == "ratio" and not 0 <= limit <= 1:
+            raise ValueError(f"{self.name} is a fraction: give a value in [0, 1]")
+        if self.unit == "ms" and limit <= 0:
+            raise ValueError(f"{self.name} must be > 0 milliseconds")
+        if self.unit == "count" and (limit < 0 or int(limit) != limit):
+            raise ValueError(f"{self.name} must be a whole number >= 0")
+        return float(limit)
+
+    def evaluator(self) -> Callable[..., Any]:
+        module, _, function = self.evaluation.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+def format_value(unit: Unit, value: float) -> str:
+    if unit == "ms":
+        return f"{value:g} ms"
+    if unit == "ratio":
+        return f"{value:.2%}"
+    return f"{value:g}"
+
+
+CRITERIA: dict[str, Criterion] = {
+    c.name: c
+    for c in (
+        Criterion(
+            "p95_ms",
+            "P95",
+            "lt",
+            "ms",
+            "analysis.gates:p95",
+            True,
+            "95th percentile latency at the gate step (open model: from the intended start)",
+        ),
+        Criterion(
+            "error_rate",
+            "errors",
+            "lt",
+            "ratio",
+            "analysis.gates:error_rate",
+            True,
+            "share of failed requests at the gate step (open model: dropped arrivals count)",
+        ),
+        Criterion(
+            "payment_pending_rate",
+            "payment deferred",
+            "le",
+            "ratio",
+            "analysis.gates:payment_pending_rate",
+            True,
+            "share of requests answered 202 payment_pending (Stripe failed or breaker open);"
+            ' set it per route: routes."POST /checkout"',
+        ),
+        Criterion(
+            "db_connection_errors",
+            "DB connection errors",
+            "le",
+            "count",
+            "analysis.gates:db_connection_errors",
+            False,
+            "service DB connection errors over the whole load period",
+        ),
+        Criterion(
+            "cache_hit_rate",
+            "cache hit rate",
+            "ge",
+            "ratio",
+            "analysis.gates:cache_hit_rate",
+            False,
+            "cache hits / lookups at the gate step",
+        ),
+        Criterion(
+            "job_completion_rate",
+            "job completion",
+            "ge",
+            "ratio",
+            "analysis.gates:job_completion_rate",
+            False,
+            "background jobs completed / enqueued",
+        ),
+    )
+}
+
+
+def criterion(name: str) -> Criterion:
+    """The registered criterion ``name``; KeyError naming the allowed names otherwise."""
+    try:
+        return CRITERIA[name]
+    except KeyError:
+        raise KeyError(f"unknown criterion {name!r} (allowed: {', '.join(CRITERIA)})") from None

@@ -1,0 +1,124 @@
+"""``manifest.json``: what ran, with which config, and how it ended.
+
+Written when a run starts (status ``running``) and updated as it goes, so a killed run
+still says what it was; only a run whose status is ``completed`` finished its load plan.
+Every reader and writer goes through :class:`Manifest` (pydantic: a field of the wrong
+type or an unknown status is rejected with its name).  Keys this model does not list
+are kept as they are (new record types add their own), but the ones it lists have
+exactly one spelling.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from runformat.gate import GateFormatError, GateSpec, ValiditySpec
+
+MANIFEST_FILE = "manifest.json"
+RunStatus = Literal["running", "completed", "interrupted", "failed", "timed_out"]
+#: Statuses that mean the load plan did not run to its end.
+NOT_COMPLETED: tuple[str, ...] = ("running", "interrupted", "failed", "timed_out")
+
+
+class RunFormatError(ValueError):
+    """The directory is not a readable run directory (a harness error, exit code 2)."""
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str | None = None
+    phase: int | None = None
+    profile: str | None = None
+    model: Literal["closed", "open"] = "closed"
+    status: RunStatus | None = None
+    status_detail: str | None = None  # e.g. "locust exited with code 2"
+    started_at: str
+    load_started_at: str | None = None
+    ended_at: str | None = None
+    config: dict[str, Any] = {}
+    seed: int | None = None
+    git_sha: str | None = None
+    command_line: list[str] | None = None
+    host: dict[str, Any] = {}
+    provider: str | None = None
+    workers: int | None = None
+    target: str | None = None
+    requests: int | None = None
+    stripe: dict[str, Any] | None = None  # the Stripe mock's realism: headroom's Stripe limit
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def gate(self) -> GateSpec:
+        return GateSpec.from_dict(self.config.get("gate"))
+
+    @property
+    def validity(self) -> ValiditySpec:
+        return ValiditySpec.from_dict(self.config.get("validity"))
+
+    @property
+    def start_us(self) -> int:
+        """Origin of the stage offsets: when the load shape's t = 0 was (else start)."""
+        return iso_to_us(self.load_started_at or self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def iso_to_us(value: str) -> int:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value // 1000)
+
+
+def parse_manifest(data: dict[str, Any], source: str = MANIFEST_FILE) -> Manifest:
+    try:
+        manifest = Manifest.model_validate(data)
+        manifest.gate  # noqa: B018  (validates the gate's one shape)
+        manifest.validity  # noqa: B018
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise RunFormatError(f"{source}: {key}: {first['msg']}") from None
+    except GateFormatError as exc:
+        raise RunFormatError(f"{source}: config.{exc}") from None
+    return manifest
+
+
+def read_manifest(run_dir: Path) -> Manifest:
+    path = Path(run_dir) / MANIFEST_FILE
+    if not path.exists():
+        raise RunFormatError(f"{run_dir}: no manifest.json")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunFormatError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RunFormatError(f"{path}: not a JSON object")
+    return parse_manifest(data, str(path))
+
+
+def update_manifest(
+    run_dir: Path, defaults: dict[str, Any] | None = None, **fields: Any
+) -> Manifest:
+    """Merge ``fields`` into ``manifest.json`` (validated, written atomically).
+
+    ``defaults`` fill a manifest that does not exist yet (git sha, host, packages).
+    """
+    path = Path(run_dir) / MANIFEST_FILE
+    data = json.loads(path.read_text()) if path.exists() else dict(defaults or {})
+    data.update(fields)
+    manifest = parse_manifest(data, str(path))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, default=str))
+    tmp.replace(path)
+    return manifest

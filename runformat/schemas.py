@@ -1,0 +1,84 @@
+"""Schemas of the run directory's raw records (docs/run-directory.md).
+
+All timestamps are µs since the Unix epoch (UTC, int64).  ``events/`` holds one row per
+request, ``samples/`` one row per (time, source, metric), ``arrivals/`` the open model's
+offered / achieved / dropped arrivals per second.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("ts_us", pa.int64()),  # request start (actual send)
+        ("persona", pa.string()),
+        ("name", pa.string()),  # route template, e.g. /products/[id]
+        ("method", pa.string()),
+        ("status", pa.int16()),  # 0 = no response
+        ("latency_us", pa.int64()),  # from the actual send
+        ("intended_latency_us", pa.int64()),  # from the intended start (open model)
+        ("bytes", pa.int64()),
+        ("error_class", pa.string()),  # "" or one of ERROR_CLASSES
+        ("outcome", pa.string()),  # business outcome code, "" when none (OUTCOMES)
+        ("worker", pa.string()),
+        ("users", pa.int32()),
+    ]
+)
+EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("ts_us", pa.int64()),
+        ("source", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("labels", pa.string()),  # JSON object, "" when none
+    ]
+)
+
+ARRIVAL_SCHEMA = pa.schema(
+    [
+        ("ts_us", pa.int64()),  # the second
+        ("offered", pa.int64()),
+        ("achieved", pa.int64()),
+        ("dropped", pa.int64()),
+        ("worker", pa.string()),
+    ]
+)
+
+#: ``error_class`` of a failed request ("" = not a failure).
+ERROR_CLASSES: tuple[str, ...] = ("connection", "timeout", "4xx", "429", "5xx", "assertion")
+
+#: ``outcome`` codes that are expected business outcomes, not failures: the service's
+#: ``error.code`` (marketplace/errors.py) for what a real shop answers under contention.
+#: Any other 4xx code (insufficient_credits, not_payable: paying twice, ...) is a failure.
+EXPECTED_OUTCOMES: dict[str, str] = {
+    "insufficient_stock": "sold out at checkout",
+    "already_claimed": "another driver claimed the batch first",
+    "unavailable": "product not available when added to a cart (5 % of the fixtures)",
+}
+#: Codes expected on one route only ("METHOD /template", code): a generic ``not_found``
+#: elsewhere (someone else's order, a missing cart item) stays a failure.
+EXPECTED_ROUTE_OUTCOMES: dict[tuple[str, str], str] = {
+    ("GET /products/[id]", "not_found"): "product no longer in the catalogue",
+}
+#: A checkout accepted with its payment deferred (202): its own class, gated by share.
+PAYMENT_PENDING = "payment_pending"
+
+#: Samples of each Locust worker (source ``generator``, labels ``{"worker": id}``).
+GENERATOR_SOURCE = "generator"
+LAG_METRIC = "event_loop_lag_ms"  # sampled LAG_HZ times a second
+LAG_INTERVAL_S = 0.1
+GENERATOR_CPU_METRIC = "cpu_percent"  # the worker process, 100 = one core
+#: Whole-host CPU (source ``host``): 100 = every core of the machine busy.
+HOST_SOURCE = "host"
+HOST_CPU_METRIC = "host_cpu_percent"  # not "cpu_percent": never a per-process constraint
+#: Service counter of DB connection errors (a running total).
+DB_CONNECTION_ERRORS = "db_connection_errors"
+
+#: The longest a simulated user may wait for one response (Locust FastHttpUser's
+#: ``network_timeout`` and ``connection_timeout``, 60 s each).  Every request started
+#: before the end of the last hold is drained for at least this long, so it is recorded.
+REQUEST_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = REQUEST_TIMEOUT_S
