@@ -54,7 +54,16 @@ DB_POOL_SIZE = Gauge(
     multiprocess_mode="livesum",
 )
 DB_ACQUIRE = Histogram(
-    "marketplace_db_pool_acquire_seconds", "Time to get a DB connection", ["pool"], buckets=_FAST
+    "marketplace_db_pool_acquire_seconds",
+    "Request start to a usable DB connection (pool wait + BEGIN through the proxy)",
+    ["pool"],
+    buckets=_FAST,
+)
+DB_HOLD = Histogram(
+    "marketplace_db_connection_hold_seconds",
+    "How long a request keeps its DB connection (mode: transaction or statements)",
+    ["pool", "mode"],
+    buckets=_FAST,
 )
 DB_CONNECTION_ERRORS = Counter(
     "marketplace_db_connection_errors_total",
