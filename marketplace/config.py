@@ -8,7 +8,7 @@ see :mod:`marketplace.profiles`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _env_float(name: str, default: float) -> float:
@@ -62,7 +62,6 @@ class Settings:
     analytics_refresh_s: float = 60.0
     breaker_reset_s: float | None = None
     payout_delay_s: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

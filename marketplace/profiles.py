@@ -39,9 +39,8 @@ class Profile:
     silent; a Supabase edge function fails fast, 2 s keeps a wait visible); phase1+:
     the proxy's ``connection_borrow_timeout = 120`` (§3.1)."""
     proxy_max_connections: int = 1000
-    """§3.1 ``max_connections = 1000``: PgBouncer's server connections to Postgres."""
-    proxy_max_idle_connections: int = 100
-    """§3.1 ``max_idle_connections = 100`` (PgBouncer: ``min_pool_size``/idle timeout)."""
+    """§3.1 ``max_connections = 1000``: PgBouncer's server connections to Postgres
+    (``stack.config.PGBOUNCER_POOL_SIZE`` is this number)."""
     rate_limiter: RateLimiter = "db_table"
     """§3.2: 3 DB operations per request vs a Redis sorted-set sliding window."""
     paginate_products: bool = False

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from marketplace.profiles import PHASE1
+
 ProviderName = Literal["auto", "local", "containers"]
 NetworkMode = Literal["auto", "host", "bridge"]
 
@@ -23,12 +25,12 @@ REPLICATION_USER = "replicator"
 REPLICATION_PASSWORD = "replicator"
 STRIPE_API_KEY = "sk_test_loadgate"
 
-PGBOUNCER_POOL_SIZE = 1000
+PGBOUNCER_POOL_SIZE = PHASE1.proxy_max_connections
 """Seed §3.1 ``max_connections = 1000``: server connections PgBouncer may open."""
 # Seed §3.1 ``max_idle_connections = 100`` caps what the proxy keeps idle; PgBouncer
 # has no such cap and keeps every idle server connection for server_idle_timeout
 # (600 s), i.e. at least the seed's 100 -- never fewer warm connections than the seed's.
-PGBOUNCER_QUERY_WAIT_TIMEOUT_S = 120
+PGBOUNCER_QUERY_WAIT_TIMEOUT_S = round(PHASE1.db_acquire_timeout_s)
 """Seed §3.1 ``connection_borrow_timeout = 120`` (seconds a client may wait for a server)."""
 PGBOUNCER_MAX_CLIENT_CONN = 2000
 """Seed §3.1 "Support 1,000+ concurrent connections": room for the service's clients
