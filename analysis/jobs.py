@@ -6,9 +6,12 @@ The service exports, for each queue, the running totals the queue keeps in Redis
 
 The question is: of the jobs *enqueued in the window*, how many completed? A job
 enqueued near the end needs time (payouts wait 60 s by design, §4.3), so outcomes
-are read ``grace_s`` after the enqueue window; a run whose samples stop earlier
-than that cuts the enqueue window short (never judges a job it could not see end),
-and a window with nothing left is undecidable (None).
+are read ``grace_s`` after the window's end, or at the last sample if every job
+of the window has ended by then. When the samples stop earlier with jobs of the
+window still pending, the window is undecidable (None, with what is known so far
+in the detail): a job that was never seen to end is neither a success nor a
+failure. A run that wants payouts judged must keep sampling for the grace after
+its load stops.
 
 Counters say how many jobs ended, not which. Attribution assumes the queue ends
 jobs in enqueue order (arq takes jobs oldest first; the grace absorbs concurrency
@@ -49,9 +52,9 @@ def _at(series: pd.DataFrame, ts_us: int) -> float:
 
 
 def _queue_counts(
-    samples: pd.DataFrame, queue: str, start_us: int, enq_end_us: int, outcome_us: int
-) -> tuple[int, int, int] | None:
-    """(enqueued in window, of those completed, failures charged) for one queue."""
+    samples: pd.DataFrame, queue: str, start_us: int, end_us: int, outcome_us: int
+) -> tuple[int, int, int, int] | None:
+    """(enqueued in window, of those completed, failures charged, ended) for one queue."""
     enq = _series(samples, "enqueued", queue)
     done = _series(samples, "completed", queue)
     failed = _series(samples, "failed", queue)
@@ -60,11 +63,11 @@ def _queue_counts(
     fail0 = _at(failed, start_us) if not failed.empty else 0.0
     fail_t = _at(failed, outcome_us) if not failed.empty else 0.0
     before = _at(enq, start_us)
-    window = max(0, int(_at(enq, enq_end_us) - before))
+    window = max(0, int(_at(enq, end_us) - before))
     ended = _at(done, outcome_us) + fail_t
     ended_in_window = int(min(max(ended - before, 0.0), window))
     charged = int(min(max(fail_t - fail0, 0.0), ended_in_window))
-    return window, ended_in_window - charged, charged
+    return window, ended_in_window - charged, charged, ended_in_window
 
 
 def job_completion(
@@ -73,39 +76,38 @@ def job_completion(
     """Share of the batch and payout jobs enqueued in [start_us, end_us) that completed.
 
     Returns ``(rate, (low, high) 95 % interval, detail)``; ``rate`` is None when the
-    window cannot be decided (no queue counters sampled, no job enqueued, or the
-    samples end before any job of the window could be seen to end).
+    window cannot be decided (no queue counters sampled, no job enqueued, or jobs of
+    the window still pending when the samples end before the grace is over).
     """
     samples: pd.DataFrame = run.samples  # type: ignore[attr-defined]
     if samples.empty or not (samples["metric"] == METRIC.format("enqueued")).any():
         return None, None, "queue counters (marketplace_queue_jobs_*) not sampled"
     grace_us = int(grace_s * 1e6)
     last_us = int(samples.loc[samples["source"] == "service", "ts_us"].max())
-    enq_end = min(end_us, last_us - grace_us)
-    if enq_end <= start_us:
-        return (
-            None,
-            None,
-            f"samples end {max(0, (last_us - start_us)) / 1e6:.0f} s after the window's start:"
-            f" no job could be followed for the {grace_s:.0f} s grace",
-        )
-    outcome_us = enq_end + grace_us
-    parts, total, completed, charged = [], 0, 0, 0
+    outcome_us = min(end_us + grace_us, last_us)
+    parts, total, completed, charged, ended = [], 0, 0, 0, 0
     for queue in QUEUES:
-        counts = _queue_counts(samples, queue, start_us, enq_end, outcome_us)
+        counts = _queue_counts(samples, queue, start_us, end_us, outcome_us)
         if counts is None:
             continue
-        n, ok, failed = counts
-        total, completed, charged = total + n, completed + ok, charged + failed
+        n, ok, failed, done = counts
+        total, completed, charged, ended = total + n, completed + ok, charged + failed, ended + done
         parts.append(f"{queue} {ok}/{n}")
     if total == 0:
         return None, None, "no batch or payout job was enqueued in the window"
+    pending = total - ended
+    if pending and outcome_us < end_us + grace_us:
+        return (
+            None,
+            None,
+            f"{pending} of {total} jobs still pending when the samples ended"
+            f" {(last_us - end_us) / 1e6:.0f} s after the window (grace {grace_s:.0f} s);"
+            f" completed so far {completed}/{total} ({', '.join(parts)})",
+        )
     rate = completed / total
     ci = binomtest(completed, total).proportion_ci(confidence_level=0.95, method="exact")
-    cut = "" if enq_end == end_us else f" (enqueue window cut {(end_us - enq_end) / 1e6:.0f} s"
-    cut += ": samples end too soon)" if cut else ""
     detail = (
         f"{completed} of {total} jobs enqueued in the window completed within"
-        f" {grace_s:.0f} s ({', '.join(parts)}; {charged} failed){cut}"
+        f" {grace_s:.0f} s ({', '.join(parts)}; {charged} failed, {pending} never ended)"
     )
     return rate, (float(ci.low), float(ci.high)), detail

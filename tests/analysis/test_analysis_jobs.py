@@ -66,18 +66,39 @@ def test_failures_in_the_window_count_against_it() -> None:
     assert ci is not None and ci[0] < 0.97 < ci[1] < 0.999  # a 99.9 % gate would fail
 
 
-def test_samples_ending_early_cut_the_enqueue_window() -> None:
+def test_pending_jobs_when_samples_end_early_make_the_window_undecidable() -> None:
     run = samples(
         {
-            ("enqueued", "batches"): [(0, 0), (50, 10), (100, 20), (170, 20)],
-            ("completed", "batches"): [(0, 0), (50, 0), (100, 0), (170, 10)],
+            ("enqueued", "payouts"): [(0, 0), (100, 20), (130, 20)],
+            ("completed", "payouts"): [(0, 0), (100, 5), (130, 12)],
+        }
+    )
+    rate, ci, detail = job_completion(run, 0, 100 * S, grace_s=120)
+    assert rate is None and ci is None
+    assert "8 of 20 jobs still pending" in detail and "12/20" in detail
+
+
+def test_a_drained_queue_is_decided_before_the_grace_is_over() -> None:
+    run = samples(
+        {
+            ("enqueued", "batches"): [(0, 0), (100, 20), (110, 20)],
+            ("completed", "batches"): [(0, 0), (100, 18), (110, 20)],
         }
     )
     rate, _, detail = job_completion(run, 0, 100 * S, grace_s=120)
-    assert rate == 1.0  # only the first 50 s of enqueues could be followed
-    assert "cut 50 s" in detail
-    short = job_completion(run, 60 * S, 100 * S, grace_s=120)
-    assert short[0] is None and "grace" in short[2]
+    assert rate == 1.0, detail
+
+
+def test_jobs_that_never_end_within_the_grace_count_as_not_completed() -> None:
+    run = samples(
+        {
+            ("enqueued", "batches"): [(0, 0), (100, 20), (220, 20), (300, 20)],
+            ("completed", "batches"): [(0, 0), (100, 10), (220, 19), (300, 20)],
+        }
+    )
+    rate, _, detail = job_completion(run, 0, 100 * S, grace_s=120)
+    assert rate == pytest.approx(19 / 20)
+    assert "1 never ended" in detail
 
 
 def test_no_counters_or_no_jobs_is_undecidable() -> None:
