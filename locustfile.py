@@ -7,6 +7,13 @@ shape (``scenarios/loadgate_shape.py``) and raw per-request capture.
 """
 
 from scenarios import plugin  # noqa: F401  (registers loadgate's event hooks)
-from scenarios.personas import AdminUser, BuyerUser, DriverUser, FarmerUser, ShopperUser
+from scenarios.personas import (
+    AdminUser,
+    BuyerUser,
+    DriverUser,
+    FarmerUser,
+    OperationsUser,
+    ShopperUser,
+)
 
-__all__ = ["AdminUser", "BuyerUser", "DriverUser", "FarmerUser", "ShopperUser"]
+__all__ = ["AdminUser", "BuyerUser", "DriverUser", "FarmerUser", "OperationsUser", "ShopperUser"]

@@ -1,9 +1,12 @@
-"""Benchmark: load the phase2 fixture size (100k consumers, 1M ledger rows).
+"""Benchmark: load the phase2 fixture size (100k consumers, 1M ledger rows, 120k orders
+with their items, batches and stops).
 
-Goal (marketplace issue, item 4): <= 60 s wall time on the 2-core CI machine,
-from nothing to a loaded, analysed database plus the credentials file. Brings
-up its own local Postgres + OSRM (or uses --database-url/--osrm-url), applies
-the phase1 migrations, then times :func:`fixtures.load.load` end to end.
+Goal (issue 10, item 4): >= 150,000 rows/s end to end on the 2-core CI machine,
+from nothing to a loaded, analysed database plus the credentials file. The goal
+is a rate, not a wall time, so it scales with the rows a size has (the order
+history made the sets larger). Brings up its own local Postgres + OSRM (or uses
+--database-url/--osrm-url), applies the phase1 migrations, then times
+:func:`fixtures.load.load` end to end.
 
     .venv/bin/python benchmarks/bench_fixtures.py [--size phase2] [--repeat 2] [--check]
 """
@@ -21,10 +24,11 @@ import psycopg
 
 from fixtures.load import LoadReport, StepEvent, load
 from fixtures.sizes import get_size
+from marketplace.auth import generate_secret
 from stack.config import StackConfig
 from stack.stack import Stack
 
-GOAL_S = 60.0
+GOAL_ROWS_PER_S = 150_000.0
 
 
 def main() -> int:
@@ -39,15 +43,23 @@ def main() -> int:
             dsn, osrm = dsn or stack.url("postgres"), osrm or stack.url("osrm")
             print(f"stack up in {time.perf_counter() - started:.1f} s (not counted)")
         creds = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "credentials.csv"
-        worst = 0.0
+        worst = float("inf")
         for run in range(1, args.repeat + 1):
-            report = load(dsn, get_size(args.size), args.seed, osrm, creds, progress=_print_step)
+            report = load(
+                dsn,
+                get_size(args.size),
+                args.seed,
+                osrm,
+                creds,
+                progress=_print_step,
+                secret=generate_secret(),  # throwaway: the tokens are only timed here
+            )
             _print_report(run, report)
-            worst = max(worst, report.seconds)
+            worst = min(worst, report.total_rows / report.seconds)
         if args.check:
             _check_chain(dsn)
-    verdict = "PASS" if worst <= GOAL_S else "FAIL"
-    print(f"{verdict}: slowest load {worst:.1f} s (goal <= {GOAL_S:.0f} s)")
+    verdict = "PASS" if worst >= GOAL_ROWS_PER_S else "FAIL"
+    print(f"{verdict}: slowest load {worst:,.0f} rows/s (goal >= {GOAL_ROWS_PER_S:,.0f} rows/s)")
     return 0 if verdict == "PASS" else 1
 
 

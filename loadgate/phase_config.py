@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from scenarios.traffic import Traffic
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
 PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
 PROFILES = ("phase0", "phase1", "phase2", "phase3")
@@ -75,6 +77,7 @@ class Defaults(_Strict):
     )
     ramp: Ramp = Ramp()
     open: OpenModel = OpenModel()
+    traffic: Traffic = Traffic()
 
     @field_validator("persona_mix")
     @classmethod
@@ -99,6 +102,7 @@ class Phase(_Strict):
     persona_mix: dict[str, float] | None = None
     ramp: Ramp | None = None
     open: OpenModel | None = None
+    traffic: Traffic | None = None
 
     @field_validator("persona_mix")
     @classmethod
@@ -145,6 +149,7 @@ class ResolvedPhase(_Strict):
     persona_mix: dict[str, float]
     stages: list[Stage]
     gate: dict[str, Any]
+    traffic: Traffic = Traffic()
 
     @property
     def duration_s(self) -> float:
@@ -257,6 +262,7 @@ def resolve(
         persona_mix=spec.persona_mix or defaults.persona_mix,
         stages=stages,
         gate=gate,
+        traffic=spec.traffic or defaults.traffic,
     )
 
 

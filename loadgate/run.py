@@ -205,6 +205,7 @@ def _load_fixtures(
         credentials,
         progress=lambda event: _fixture_progress(event, progress),
         migrate_profile=phase.profile,
+        secret=stack.config.auth_secret,
     )
     rundir.write_manifest(
         run_dir,

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 
+from marketplace.auth import SECRET_ENV, SecretError, require_secret
 from marketplace.profiles import PROFILES, UnknownProfileError, get_profile
 
 log = logging.getLogger("marketplace")
@@ -59,6 +60,11 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     name = _profile_or_exit(args.profile or os.environ.get("LOADGATE_PROFILE") or "phase0")
+    try:
+        require_secret(os.environ.get(SECRET_ENV))
+    except SecretError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     os.environ["LOADGATE_PROFILE"] = name
     os.environ["LOADGATE_WORKERS"] = str(max(1, args.workers))
     own_dir = None

@@ -8,7 +8,7 @@ see :mod:`marketplace.profiles`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _env_float(name: str, default: float) -> float:
@@ -34,7 +34,9 @@ class Settings:
     - ``LOADGATE_OSRM_URL``: OSRM HTTP API (batch routing).
     - ``LOADGATE_STRIPE_URL``: Stripe API base (the stack's mock).
     - ``LOADGATE_STRIPE_KEY``: Stripe secret key (default ``sk_test_loadgate``).
-    - ``LOADGATE_AUTH_SECRET``: HS256 secret for bearer tokens (default ``loadgate-dev-secret``).
+    - ``LOADGATE_AUTH_SECRET``: HS256 secret for bearer tokens, at least 32 bytes; required
+      (no default: a public one would let anyone mint an admin token). ``loadgate stack
+      up`` generates one per start.
     - ``LOADGATE_DB_ACQUIRE_TIMEOUT_S``: how long a request waits for a DB connection
       before answering 503 (default: the profile's, see ``docs/profiles.md``).
     - ``LOADGATE_WORKERS``: set by ``python -m marketplace`` for the workers, so each
@@ -55,7 +57,7 @@ class Settings:
     osrm_url: str | None = None
     stripe_url: str | None = None
     stripe_key: str = "sk_test_loadgate"
-    auth_secret: str = "loadgate-dev-secret"
+    auth_secret: str = field(default="", repr=False)
     db_acquire_timeout_s: float | None = None
     workers: int = 1
     rate_limit_per_min: int = 600
@@ -74,7 +76,7 @@ class Settings:
             osrm_url=(env.get("LOADGATE_OSRM_URL") or "").rstrip("/") or None,
             stripe_url=(env.get("LOADGATE_STRIPE_URL") or "").rstrip("/") or None,
             stripe_key=env.get("LOADGATE_STRIPE_KEY", cls.stripe_key),
-            auth_secret=env.get("LOADGATE_AUTH_SECRET", cls.auth_secret),
+            auth_secret=env.get("LOADGATE_AUTH_SECRET", ""),
             db_acquire_timeout_s=_env_float("LOADGATE_DB_ACQUIRE_TIMEOUT_S", 0.0) or None,
             workers=max(1, int(env.get("LOADGATE_WORKERS", "1"))),
             rate_limit_per_min=int(env.get("LOADGATE_RATE_LIMIT_PER_MIN", "600")),

@@ -1,7 +1,9 @@
 """FastAPI dependencies: the worker's state, the verified caller, the rate limit.
 
 Role checks live here so a route declares who may call it in its signature
-(``Depends(role("farmer"))``) and cannot forget it. Every authenticated request is
+(``Depends(role("farmer"))``) and cannot forget it. A caller is a valid token *and*
+an existing profile whose role in the database is the token's (see
+:mod:`marketplace.identities` for what that costs). Every authenticated request is
 rate-limited per user; anonymous catalogue reads per client address.
 """
 
@@ -25,12 +27,21 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
 
 
-def _principal(request: Request, state: AppState) -> Principal:
+async def _principal(request: Request, state: AppState) -> Principal:
+    """The token's principal, confirmed against the database (401 otherwise)."""
     try:
         token = parse_authorization(request.headers.get("authorization"))
-        return verify_token(token, state.settings.auth_secret)
+        claimed = verify_token(token, state.settings.auth_secret)
     except AuthError as exc:
         raise _unauthorized(str(exc)) from exc
+    actual = await state.identities.role_of(claimed.profile_id)
+    if actual is None:
+        raise _unauthorized("unknown user")
+    if actual != claimed.role:
+        # A token minted before a role change (or for the wrong role): the database is
+        # the authority, and a stale token must not keep its old powers.
+        raise _unauthorized("the token's role is not the account's: get a new token")
+    return claimed
 
 
 def role(*allowed: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -38,7 +49,7 @@ def role(*allowed: str) -> Callable[[Request], Awaitable[Principal]]:
 
     async def dependency(request: Request) -> Principal:
         state = get_state(request)
-        principal = _principal(request, state)
+        principal = await _principal(request, state)
         if principal.role not in allowed:
             raise ApiError(403, "forbidden", f"requires role {' or '.join(allowed)}")
         await enforce(state.limiter, f"user:{principal.profile_id}")
@@ -52,7 +63,7 @@ async def optional_principal(request: Request) -> Principal | None:
     """Catalogue reads: a token is optional but, when sent, must be valid."""
     state = get_state(request)
     if request.headers.get("authorization"):
-        principal = _principal(request, state)
+        principal = await _principal(request, state)
         await enforce(state.limiter, f"user:{principal.profile_id}")
         return principal
     client = request.client.host if request.client else "unknown"

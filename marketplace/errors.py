@@ -3,6 +3,14 @@
 Handlers for validation errors, HTTP errors and DB unavailability are installed on
 the app so bad input gives a 4xx JSON body and an exhausted DB gives a 503, never
 an HTML page or an unexplained 500.
+
+An unexpected exception is answered by :class:`InternalErrors`, not by an
+``exception_handler(Exception)``: Starlette routes that handler to its outermost
+``ServerErrorMiddleware``, which sends the 500 and then *re-raises* the exception
+(so servers can log it), and uvicorn, seeing an exception after the response has
+started, closes the connection. A client reusing that keep-alive socket then fails
+its next request with a reset -- an error the load test would blame on the next
+request. The middleware answers and swallows instead, so the connection survives.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("marketplace")
 
@@ -93,7 +102,44 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
 
 
+class InternalErrors:
+    """ASGI middleware: an unexpected exception becomes a JSON 500 on an open connection.
+
+    Only when the response has not started: after that the client already holds a
+    status line and part of a body, and closing the connection is the one honest
+    way to tell it the body is cut short, so the exception goes on to the server.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("unhandled error: %s", exc)
+            response = JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
+    """Error handlers, and :class:`InternalErrors` (install before other middleware, so
+    they wrap it and see its 500 as an ordinary response)."""
+    app.add_middleware(InternalErrors)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(
@@ -118,5 +164,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        """Last resort for failures outside :class:`InternalErrors` (outer middleware)."""
         log.exception("unhandled error: %s", exc)
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)

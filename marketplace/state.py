@@ -13,10 +13,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from marketplace.auth import require_secret
 from marketplace.breakers import Breakers
 from marketplace.cache import Cache
 from marketplace.config import Settings
 from marketplace.db import Database
+from marketplace.identities import Identities
 from marketplace.profiles import Profile
 from marketplace.ratelimit import DbTableLimiter, RedisSlidingWindowLimiter
 from marketplace.routing import Router
@@ -36,11 +38,13 @@ class AppState:
     breakers: Breakers
     stripe: StripeGateway
     router: Router
+    identities: Identities
     jobs: Any = None
     """:class:`marketplace.jobs.JobQueue` when the profile runs async jobs."""
 
 
 def build_state(settings: Settings, profile: Profile) -> AppState:
+    require_secret(settings.auth_secret)  # no worker serves tokens it cannot verify
     needs_redis = (
         profile.rate_limiter == "redis_sliding_window" or profile.cache or profile.async_jobs
     )
@@ -65,4 +69,5 @@ def build_state(settings: Settings, profile: Profile) -> AppState:
         breakers=breakers,
         stripe=StripeGateway(settings.stripe_key, settings.stripe_url, breakers),
         router=Router(settings.osrm_url, breakers),
+        identities=Identities(db),
     )

@@ -3,13 +3,14 @@
 The fixture loader writes every profile's bearer token (``loadgate fixtures
 load``). Users of a role take identities round-robin, starting at an offset
 per process so that workers of a distributed run do not all begin with the
-same consumer.
+same consumer. The offset comes from the worker's index (given by the
+caller), not from the pid, so a rerun with the same seed logs in as the
+same identities.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,24 +23,24 @@ class NoCredentials(RuntimeError):
 
 
 class CredentialPool:
-    def __init__(self, rows: list[dict]) -> None:
+    def __init__(self, rows: list[dict], offset: int = 0) -> None:
         self._by_role: dict[str, list[dict]] = {}
         for row in rows:
             self._by_role.setdefault(row["role"], []).append(row)
-        offset = zlib.crc32(f"{os.getpid()}".encode())
+        start = zlib.crc32(f"worker-{offset}".encode())
         self._cursors: dict[str, Iterator[int]] = {
-            role: itertools.count(offset % len(items)) for role, items in self._by_role.items()
+            role: itertools.count(start % len(items)) for role, items in self._by_role.items()
         }
 
     @classmethod
-    def from_file(cls, path: Path | str) -> CredentialPool:
+    def from_file(cls, path: Path | str, offset: int = 0) -> CredentialPool:
         path = Path(path)
         if not path.exists():
             raise NoCredentials(
                 f"credentials file {path} not found: run 'loadgate fixtures load' first "
                 "or pass --loadgate-credentials PATH"
             )
-        return cls(read_credentials(path))
+        return cls(read_credentials(path), offset)
 
     def take(self, role: str) -> dict:
         items = self._by_role.get(role)

@@ -9,10 +9,15 @@ by id.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
+
+from scenarios.catalogue import DEFAULT_CATEGORIES, DEFAULT_TERMS, Catalogue, Popularity
+from scenarios.traffic import Traffic
 
 
 @dataclass
@@ -29,6 +34,10 @@ class Session:
     intended_start: float | None = None
     """Open model: when this flow's arrival was scheduled (epoch seconds)."""
     known_products: list[int] = field(default_factory=list)
+    traffic: Traffic = field(default_factory=Traffic)
+    """Popularity, browsing depth and operations cadence from the phase config."""
+    catalogue: Catalogue | None = None
+    popularity: Popularity | None = None
 
     def request(
         self,
@@ -84,21 +93,52 @@ def _remember_products(session: Session, page: Any) -> None:
             session.known_products = ids[:200]
 
 
+def pick_product(session: Session) -> int | None:
+    """A product by popularity over the whole catalogue (ids seen on pages without one)."""
+    if session.popularity is not None:
+        return session.popularity.product(session.rng)
+    if session.known_products:
+        return session.rng.choice(session.known_products)
+    return None
+
+
+def _catalogue_query(session: Session) -> tuple[str, str]:
+    """Where a visit starts: a name search, a category, or the whole list."""
+    traffic, draw = session.traffic, session.rng.random()
+    catalogue = session.catalogue
+    terms = catalogue.terms if catalogue else DEFAULT_TERMS
+    categories = catalogue.categories if catalogue else DEFAULT_CATEGORIES
+    if draw < traffic.search_share:
+        return f"/products/search?q={quote(session.rng.choice(terms))}", "/products/search"
+    if draw < traffic.search_share + traffic.category_share:
+        category = quote(session.rng.choice(categories))
+        return f"/products/search?category={category}", "/products/search"
+    return "/products?limit=50", "/products"
+
+
 def shopper(session: Session) -> None:
-    """Browse the catalogue, search, look at a few products."""
-    page = session.get_json("/products?limit=50", "/products")
+    """Search or browse, scroll a few pages, open a few products (Zipf popularity)."""
+    path, name = _catalogue_query(session)
+    page = session.get_json(path, name)
     _remember_products(session, page)
     session.think()
-    if isinstance(page, dict) and page.get("next_cursor"):
-        session.get_json(f"/products?limit=50&cursor={page['next_cursor']}", "/products")
-        session.think()
-    term = session.rng.choice(["apple", "carrot", "honey", "egg", "kale", "cheese", "bread"])
-    session.get_json(f"/products/search?q={term}", "/products/search")
-    session.think()
-    for product_id in session.rng.sample(
-        session.known_products, min(2, len(session.known_products))
+    pages = 1
+    while (
+        isinstance(page, dict)
+        and page.get("next_cursor")
+        and pages < session.traffic.max_pages
+        and session.rng.random() < session.traffic.next_page_probability
     ):
-        session.get_json(f"/products/{product_id}", "/products/[id]")
+        separator = "&" if "?" in path else "?"
+        page = session.get_json(f"{path}{separator}cursor={quote(page['next_cursor'])}", name)
+        pages += 1
+        session.think()
+    for _ in range(session.rng.randint(*session.traffic.product_views)):
+        product_id = pick_product(session)
+        if product_id is None:
+            break
+        # A product that is not (or no longer) in the catalogue is an answer, not a fault.
+        session.request("GET", f"/products/{product_id}", "/products/[id]", expected=(404,))
         session.think()
 
 
@@ -107,20 +147,21 @@ MIN_BASKET_EUR = 30.0
 
 
 def buyer(session: Session) -> None:
-    """Fill a cart up to the market minimum, check out with credits, see the orders."""
-    if not session.known_products:
+    """Fill a cart with popular products up to the market minimum, check out, see orders."""
+    if session.popularity is None and not session.known_products:
         _remember_products(session, session.get_json("/products?limit=50", "/products"))
         session.think()
-    if not session.known_products:
-        return
     cart: Any = None
     for _ in range(8):  # bounded: a few items, until the basket passes the minimum
-        product_id = session.rng.choice(session.known_products)
-        session.request(
+        product_id = pick_product(session)
+        if product_id is None:
+            return
+        session.request(  # 409: this product is not available (5 % of the fixtures)
             "POST",
             "/cart/items",
             "/cart/items",
             json={"product_id": product_id, "quantity": session.rng.randint(1, 3)},
+            expected=(409,),
         )
         session.think()
         cart = session.get_json("/cart", "/cart")
@@ -151,7 +192,7 @@ def _empty_cart(session: Session) -> None:
 
 
 def farmer(session: Session) -> None:
-    """Review own products; restock one and nudge its price."""
+    """Review own products; restock one and nudge its price (invalidating its cache)."""
     data = session.get_json("/farmer/products", "/farmer/products")
     products = data.get("products", []) if isinstance(data, dict) else []
     session.think()
@@ -165,26 +206,49 @@ def farmer(session: Session) -> None:
         session.request(
             "PATCH", f"/farmer/products/{product['id']}", "/farmer/products/[id]", json=update
         )
+        session.think()
+    session.get_json("/payouts", "/payouts")
+
+
+def next_delivery_date(today: dt.date | None = None) -> dt.date:
+    """The date checkouts deliver on by default (tomorrow), which operations batch."""
+    return (today or dt.date.today()) + dt.timedelta(days=1)
+
+
+ACTIVE_BATCH = ("claimed", "in_progress")
 
 
 def driver(session: Session) -> None:
-    """Find a delivery batch, claim it, work through its stops."""
-    data = session.get_json("/driver/batches", "/driver/batches")
+    """Work on the own route of the next delivery date, or claim one; deliver stops."""
+    date = next_delivery_date().isoformat()
+    data = session.get_json(f"/driver/batches?delivery_date={date}", "/driver/batches")
     batches = data.get("batches", []) if isinstance(data, dict) else []
     session.think()
-    pending = [b for b in batches if b.get("status") == "pending"]
-    if not pending:
-        return
-    batch_id = session.rng.choice(pending)["id"]
-    claim = session.request(  # 409: another driver was quicker
-        "POST", f"/driver/batches/{batch_id}/claim", "/driver/batches/[id]/claim", expected=(409,)
-    )
-    if getattr(claim, "status_code", 0) != 200:
-        return
-    session.think()
+    own = [
+        b
+        for b in batches
+        if b.get("driver_id") == session.profile_id and b.get("status") in ACTIVE_BATCH
+    ]
+    if own:
+        batch_id = own[0]["id"]
+    else:
+        pending = [b for b in batches if b.get("status") == "pending"]
+        if not pending:
+            return
+        batch_id = session.rng.choice(pending)["id"]
+        claim = session.request(  # 409: another driver was quicker
+            "POST",
+            f"/driver/batches/{batch_id}/claim",
+            "/driver/batches/[id]/claim",
+            expected=(409,),
+        )
+        if getattr(claim, "status_code", 0) != 200:
+            return
+        session.think()
     detail = session.get_json(f"/driver/batches/{batch_id}", "/driver/batches/[id]")
     stops = detail.get("stops", []) if isinstance(detail, dict) else []
-    for stop in stops[:5]:
+    todo = [stop for stop in stops if stop.get("status") in ("pending", "arrived")]
+    for stop in todo[:5]:  # a few stops per visit; the next visit continues the route
         session.think()
         session.request(
             "PATCH",
@@ -201,6 +265,35 @@ def admin(session: Session) -> None:
     session.get_json("/admin/analytics/product-performance", "/admin/analytics/product-performance")
 
 
+JOB_DONE = ("complete", "not_found")
+JOB_POLLS = 5
+
+
+def generate_batches(session: Session) -> None:
+    """Operations: batch the next delivery date's paid orders (OSRM routes them).
+
+    phase0/1 answer when the batches exist (the seed's blocking call); phase2+
+    queue a job (202) that is polled a few times, as an operator's dashboard would.
+    """
+    date = next_delivery_date().isoformat()
+    response = session.request(
+        "POST", "/admin/batches/generate", "/admin/batches/generate", json={"delivery_date": date}
+    )
+    job = _json(response)
+    job_id = job.get("job_id") if isinstance(job, dict) else None
+    for _ in range(JOB_POLLS if job_id else 0):
+        session.think()
+        status = session.get_json(f"/admin/jobs/{job_id}", "/admin/jobs/[id]")
+        if not isinstance(status, dict) or status.get("status") in JOB_DONE:
+            break
+
+
+def payout_round(payees: list[Session]) -> None:
+    """Operations: pay out farmers' and drivers' earned balances (409: nothing earned)."""
+    for payee in payees:
+        payee.request("POST", "/payouts", "/payouts", expected=(409,))
+
+
 FLOWS: dict[str, Callable[[Session], None]] = {
     "shopper": shopper,
     "buyer": buyer,
@@ -214,4 +307,5 @@ ROLE_OF: dict[str, str] = {
     "farmer": "farmer",
     "driver": "driver",
     "admin": "admin",
+    "operations": "admin",
 }

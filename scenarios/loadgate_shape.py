@@ -3,7 +3,8 @@
 Kept out of ``locustfile.py`` so plain ``locust -f locustfile.py -u N -r R``
 keeps its usual meaning. Follows ``--loadgate-plan``: in the closed model
 the persona users ramp and hold per stage; in the open model one arrival
-driver per worker runs and the plan's rate does the rest.
+driver per worker runs and the plan's rate does the rest. In both, one
+``OperationsUser`` runs the operator's timed jobs (batches, payouts).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 from locust import LoadTestShape
 
 from scenarios.open_model import ArrivalUser
-from scenarios.personas import PERSONA_USERS
+from scenarios.personas import PERSONA_USERS, OperationsUser
 from scenarios.plan import LoadPlan
 
-__all__ = ["ArrivalUser", "PlanShape"]
+__all__ = ["ArrivalUser", "OperationsUser", "PlanShape"]
 
 
 class PlanShape(LoadTestShape):
@@ -38,7 +39,8 @@ class PlanShape(LoadTestShape):
                 return None
             options = self.runner.environment.parsed_options
             drivers = max(1, getattr(options, "loadgate_arrival_drivers", 1))
-            return drivers, drivers, [ArrivalUser]
+            # + the operator's timed jobs (OperationsUser.fixed_count = 1).
+            return drivers + 1, drivers + 1, [ArrivalUser, OperationsUser]
         users = plan.users_at(t)
         if users is None:
             return None
@@ -49,4 +51,4 @@ class PlanShape(LoadTestShape):
             slope = abs(stage.users - before) / max(0.001, stage.end_s - stage.start_s)
             spawn_rate = max(1.0, slope * 1.5)
         classes = [cls for cls in PERSONA_USERS.values() if cls.weight > 0]
-        return users, spawn_rate, classes
+        return users, spawn_rate, [*classes, OperationsUser]

@@ -8,12 +8,19 @@ arrival in its own greenlet, and records latency from the *intended* start.
 When ``max_in_flight`` flows are already running the arrival is dropped and
 counted, so offered, achieved and dropped arrivals are all in
 ``arrivals/*.parquet``.
+
+Reproducible from the run seed: the arrival times come from a stream seeded by
+(run seed, worker index), and arrival number *n* gets its own stream seeded by
+(run seed, worker index, n) for its persona, its identity's turn and every
+choice its flow makes (products by popularity, searches, pages). Flows run
+concurrently, so one shared stream would be consumed in an order set by
+response times; per-arrival streams make the same seed offer the same
+arrivals and choose the same products, whatever the service's speed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -23,7 +30,9 @@ from gevent.pool import Pool
 from locust import FastHttpUser, task
 
 from loadgate.records import ARRIVAL_SCHEMA, ParquetBatches
-from scenarios.flows import FLOWS, ROLE_OF, Session
+from scenarios.arrivals import Arrivals
+from scenarios.context import traffic_context
+from scenarios.flows import FLOWS, Session
 
 
 class ArrivalUser(FastHttpUser):
@@ -36,18 +45,21 @@ class ArrivalUser(FastHttpUser):
         return 0.0
 
     def on_start(self) -> None:
-        from scenarios.plugin import credential_pool, plan_of
+        from scenarios.plugin import credential_pool, plan_of, process_index
 
         options = self.environment.parsed_options
-        self.plan = plan_of(self.environment)
-        if self.plan is None:
+        plan = plan_of(self.environment)
+        if plan is None:
             raise RuntimeError("the open model needs --loadgate-plan (loadgate run writes it)")
-        self.drivers = max(1, getattr(options, "loadgate_arrival_drivers", 1))
-        self.rng = random.Random(getattr(options, "loadgate_seed", 42) + id(self) % 1000)
-        self.pool = credential_pool(self.environment)
-        personas = [p for p, w in self.plan.persona_mix.items() if w > 0]
-        self.personas = personas
-        self.weights = [self.plan.persona_mix[p] for p in personas]
+        seed = int(getattr(options, "loadgate_seed", 42))
+        self.source = Arrivals(
+            plan,
+            seed,
+            process_index(self.environment),
+            max(1, getattr(options, "loadgate_arrival_drivers", 1)),
+            credential_pool(self.environment),
+            traffic_context(self.environment, seed),
+        )
         self.flows = Pool(self.max_in_flight)
         run_dir = getattr(options, "loadgate_run_dir", "")
         self.arrivals = (
@@ -61,38 +73,21 @@ class ArrivalUser(FastHttpUser):
 
     @task
     def drive(self) -> None:
-        """Schedule arrivals until the plan ends, then stop this user.
-
-        The rate changes along the ramps, so arrivals are a non-homogeneous
-        Poisson process, drawn by thinning (Lewis and Shedler): candidates
-        come at this driver's peak rate and each is kept with probability
-        rate(t) / peak. Sampling the gap at the current rate instead would
-        stall for a long time whenever a ramp starts near zero.
-        """
-        assert self.plan is not None
-        peak = max((s.rate or 0.0) for s in self.plan.stages) / self.drivers
-        if peak <= 0:
-            self.stop()
-            return
-        candidate = self.started
+        """Offer the seeded arrivals on time, count them per second, then stop this user."""
         second, offered, achieved, dropped = int(self.started), 0, 0, 0
-        while True:
-            candidate += self.rng.expovariate(peak)
-            rate = self.plan.rate_at(candidate - self.started)
-            if rate is None:
-                break
+        for offset in self.source.offsets():
+            candidate = self.started + offset
             gevent.sleep(max(0.0, candidate - time.time()))
-            if self.rng.random() * peak > rate / self.drivers:
-                continue  # thinned: not an arrival at this moment's rate
             if int(candidate) != second:
                 self._record(second, offered, achieved, dropped)
                 second, offered, achieved, dropped = int(candidate), 0, 0, 0
             offered += 1
             if self.flows.full():
                 dropped += 1
+                self.source.skip()
                 continue
             achieved += 1
-            self.flows.spawn(self._one_flow, candidate)
+            self.flows.spawn(run_flow, self.source.session(self.client, candidate))
         self._record(second, offered, achieved, dropped)
         self.flows.join(timeout=30)
         if self.arrivals is not None:
@@ -103,17 +98,8 @@ class ArrivalUser(FastHttpUser):
         if self.arrivals is not None and offered:
             self.arrivals.append((second * 1_000_000, offered, achieved, dropped, str(id(self))))
 
-    def _one_flow(self, intended_start: float) -> None:
-        persona = self.rng.choices(self.personas, self.weights)[0]
-        identity = self.pool.take(ROLE_OF[persona])
-        session = Session(
-            client=self.client,
-            persona=persona,
-            token=identity["token"],
-            profile_id=int(identity["profile_id"]),
-            rng=self.rng,
-            intended_start=intended_start,
-        )
-        # A failed flow is already recorded, request by request.
-        with contextlib.suppress(Exception):
-            FLOWS[persona](session)
+
+def run_flow(session: Session) -> None:
+    """One arrival's flow; a failed flow is already recorded, request by request."""
+    with contextlib.suppress(Exception):
+        FLOWS[session.persona](session)

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import ClassVar
+import time
+from typing import Any, ClassVar
 
 from locust import FastHttpUser, task
 
-from scenarios.flows import FLOWS, ROLE_OF, Session
+from scenarios.context import traffic_context
+from scenarios.flows import FLOWS, ROLE_OF, Session, generate_batches, payout_round
 
 _user_numbers = itertools.count()
+
+
+def _seed_of(environment: Any, default: int) -> int:
+    options = getattr(environment, "parsed_options", None)
+    return int(getattr(options, "loadgate_seed", default) if options else default)
 
 
 class PersonaUser(FastHttpUser):
@@ -37,6 +44,7 @@ class PersonaUser(FastHttpUser):
 
             PersonaUser.credentials = credential_pool(self.environment)
         identity = PersonaUser.credentials.take(ROLE_OF[self.persona])
+        context = traffic_context(self.environment, _seed_of(self.environment, self.seed))
         self.session = Session(
             client=self.client,
             persona=self.persona,
@@ -44,6 +52,9 @@ class PersonaUser(FastHttpUser):
             profile_id=int(identity["profile_id"]),
             rng=self.rng,
             think=self._think,
+            traffic=context.traffic,
+            catalogue=context.catalogue,
+            popularity=context.popularity,
         )
 
     def _think(self) -> None:
@@ -85,3 +96,67 @@ class AdminUser(PersonaUser):
 PERSONA_USERS: dict[str, type[PersonaUser]] = {
     cls.persona: cls for cls in (ShopperUser, BuyerUser, FarmerUser, DriverUser, AdminUser)
 }
+
+
+class OperationsUser(FastHttpUser):
+    """The operator's timed jobs: batch generation and payout rounds at the config's cadence.
+
+    Not a shopper, so not in the persona mix: exactly one per run
+    (``fixed_count``), wherever the master places it. Batch generation runs
+    every ``traffic.batch_interval_s`` for the next delivery date (routes
+    through OSRM), a payout round every ``traffic.payout_interval_s`` for
+    ``traffic.payouts_per_round`` payees, farmers and drivers alternately.
+    """
+
+    fixed_count = 1
+    persona: ClassVar[str] = "operations"
+    seed: ClassVar[int] = 42
+
+    def on_start(self) -> None:
+        from scenarios.plugin import credential_pool
+
+        seed = _seed_of(self.environment, self.seed)
+        context = traffic_context(self.environment, seed)
+        self.traffic = context.traffic
+        self.rng = random.Random(f"{seed}-operations")
+        pool = credential_pool(self.environment)
+        self.admin = self._session(pool.take("admin"))
+        self.payees = [
+            self._session(pool.take("farmer" if i % 2 == 0 else "driver"))
+            for i in range(self.traffic.payouts_per_round)
+        ]
+        started = time.monotonic()
+        # Like a cron job: the first run comes one interval after the start.
+        self.next_batch = started + self.traffic.batch_interval_s
+        self.next_payout = started + self.traffic.payout_interval_s
+
+    def _session(self, identity: dict) -> Session:
+        return Session(
+            client=self.client,
+            persona=self.persona,
+            token=identity["token"],
+            profile_id=int(identity["profile_id"]),
+            rng=self.rng,
+            think=lambda: self._sleep(1.0),
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        import gevent
+
+        gevent.sleep(seconds)
+
+    def context(self) -> dict:
+        return {"persona": self.persona}
+
+    def wait_time(self) -> float:
+        return max(0.0, min(self.next_batch, self.next_payout) - time.monotonic())
+
+    @task
+    def run_due_jobs(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_batch:
+            self.next_batch += self.traffic.batch_interval_s
+            generate_batches(self.admin)
+        if now >= self.next_payout:
+            self.next_payout += self.traffic.payout_interval_s
+            payout_round(self.payees)

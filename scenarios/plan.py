@@ -1,7 +1,7 @@
 """The load plan a Locust process follows: stages in time, users and rates.
 
 Written by ``loadgate run`` as ``plan.json`` (a resolved phase: model,
-stages, think times, persona mix) and read by every Locust process through
+stages, think times, persona mix, traffic) and read by every Locust process through
 ``--loadgate-plan``, so the master's shape and the workers' open-model
 arrival drivers follow the same numbers without any shared state.
 """
@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from scenarios.traffic import Traffic
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class LoadPlan:
     stages: tuple[PlanStage, ...]
     think_time_s: tuple[float, float]
     persona_mix: dict[str, float]
+    traffic: Traffic = Traffic()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadPlan:
@@ -48,6 +51,7 @@ class LoadPlan:
             ),
             think_time_s=tuple(data["think_time_s"]),  # type: ignore[arg-type]
             persona_mix=dict(data["persona_mix"]),
+            traffic=Traffic.model_validate(data.get("traffic") or {}),
         )
 
     @classmethod

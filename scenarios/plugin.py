@@ -64,14 +64,30 @@ def plan_of(environment: Environment) -> LoadPlan | None:
     return LoadPlan.load(path) if path else None
 
 
-def credential_pool(environment: Environment) -> CredentialPool:
+def credentials_path(environment: Environment) -> str:
+    """``--loadgate-credentials``, else ``$LOADGATE_CREDENTIALS``, else the loader's default."""
     options = environment.parsed_options
     path = getattr(options, "loadgate_credentials", "") if options else ""
     if not path:
         from fixtures.credentials import default_credentials_path
 
         path = os.environ.get("LOADGATE_CREDENTIALS") or str(default_credentials_path())
-    return CredentialPool.from_file(path)
+    return path
+
+
+def credential_pool(environment: Environment) -> CredentialPool:
+    return CredentialPool.from_file(
+        credentials_path(environment), offset=process_index(environment)
+    )
+
+
+def process_index(environment: Environment) -> int:
+    """This process's place in the run (the worker index; 0 when alone).
+
+    Seeds and identity offsets derive from it, not from the pid, so two runs
+    with the same seed and worker count make the same choices.
+    """
+    return max(0, int(getattr(environment.runner, "worker_index", 0) or 0))
 
 
 def _apply_plan(plan: LoadPlan, seed: int) -> None:

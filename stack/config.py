@@ -10,6 +10,7 @@ Every number and its source: ``docs/profiles.md``.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -83,3 +84,8 @@ class StackConfig:
     """Marketplace architecture profile (phase0..phase3); ``None`` = no service."""
     service_workers: int = 2
     """Worker processes of the marketplace service."""
+    auth_secret: str = field(
+        default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False
+    )
+    """The service's token signing secret: new and random for every stack (no public
+    default); the state file and the credentials writer get the same one."""

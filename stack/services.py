@@ -266,6 +266,7 @@ def _marketplace_env(ctx: ServiceContext) -> dict[str, str]:
         "LOADGATE_OSRM_URL": f"http://{osrm.host}:{osrm.port}",
         "LOADGATE_STRIPE_URL": f"http://{stripe.host}:{stripe.port}",
         "LOADGATE_STRIPE_KEY": STRIPE_API_KEY,
+        "LOADGATE_AUTH_SECRET": ctx.config.auth_secret,
         "PROMETHEUS_MULTIPROC_DIR": str(ctx.data_dir / "prometheus"),
     }
     if "replica" in ctx.peers:

@@ -99,6 +99,13 @@ def test_event_count_matches_the_service_counter(closed_run):
     assert abs(len(events) - served) <= 0.01 * served, (len(events), served)
 
 
+def test_tokens_minted_for_the_run_are_accepted(closed_run):
+    """The run's stack generated its own signing secret and the credentials used it."""
+    events = pd.read_parquet(closed_run / "events")
+    assert (events.status == 401).sum() == 0
+    assert events.status.between(200, 299).sum() > 0.9 * len(events)
+
+
 def test_closed_shape_follows_its_stages(closed_run):
     events = pd.read_parquet(closed_run / "events")
     start_us = pd.Timestamp(manifest(closed_run)["load_started_at"]).value // 1000

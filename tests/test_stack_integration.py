@@ -112,8 +112,15 @@ def test_stripe_burst_above_limit_gets_429(full_stack):
         )
         return response.status_code, response.json()
 
+    # On a busy machine one burst can be sent slower than the bucket refills, so send
+    # bursts until one is limited: bounded by count (5 bursts) and time (30 s).
+    results: list[tuple[int, dict]] = []
+    deadline = time.monotonic() + 30
     with concurrent.futures.ThreadPoolExecutor(max_workers=burst) as pool:
-        results = list(pool.map(one, range(burst)))
+        for _ in range(5):
+            results += pool.map(one, range(burst))
+            if any(status == 429 for status, _ in results) or time.monotonic() > deadline:
+                break
     limited = [body for status, body in results if status == 429]
     ok = [status for status, _ in results if status == 200]
     assert limited and ok, [status for status, _ in results]
@@ -124,5 +131,5 @@ def test_stripe_burst_above_limit_gets_429(full_stack):
         pytest.raises(stripe.RateLimitError),
         concurrent.futures.ThreadPoolExecutor(max_workers=burst) as pool,
     ):
-        for future in [pool.submit(client.v1.customers.list) for _ in range(burst)]:
+        for future in [pool.submit(client.v1.customers.list) for _ in range(burst * 5)]:
             future.result()

@@ -18,15 +18,21 @@ from marketplace.auth import Principal
 from marketplace.deps import get_state, role
 from marketplace.errors import ApiError, bad_request, not_found, responses
 from marketplace.state import AppState
+from marketplace.validation import OperationsDate, analytics_window, clean_query
 
-router = APIRouter(tags=["admin"], responses=responses(401, 403, 422, 429, 503))
+router = APIRouter(
+    tags=["admin"],
+    dependencies=[Depends(clean_query)],
+    responses=responses(401, 403, 422, 429, 503),
+)
 State = Annotated[AppState, Depends(get_state)]
 Admin = Annotated[Principal, Depends(role("admin"))]
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    delivery_date: dt.date
+    delivery_date: Annotated[dt.date, OperationsDate]
+    """A year back to a year ahead."""
 
 
 @router.post(
@@ -58,8 +64,8 @@ async def job_counts(state: State, user: Admin) -> dict[str, Any]:
 async def daily_revenue(
     state: State,
     user: Admin,
-    start: Annotated[dt.date | None, Query()] = None,
-    end: Annotated[dt.date | None, Query()] = None,
+    start: Annotated[dt.date | None, Query(), analytics_window()] = None,
+    end: Annotated[dt.date | None, Query(), analytics_window()] = None,
 ) -> dict[str, Any]:
     end = end or dt.date.today() + dt.timedelta(days=1)
     start = start or end - dt.timedelta(days=30)

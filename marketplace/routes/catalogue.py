@@ -18,10 +18,11 @@ from marketplace.deps import ID_MAX, get_state, optional_principal
 from marketplace.errors import bad_request, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
+from marketplace.validation import clean_query, escape_like
 
 router = APIRouter(
     tags=["catalogue"],
-    dependencies=[Depends(optional_principal)],
+    dependencies=[Depends(clean_query), Depends(optional_principal)],
     responses=responses(401, 422, 429, 503),
 )
 
@@ -60,8 +61,8 @@ async def query_products(
     """Available products newest first; ``limit=None`` means the whole list."""
     where, params = ["p.is_available"], []
     if name:
-        where.append("p.name ILIKE %s")
-        params.append(f"%{name}%")
+        where.append("p.name ILIKE %s")  # backslash escapes: % and _ match literally
+        params.append(f"%{escape_like(name)}%")
     if category:
         where.append("p.category = %s")
         params.append(category)
@@ -113,7 +114,7 @@ async def search_products(
     limit: Limit = DEFAULT_PAGE,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Search by name substring, category and/or farm."""
+    """Search by name substring (``%`` and ``_`` match themselves), category and/or farm."""
     page = limit if state.profile.paginate_products else None
     return await query_products(
         state, limit=page, cursor=cursor, name=q, category=category, farm_id=farm_id

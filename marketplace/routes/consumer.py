@@ -19,8 +19,13 @@ from marketplace.deps import ID_MAX, get_state, role
 from marketplace.errors import ApiError, forbidden, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
+from marketplace.validation import CheckoutDate, clean_query
 
-router = APIRouter(tags=["consumer"], responses=responses(401, 403, 422, 429, 503))
+router = APIRouter(
+    tags=["consumer"],
+    dependencies=[Depends(clean_query)],
+    responses=responses(401, 403, 422, 429, 503),
+)
 State = Annotated[AppState, Depends(get_state)]
 Consumer = Annotated[Principal, Depends(role("consumer"))]
 AnyUser = Annotated[Principal, Depends(role("consumer", "farmer", "driver", "admin"))]
@@ -41,7 +46,8 @@ class CartUpdate(BaseModel):
 
 class CheckoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    delivery_date: dt.date | None = None
+    delivery_date: Annotated[dt.date | None, CheckoutDate] = None
+    """Today to a year ahead; tomorrow when omitted."""
     use_credits: bool = True
 
 

@@ -18,8 +18,13 @@ from marketplace.deps import ID_MAX, get_state, role
 from marketplace.errors import ApiError, forbidden, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
+from marketplace.validation import OperationsDate, clean_query
 
-router = APIRouter(tags=["driver"], responses=responses(401, 403, 422, 429, 503))
+router = APIRouter(
+    tags=["driver"],
+    dependencies=[Depends(clean_query)],
+    responses=responses(401, 403, 422, 429, 503),
+)
 State = Annotated[AppState, Depends(get_state)]
 Driver = Annotated[Principal, Depends(role("driver"))]
 PathId = Annotated[int, Path(ge=1, le=ID_MAX)]
@@ -32,7 +37,9 @@ class StopUpdate(BaseModel):
 
 @router.get("/driver/batches")
 async def open_batches(
-    state: State, user: Driver, delivery_date: Annotated[dt.date | None, Query()] = None
+    state: State,
+    user: Driver,
+    delivery_date: Annotated[dt.date | None, Query(), OperationsDate] = None,
 ) -> dict[str, Any]:
     """Unclaimed batches (optionally of one date) and the caller's own."""
     sql = (

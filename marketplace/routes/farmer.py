@@ -19,8 +19,13 @@ from marketplace.deps import ID_MAX, get_state, role
 from marketplace.errors import bad_request, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
+from marketplace.validation import clean_query
 
-router = APIRouter(tags=["farmer"], responses=responses(401, 403, 422, 429, 503))
+router = APIRouter(
+    tags=["farmer"],
+    dependencies=[Depends(clean_query)],
+    responses=responses(401, 403, 422, 429, 503),
+)
 State = Annotated[AppState, Depends(get_state)]
 Farmer = Annotated[Principal, Depends(role("farmer"))]
 Payee = Annotated[Principal, Depends(role("farmer", "driver"))]

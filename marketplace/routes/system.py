@@ -1,7 +1,13 @@
-"""Health, active profile, Prometheus metrics (no auth, no rate limit)."""
+"""Health, active profile, Prometheus metrics (no auth, no rate limit).
+
+``GET /_loadgate/fault`` raises an unexpected exception when the service runs with
+``LOADGATE_FAULT_ROUTES=1`` (tests of the 500 path; 404 otherwise, and never in the
+OpenAPI schema).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -9,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 
 from marketplace import metrics
 from marketplace.deps import get_state
+from marketplace.errors import not_found
 from marketplace.state import AppState
 
 router = APIRouter(tags=["system"])
@@ -32,3 +39,14 @@ async def prometheus_metrics(state: State) -> Response:
         await state.jobs.sample_depth()
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+FAULTS_ENV = "LOADGATE_FAULT_ROUTES"
+
+
+@router.get("/_loadgate/fault", include_in_schema=False)
+async def fault() -> None:
+    """A real unhandled exception, for tests that the 500 path keeps connections."""
+    if os.environ.get(FAULTS_ENV) != "1":
+        raise not_found("route")
+    raise RuntimeError(f"fault injected on request ({FAULTS_ENV}=1)")

@@ -19,9 +19,11 @@ and reported together, each with a curl line to reproduce it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -125,3 +127,34 @@ def test_no_server_error_and_schema_conformance(profile: str, services: Any) -> 
     assert len(operations) >= 25, [op.label for op in operations]
     failures = [f for op in operations if (f := fuzz_operation(op, users)) is not None]
     assert not failures, "\n\n".join(failures)
+
+
+def _query_parameters(schema: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(method, path, name) of every query parameter the service declares."""
+    return [
+        (method, path, parameter["name"])
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query"
+    ]
+
+
+def test_control_characters_in_every_query_parameter_are_422(services: Any) -> None:
+    """Not left to chance: each declared query parameter, of every operation, is sent a
+    NUL byte (which Postgres cannot store: it used to surface as a 500 in search)."""
+    service = services("phase1")
+    schema = httpx.get(service.base + "/openapi.json", timeout=30).json()
+    users = Users(service)
+    targets = _query_parameters(schema)
+    assert ("get", "/products/search", "q") in targets
+    wrong = []
+    with httpx.Client(base_url=service.base, timeout=30) as client:
+        for method, path, name in targets:
+            url = re.sub(r"\{[^}]+\}", "1", path)
+            r = client.request(
+                method, url, params={name: "x\x00y"}, headers=users.headers(role_for(path))
+            )
+            if r.status_code != 422 or "control characters" not in r.text:
+                wrong.append(f"{method.upper()} {path}?{name}=x%00y: {r.status_code} {r.text}")
+    assert not wrong, "\n".join(wrong)
