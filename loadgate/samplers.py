@@ -180,7 +180,13 @@ class PgBouncerSampler:
             for record in cur.fetchall():
                 stats = dict(zip(names, record, strict=True))
                 if stats.get("database") == self.database:
-                    for column in ("total_xact_count", "total_query_count", "total_wait_time"):
+                    for column in (
+                        "total_xact_count",
+                        "total_query_count",
+                        "total_wait_time",
+                        "total_xact_time",
+                        "total_query_time",
+                    ):
                         rows.append((self.name, column, float(stats.get(column) or 0), ""))
         return rows
 

@@ -16,7 +16,14 @@ from rich.table import Table
 
 from loadgate.console import console, error, progress
 from loadgate.signals import terminate_on_sigterm
-from stack.config import NetworkMode, ProviderName, StackConfig, StripeRealism
+from stack.config import (
+    PG_MAX_CONNECTIONS,
+    PGBOUNCER_POOL_SIZE,
+    NetworkMode,
+    ProviderName,
+    StackConfig,
+    StripeRealism,
+)
 from stack.engine import reap_leftovers
 from stack.errors import ServiceNotReady, StackError
 from stack.services import SERVICES
@@ -203,8 +210,8 @@ def up(
     replica: ReplicaOpt = False,
     stripe_latency: LatencyOpt = "200-500",
     stripe_rate_limit: RateOpt = 100.0,
-    pg_max_connections: MaxConnOpt = 200,
-    pgbouncer_pool_size: PoolOpt = 20,
+    pg_max_connections: MaxConnOpt = PG_MAX_CONNECTIONS,
+    pgbouncer_pool_size: PoolOpt = PGBOUNCER_POOL_SIZE,
     ready_timeout: TimeoutOpt = None,
     network: NetworkOpt = "auto",
     base_image: BaseImageOpt = "debian:bookworm-slim",

@@ -1,8 +1,9 @@
 """Command line: ``python -m marketplace [serve] --profile P ...`` and ``... migrate``.
 
 Serving sets up what must exist before the workers fork: the profile (validated
-here so a typo is one error line and exit 2), ``LOADGATE_WORKERS`` (phase0 splits its
-15 connections over them) and a fresh ``PROMETHEUS_MULTIPROC_DIR``.
+here so a typo is one error line and exit 2), ``LOADGATE_WORKERS`` (phase1+ workers
+share the proxy's 1,000 connections between them) and a fresh
+``PROMETHEUS_MULTIPROC_DIR``.
 """
 
 from __future__ import annotations

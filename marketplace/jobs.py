@@ -1,9 +1,19 @@
 """The async job queue (seed §4.3) on arq: batch generation, payouts, payment retries.
 
-Each web worker also runs an arq consumer in the background (same process, same
-pools), so the service needs no extra process to drain its queue. Jobs are
+Each web worker also runs the queue's consumers in the background (same process,
+same pools), so the service needs no extra process to drain them. One arq worker
+per queue, with the seed's numbers (``marketplace.profiles``): batch generation
+runs 5 at a time and is tried 3 times with exponential backoff from 5 s; payouts run
+3 at a time, wait 60 s before their first try and are tried 5 times. Jobs are
 idempotent (batching skips already-batched orders; payouts and payments only move
-from pending), so arq's at-least-once retries are safe.
+from pending), so retries are safe.
+
+The queue keeps its own counters in Redis (hash :data:`COUNTS_KEY`, one field per
+``{queue}:{outcome}``): ``enqueued`` when a job is accepted, then exactly one of
+``completed`` / ``failed`` when it ends for good (``retried`` per extra try). They
+live with the queue, not in a worker process, so they survive worker restarts and
+every worker's ``/metrics`` exports the same totals -- the 1 Hz samplers record
+them and ``analysis/jobs.py`` turns them into the seed's job completion rate.
 """
 
 from __future__ import annotations
@@ -12,39 +22,101 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.jobs import Job
-from arq.worker import Retry, Worker
+from arq.worker import Retry, Worker, func
 
 from marketplace import metrics
 from marketplace.state import AppState
 
 log = logging.getLogger("marketplace.jobs")
 
-QUEUE = "marketplace:jobs"
+QUEUE_PREFIX = "marketplace:jobs"
+COUNTS_KEY = f"{QUEUE_PREFIX}:counts"
+OUTCOMES = ("enqueued", "completed", "failed", "retried")
 PAYMENT_RETRY_DELAY_S = 5.0
 PAYMENT_MAX_TRIES = 20
+PAYMENT_CONCURRENCY = 5
+"""Payment retries (phase3 fallback, §5.5): the seed gives no numbers; ours."""
+BATCH_BACKOFF_S = 5.0
+"""§4.3 ``backoff: { type: 'exponential', delay: 5000 }``."""
+ARQ_SLACK_TRIES = 2
+"""arq re-runs a job interrupted by a worker shutdown; allow that beyond our attempts."""
+
+
+def queue_of(function: str) -> str:
+    """The queue (and counter prefix) a job function belongs to."""
+    return {
+        "generate_batches_job": "batches",
+        "process_payout_job": "payouts",
+        "retry_payment_job": "payments",
+    }[function]
+
+
+def _queue_name(queue: str) -> str:
+    return f"{QUEUE_PREFIX}:{queue}"
 
 
 def _state(ctx: dict[str, Any]) -> AppState:
     return ctx["market"]
 
 
+async def count(redis: Any, queue: str, outcome: str) -> None:
+    """One more job of ``queue`` with ``outcome`` in the queue's own counters."""
+    await redis.hincrby(COUNTS_KEY, f"{queue}:{outcome}", 1)
+
+
+async def _attempt(
+    ctx: dict[str, Any],
+    queue: str,
+    attempts: int,
+    backoff: Callable[[int], float],
+    work: Callable[[bool], Awaitable[Any]],
+) -> Any:
+    """Run one try of a job; retry (with ``backoff(try)``) until ``attempts`` is used up."""
+    job_try = int(ctx.get("job_try", 1))
+    final = job_try >= attempts
+    try:
+        result = await work(final)
+    except Exception as exc:
+        if not final:
+            await count(ctx["redis"], queue, "retried")
+            log.info("%s job try %d failed (%s); again later", queue, job_try, exc)
+            raise Retry(defer=backoff(job_try) or None) from exc
+        await count(ctx["redis"], queue, "failed")
+        raise
+    await count(ctx["redis"], queue, "completed")
+    return result
+
+
 async def generate_batches_job(ctx: dict[str, Any], delivery_date: str) -> dict[str, Any]:
     from marketplace.batches import generate_batches
 
-    return await _counted(
-        "generate_batches", generate_batches(_state(ctx), dt.date.fromisoformat(delivery_date))
+    state = _state(ctx)
+    return await _attempt(
+        ctx,
+        "batches",
+        state.profile.batch_attempts,
+        lambda n: BATCH_BACKOFF_S * 2 ** (n - 1),
+        lambda _final: generate_batches(state, dt.date.fromisoformat(delivery_date)),
     )
 
 
 async def process_payout_job(ctx: dict[str, Any], payout_id: int) -> dict[str, Any]:
     from marketplace.payouts import process_payout
 
-    return await _counted("payouts", process_payout(_state(ctx), payout_id))
+    state = _state(ctx)
+    return await _attempt(
+        ctx,
+        "payouts",
+        state.profile.payout_attempts,
+        lambda _n: 0.0,  # the seed sets no backoff for payouts: BullMQ retries at once
+        lambda final: process_payout(state, payout_id, final=final),
+    )
 
 
 async def retry_payment_job(ctx: dict[str, Any], order_id: int, consumer_id: int) -> str:
@@ -52,85 +124,89 @@ async def retry_payment_job(ctx: dict[str, Any], order_id: int, consumer_id: int
     from marketplace.checkout import pay
 
     state = _state(ctx)
-    try:
-        intent = await pay(state, order_id, consumer_id)
-    except Exception as exc:
-        if ctx.get("job_try", 1) >= PAYMENT_MAX_TRIES:
-            metrics.QUEUE_FAILED.labels("payment_retry").inc()
-            raise
-        log.info("payment retry for order %s failed (%s); again later", order_id, exc)
-        raise Retry(defer=PAYMENT_RETRY_DELAY_S) from exc
-    metrics.QUEUE_COMPLETED.labels("payment_retry").inc()
-    return intent
-
-
-async def _counted(queue: str, work: Any) -> Any:
-    try:
-        result = await work
-    except Exception:
-        metrics.QUEUE_FAILED.labels(queue).inc()
-        raise
-    metrics.QUEUE_COMPLETED.labels(queue).inc()
-    return result
-
-
-FUNCTIONS = [generate_batches_job, process_payout_job, retry_payment_job]
+    return await _attempt(
+        ctx,
+        "payments",
+        PAYMENT_MAX_TRIES,
+        lambda _n: PAYMENT_RETRY_DELAY_S,
+        lambda _final: pay(state, order_id, consumer_id),
+    )
 
 
 class JobQueue:
-    """Enqueue side and in-process consumer of the marketplace's arq queue."""
+    """Enqueue side and in-process consumers of the marketplace's arq queues."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
         self.pool: Any = None
-        self.worker: Worker | None = None
-        self.task: asyncio.Task | None = None
+        self.workers: list[Worker] = []
+        self.tasks: list[asyncio.Task] = []
+
+    def _consumers(self) -> list[tuple[str, Any, int, int]]:
+        p = self.state.profile
+        return [
+            ("batches", generate_batches_job, p.batch_concurrency, p.batch_attempts),
+            ("payouts", process_payout_job, p.payout_concurrency, p.payout_attempts),
+            ("payments", retry_payment_job, PAYMENT_CONCURRENCY, PAYMENT_MAX_TRIES),
+        ]
 
     async def start(self) -> None:
         settings = RedisSettings.from_dsn(str(self.state.settings.redis_url))
-        self.pool = await create_pool(settings, default_queue_name=QUEUE)
-        self.worker = Worker(
-            functions=FUNCTIONS,
-            queue_name=QUEUE,
-            redis_pool=self.pool,
-            handle_signals=False,
-            max_jobs=5,
-            max_tries=PAYMENT_MAX_TRIES,
-            poll_delay=0.2,
-            keep_result=3600,
-            ctx={"market": self.state},
-        )
-        self.task = asyncio.create_task(self.worker.async_run())
+        self.pool = await create_pool(settings)
+        for queue, function, concurrency, attempts in self._consumers():
+            worker = Worker(
+                functions=[func(function, max_tries=attempts + ARQ_SLACK_TRIES)],
+                queue_name=_queue_name(queue),
+                redis_pool=await create_pool(settings),
+                handle_signals=False,
+                max_jobs=concurrency,
+                poll_delay=0.2,
+                keep_result=3600,
+                ctx={"market": self.state},
+            )
+            self.workers.append(worker)
+            self.tasks.append(asyncio.create_task(worker.async_run()))
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            await self.worker.close()
-        if self.task is not None:
-            self.task.cancel()
+        for worker in self.workers:
+            await worker.close()
+        for task in self.tasks:
+            task.cancel()
         if self.pool is not None:
             await self.pool.aclose()
 
+    @property
+    def payout_delay_s(self) -> float:
+        override = self.state.settings.payout_delay_s
+        return self.state.profile.payout_delay_s if override is None else override
+
     async def enqueue(self, function: str, *args: Any) -> str:
+        queue = queue_of(function)
         job_id = f"{function}:{uuid.uuid4().hex}"
-        await self.pool.enqueue_job(function, *args, _job_id=job_id, _queue_name=QUEUE)
-        metrics.QUEUE_ENQUEUED.labels(function).inc()
+        defer = self.payout_delay_s if queue == "payouts" else None
+        await self.pool.enqueue_job(
+            function, *args, _job_id=job_id, _queue_name=_queue_name(queue), _defer_by=defer
+        )
+        await count(self.pool, queue, "enqueued")
         return job_id
 
     async def enqueue_payment_retry(self, order_id: int, consumer_id: int) -> str:
         job_id = f"retry_payment_job:{order_id}"  # one retry chain per order
-        await self.pool.enqueue_job(
+        job = await self.pool.enqueue_job(
             "retry_payment_job",
             order_id,
             consumer_id,
             _job_id=job_id,
-            _queue_name=QUEUE,
+            _queue_name=_queue_name("payments"),
             _defer_by=PAYMENT_RETRY_DELAY_S,
         )
-        metrics.QUEUE_ENQUEUED.labels("retry_payment_job").inc()
+        if job is not None:  # None: this order's retry chain already exists
+            await count(self.pool, "payments", "enqueued")
         return job_id
 
     async def status(self, job_id: str) -> dict[str, Any]:
-        job = Job(job_id, self.pool, _queue_name=QUEUE)
+        queue = queue_of(job_id.split(":", 1)[0]) if ":" in job_id else "batches"
+        job = Job(job_id, self.pool, _queue_name=_queue_name(queue))
         status = await job.status()
         out: dict[str, Any] = {"job_id": job_id, "status": status.value}
         info = await job.result_info()
@@ -139,7 +215,24 @@ class JobQueue:
             out["result"] = info.result if info.success else str(info.result)
         return out
 
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """The queue's own counters: ``{queue: {outcome: total}}``."""
+        raw = await self.pool.hgetall(COUNTS_KEY)
+        out = {q: dict.fromkeys(OUTCOMES, 0) for q, *_ in self._consumers()}
+        for key, value in raw.items():
+            queue, _, outcome = (key.decode() if isinstance(key, bytes) else key).partition(":")
+            if queue in out and outcome in OUTCOMES:
+                out[queue][outcome] = int(value)
+        return out
+
     async def sample_depth(self) -> int:
-        depth = int(await self.pool.zcard(QUEUE))
-        metrics.QUEUE_DEPTH.labels(QUEUE).set(depth)
+        """Refresh the queue gauges (depth and the counters above); the total depth."""
+        depth = 0
+        for queue, *_ in self._consumers():
+            n = int(await self.pool.zcard(_queue_name(queue)))
+            metrics.QUEUE_DEPTH.labels(queue).set(n)
+            depth += n
+        for queue, outcomes in (await self.counts()).items():
+            for outcome, value in outcomes.items():
+                metrics.QUEUE_JOBS[outcome].labels(queue).set(value)
         return depth

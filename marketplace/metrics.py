@@ -54,7 +54,16 @@ DB_POOL_SIZE = Gauge(
     multiprocess_mode="livesum",
 )
 DB_ACQUIRE = Histogram(
-    "marketplace_db_pool_acquire_seconds", "Time to get a DB connection", ["pool"], buckets=_FAST
+    "marketplace_db_pool_acquire_seconds",
+    "Request start to a usable DB connection (pool wait + BEGIN through the proxy)",
+    ["pool"],
+    buckets=_FAST,
+)
+DB_HOLD = Histogram(
+    "marketplace_db_connection_hold_seconds",
+    "How long a request keeps its DB connection (mode: transaction or statements)",
+    ["pool", "mode"],
+    buckets=_FAST,
 )
 DB_CONNECTION_ERRORS = Counter(
     "marketplace_db_connection_errors_total",
@@ -68,14 +77,22 @@ RATE_LIMIT_LATENCY = Histogram(
     "marketplace_rate_limit_check_seconds", "Rate-limit check latency", ["backend"], buckets=_FAST
 )
 CACHE_REQUESTS = Counter("marketplace_cache_requests_total", "Cache lookups", ["family", "result"])
-QUEUE_ENQUEUED = Counter("marketplace_queue_jobs_enqueued_total", "Jobs enqueued", ["queue"])
-QUEUE_COMPLETED = Counter("marketplace_queue_jobs_completed_total", "Jobs completed", ["queue"])
-QUEUE_FAILED = Counter("marketplace_queue_jobs_failed_total", "Jobs failed", ["queue"])
+QUEUE_JOBS = {
+    outcome: Gauge(
+        f"marketplace_queue_jobs_{outcome}_total",
+        f"Jobs {outcome} since the queue began (the queue's own counter in Redis)",
+        ["queue"],
+        multiprocess_mode="mostrecent",
+    )
+    for outcome in ("enqueued", "completed", "failed", "retried")
+}
+"""Running totals read from the queue's Redis hash at each scrape (``marketplace.jobs``):
+every worker exports the same numbers, so the most recent value is the total."""
 QUEUE_DEPTH = Gauge(
     "marketplace_queue_depth",
     "Jobs waiting in the queue (sampled)",
     ["queue"],
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 BREAKER_STATE = Gauge(
     "marketplace_circuit_breaker_state",

@@ -68,8 +68,17 @@ async def request_payout(state: AppState, profile_id: int, role: str) -> dict[st
         return jsonable(await cur.fetchone())
 
 
-async def process_payout(state: AppState, payout_id: int) -> dict[str, Any]:
-    """Send one pending payout to Stripe and record the outcome."""
+class PayoutNotSent(Exception):
+    """Stripe did not take the payout; it is pending again so a retry can send it."""
+
+
+async def process_payout(state: AppState, payout_id: int, final: bool = True) -> dict[str, Any]:
+    """Send one pending payout to Stripe and record the outcome.
+
+    A Stripe failure on a ``final`` attempt marks the payout failed; on an earlier
+    attempt (the queue retries payouts, seed §4.3 ``attempts: 5``) it goes back to
+    pending and :class:`PayoutNotSent` tells the queue to try again.
+    """
     async with state.db.write() as conn:
         cur = await conn.execute(
             "UPDATE payouts SET status = 'processing' WHERE id = %s AND status = 'pending'"
@@ -83,6 +92,13 @@ async def process_payout(state: AppState, payout_id: int) -> dict[str, Any]:
         result = await state.stripe.payout(to_cents(row["amount"]), payout_id)
         status, stripe_id, reason = "paid", str(result.id), None
     except (BreakerOpen, stripe.StripeError) as exc:
+        if not final:
+            async with state.db.write() as conn:
+                await conn.execute(
+                    "UPDATE payouts SET status = 'pending' WHERE id = %s AND status = 'processing'",
+                    (payout_id,),
+                )
+            raise PayoutNotSent(str(exc)[:200]) from exc
         status, stripe_id, reason = "failed", None, str(exc)[:200]
     async with state.db.write() as conn:
         cur = await conn.execute(

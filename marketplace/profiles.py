@@ -1,8 +1,14 @@
 """Architecture profiles: the seed's phases as data, not code forks.
 
-Each profile is a frozen set of feature flags; the code asks the flags, never the
-profile name. Phases are cumulative (phase2 = phase1 + more), which is also how
-migrations are selected: a migration declares the lowest profile that needs it.
+Each profile is a frozen set of feature flags and capacity numbers; the code asks
+the profile, never its name. Phases are cumulative (phase2 = phase1 + more). Every
+number here is the seed's where it gives one (section beside it) and otherwise our
+choice with the reason written down in ``docs/profiles.md``, which has one table of
+all of them: a verdict about phase N is only about the plan if the model runs with
+the plan's numbers.
+
+Which migrations a profile gets is decided by the migrations' own
+``-- min_profile`` headers (``marketplace.migrate``), not by flags here.
 """
 
 from __future__ import annotations
@@ -13,41 +19,72 @@ from typing import Literal
 RateLimiter = Literal["db_table", "redis_sliding_window"]
 DbRoute = Literal["direct", "pgbouncer"]
 
+EDGE_ROLE = "edge_functions"
+"""The Postgres role phase0 connects as; its ``CONNECTION LIMIT`` is the seed's 15."""
+
 
 @dataclass(frozen=True)
 class Profile:
-    """Feature flags of one architecture profile (seed section in brackets)."""
+    """Flags and capacity numbers of one architecture profile (seed section in brackets)."""
 
     name: str
     level: int
     db_route: DbRoute = "direct"
     """phase0 talks to Postgres directly; phase1+ through PgBouncer (§3.1)."""
     db_connection_cap: int | None = 15
-    """Total server connections across all workers (phase0: the seed's 15), None = pool default."""
+    """§1.1/§1.2: 15 server connections in total, enforced by Postgres itself as the
+    ``CONNECTION LIMIT`` of :data:`EDGE_ROLE` (migration 0006); None = no such role."""
+    db_acquire_timeout_s: float = 2.0
+    """How long a request waits for a DB connection before 503. phase0: ours (seed
+    silent; a Supabase edge function fails fast, 2 s keeps a wait visible); phase1+:
+    the proxy's ``connection_borrow_timeout = 120`` (§3.1)."""
+    proxy_max_connections: int = 1000
+    """§3.1 ``max_connections = 1000``: PgBouncer's server connections to Postgres
+    (``stack.config.PGBOUNCER_POOL_SIZE`` is this number)."""
     rate_limiter: RateLimiter = "db_table"
     """§3.2: 3 DB operations per request vs a Redis sorted-set sliding window."""
-    scaling_indexes: bool = False
-    """§3.3 indexes (applied by the phase1 migration)."""
     paginate_products: bool = False
-    """§3.5 cursor pagination; False = the whole catalogue in one answer."""
+    """§3.5 cursor pagination, 50 a page; False = the whole catalogue in one answer."""
     read_replica: bool = False
     """§4.1 reads on the replica, read-after-write on the primary for 5 s."""
     read_after_write_s: float = 5.0
+    """§4.1 "Use primary for 5 seconds after write"."""
     cache: bool = False
-    """§4.2 Redis cache with the seed's keys and TTLs."""
+    """§4.2 Redis cache with the seed's keys and TTLs (``marketplace.cache.TTL_S``)."""
     async_jobs: bool = False
     """§4.3 batch generation and payouts on an arq queue (202 + job id)."""
+    batch_concurrency: int = 5
+    """§4.3 batch-generation worker ``concurrency: 5`` (per service worker process)."""
+    batch_attempts: int = 3
+    """§4.3 ``attempts: 3, backoff exponential 5000 ms`` for batch generation."""
+    payout_concurrency: int = 3
+    """§4.3 payout worker ``concurrency: 3``."""
+    payout_attempts: int = 5
+    """§4.3 payouts ``attempts: 5``."""
+    payout_delay_s: float = 60.0
+    """§4.3 payouts ``delay: 60000`` ms before processing."""
     stripe_customer_cache: bool = False
     """§4.4 Stripe customer id from Redis/DB before asking Stripe."""
     circuit_breakers: bool = False
-    """§5.5 breakers on Stripe and OSRM with fallbacks."""
+    """§5.5 breakers on Stripe and OSRM with fallbacks (``marketplace.breakers``)."""
     materialized_views: bool = False
     """§5.4 admin analytics from materialized views."""
-    partitioned_orders: bool = False
-    """§5.3 orders partitioned by month (phase3 migration)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def primary_pool_size(self, workers: int) -> int:
+        """Per-worker pool of the service's connections to its primary route.
+
+        phase0: each worker may try up to the full cap -- Postgres refuses the 16th
+        connection of the role, whichever worker asks (not ``15 // workers``).
+        phase1+: the service is the proxy's client; the workers' pools together
+        may hold as many connections as the proxy serves, so waiting happens at the
+        proxy (``cl_waiting``), as in the seed, not in a pool of our own.
+        """
+        if self.db_connection_cap is not None:
+            return self.db_connection_cap
+        return max(1, self.proxy_max_connections // max(1, workers))
 
 
 PHASE0 = Profile(name="phase0", level=0)
@@ -57,8 +94,8 @@ PHASE1 = replace(
     level=1,
     db_route="pgbouncer",
     db_connection_cap=None,
+    db_acquire_timeout_s=120.0,
     rate_limiter="redis_sliding_window",
-    scaling_indexes=True,
     paginate_products=True,
 )
 PHASE2 = replace(
@@ -76,7 +113,6 @@ PHASE3 = replace(
     level=3,
     circuit_breakers=True,
     materialized_views=True,
-    partitioned_orders=True,
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (PHASE0, PHASE1, PHASE2, PHASE3)}

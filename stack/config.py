@@ -1,8 +1,11 @@
 """Settings of one stack: which provider, which services, and their knobs.
 
 Defaults follow the scaling plan (seed): Stripe answers in 200-500 ms and
-allows 100 requests/s; the phase-0 database allows 15 connections from the
-service (the service's own cap, not Postgres' ``max_connections``).
+allows 100 requests/s; PgBouncer has §3.1's pool (1,000 server connections, a
+120 s borrow timeout). The phase-0 wall of 15 connections is not here: it is the
+``CONNECTION LIMIT`` of the service's own role (``marketplace/profiles.py``), so
+Postgres' ``max_connections`` only has to fit PgBouncer's pool plus our own tools.
+Every number and its source: ``docs/profiles.md``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from typing import Literal
+
+from marketplace.profiles import PHASE1
 
 ProviderName = Literal["auto", "local", "containers"]
 NetworkMode = Literal["auto", "host", "bridge"]
@@ -20,6 +25,19 @@ DB_PASSWORD = "loadgate"
 REPLICATION_USER = "replicator"
 REPLICATION_PASSWORD = "replicator"
 STRIPE_API_KEY = "sk_test_loadgate"
+
+PGBOUNCER_POOL_SIZE = PHASE1.proxy_max_connections
+"""Seed §3.1 ``max_connections = 1000``: server connections PgBouncer may open."""
+# Seed §3.1 ``max_idle_connections = 100`` caps what the proxy keeps idle; PgBouncer
+# has no such cap and keeps every idle server connection for server_idle_timeout
+# (600 s), i.e. at least the seed's 100 -- never fewer warm connections than the seed's.
+PGBOUNCER_QUERY_WAIT_TIMEOUT_S = round(PHASE1.db_acquire_timeout_s)
+"""Seed §3.1 ``connection_borrow_timeout = 120`` (seconds a client may wait for a server)."""
+PGBOUNCER_MAX_CLIENT_CONN = 2000
+"""Seed §3.1 "Support 1,000+ concurrent connections": room for the service's clients
+(up to the pool size) plus samplers and tools."""
+PG_MAX_CONNECTIONS = PGBOUNCER_POOL_SIZE + 100
+"""PgBouncer's pool plus 100 for replication, samplers, migrations and fixtures."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +68,9 @@ class StackConfig:
     """Services to start (dependencies are added); ``None`` = all non-optional."""
     with_replica: bool = False
     """Also start a hot-standby streaming replica of Postgres (phase 2+)."""
-    pg_max_connections: int = 200
-    pgbouncer_pool_size: int = 20
-    pgbouncer_max_client_conn: int = 2000
+    pg_max_connections: int = PG_MAX_CONNECTIONS
+    pgbouncer_pool_size: int = PGBOUNCER_POOL_SIZE
+    pgbouncer_max_client_conn: int = PGBOUNCER_MAX_CLIENT_CONN
     stripe: StripeRealism = field(default_factory=StripeRealism)
     ports: dict[str, int] = field(default_factory=dict)
     """Fixed host ports by service name; the rest are picked free."""

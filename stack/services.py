@@ -15,6 +15,7 @@ from stack.config import (
     DB_NAME,
     DB_PASSWORD,
     DB_USER,
+    PGBOUNCER_QUERY_WAIT_TIMEOUT_S,
     REPLICATION_PASSWORD,
     REPLICATION_USER,
     STRIPE_API_KEY,
@@ -168,6 +169,8 @@ auth_type = scram-sha-256
 auth_file = {ctx.config_dir}/userlist.txt
 pool_mode = transaction
 default_pool_size = {ctx.config.pgbouncer_pool_size}
+max_db_connections = {ctx.config.pgbouncer_pool_size}
+query_wait_timeout = {PGBOUNCER_QUERY_WAIT_TIMEOUT_S}
 max_client_conn = {ctx.config.pgbouncer_max_client_conn}
 admin_users = {DB_USER}
 stats_users = {DB_USER}

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from loadgate.samplers import SamplerLoop, stack_samplers
+from stack.config import PG_MAX_CONNECTIONS
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +34,9 @@ def test_sampler_loop_records_every_service(full_stack, tmp_path):
     def values(source: str, metric: str) -> pd.Series:
         return frame[(frame.source == source) & (frame.metric == metric)]["value"]
 
-    assert (values("postgres", "max_connections") == 200).all()
+    assert (values("postgres", "max_connections") == PG_MAX_CONNECTIONS).all()
     assert values("postgres", "connections_total").max() >= 1
-    assert (values("replica", "max_connections") == 200).all()
+    assert (values("replica", "max_connections") == PG_MAX_CONNECTIONS).all()
     assert values("pgbouncer", "cl_active").max() >= 1
     assert not values("redis", "keyspace_hits").empty
     assert values("process:postgres", "rss_bytes").max() > 1_000_000

@@ -12,7 +12,7 @@ import pytest
 import redis
 import stripe
 
-from stack.config import STRIPE_API_KEY
+from stack.config import PG_MAX_CONNECTIONS, STRIPE_API_KEY
 from stack.osrm_map import random_road_points
 from tests.support import STRIPE_UNDER_TEST
 
@@ -34,7 +34,7 @@ def test_sql_through_pgbouncer(full_stack):
 
 def test_postgres_settings(full_stack):
     with psycopg.connect(full_stack.url("postgres")) as conn:
-        assert conn.execute("SHOW max_connections").fetchone() == ("200",)
+        assert conn.execute("SHOW max_connections").fetchone() == (str(PG_MAX_CONNECTIONS),)
         assert conn.execute("SHOW server_encoding").fetchone() == ("UTF8",)
         conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()
 

@@ -211,9 +211,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 _services: dict[str, Service] = {}
 
 EXTRA_ENV = {
-    "phase0": {"LOADGATE_DB_ACQUIRE_TIMEOUT_S": "0.5"},
     "phase1": {"LOADGATE_RATE_LIMIT_PER_MIN": "100"},
-    "phase3": {"LOADGATE_BREAKER_RESET_S": "3", "LOADGATE_ANALYTICS_REFRESH_S": "0"},
+    "phase2": {"LOADGATE_PAYOUT_DELAY_S": "1"},
+    "phase3": {
+        "LOADGATE_BREAKER_RESET_S": "3",
+        "LOADGATE_ANALYTICS_REFRESH_S": "0",
+        "LOADGATE_PAYOUT_DELAY_S": "1",
+    },
 }
 
 

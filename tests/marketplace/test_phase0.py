@@ -1,4 +1,9 @@
-"""phase0: direct connections capped at 15, DB-table rate limiting, no indexes, no pages."""
+"""phase0: direct connections capped at 15, DB-table rate limiting, no indexes, no pages.
+
+The cap is the seed's wall as Postgres would enforce it: the service's role has
+``CONNECTION LIMIT 15``, so the 15th connection is granted and the 16th refused,
+whichever worker asks.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ import threading
 import time
 
 import httpx
+import psycopg
 import pytest
 
+from marketplace.db import edge_url
+from marketplace.profiles import EDGE_ROLE
 from tests.marketplace.conftest import Service, metric_value
 
 pytestmark = pytest.mark.integration
@@ -57,10 +65,30 @@ def test_synchronous_batch_generation_and_checkout(phase0: Service) -> None:
 def server_connections(phase0: Service) -> int:
     with phase0.world.connect("phase0") as conn:
         return conn.execute(
-            "SELECT count(*) AS n FROM pg_stat_activity"
-            " WHERE application_name = 'loadgate-marketplace'"
-            " AND datname = current_database()"
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE usename = %s", (EDGE_ROLE,)
         ).fetchone()["n"]
+
+
+def test_the_role_admits_exactly_15_connections(phase0: Service) -> None:
+    """Postgres itself grants the 15th connection of the role and refuses the 16th."""
+    url = edge_url(phase0.world.db_url("phase0"))
+    with phase0.world.connect("phase0") as conn:
+        limit = conn.execute(
+            "SELECT rolconnlimit, rolsuper FROM pg_roles WHERE rolname = %s", (EDGE_ROLE,)
+        ).fetchone()
+    assert limit == {"rolconnlimit": 15, "rolsuper": False}
+    held: list[psycopg.Connection] = []
+    try:
+        for _ in range(20):
+            if server_connections(phase0) >= 15:
+                break
+            held.append(psycopg.connect(url, autocommit=True))
+        assert server_connections(phase0) == 15  # the 15th was granted
+        with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
+            psycopg.connect(url, autocommit=True).close()
+    finally:
+        for conn in held:
+            conn.close()
 
 
 def test_connection_cap_surfaces_503_when_exhausted(phase0: Service) -> None:
@@ -96,7 +124,8 @@ def test_connection_cap_surfaces_503_when_exhausted(phase0: Service) -> None:
     assert 503 in codes and 200 in codes, codes
     err = next(r for r in results if r.status_code == 503).json()
     assert err["error"]["code"] == "db_unavailable"
-    assert 0 < peak <= 15
+    assert peak == 15  # the whole cap was in use (not 15 // workers), and no more
     text = phase0.metrics()
     assert metric_value(text, "marketplace_db_connection_errors_total", pool="primary") >= 1
-    assert metric_value(text, "marketplace_db_pool_max_size", pool="primary") == 14  # 7 per worker
+    # the 16th connection was asked for and Postgres refused it
+    assert metric_value(text, "marketplace_db_connection_errors_total", kind="refused") >= 1

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.marketplace.conftest import Service, with_db
+from tests.marketplace.conftest import Service, metric_value, with_db
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +212,80 @@ def test_phase1_connects_through_pgbouncer(phase1: Service) -> None:
     # keeps its pool open: direct connections would show up here as strangers)
     last = sample_once(urls["pgbouncer"], urls["postgres"])
     assert last.app_backend_pids <= last.server_backend_pids, last
+
+
+def pgbouncer_stats(pgbouncer_url: str) -> dict[str, float]:
+    with admin_console(pgbouncer_url) as admin:
+        rows = admin.execute("SHOW STATS").fetchall()
+    row = next(r for r in rows if r["database"] == DATABASE)
+    return {k: float(row[k]) for k in ("total_xact_count", "total_query_count")}
+
+
+def pgbouncer_config(pgbouncer_url: str) -> dict[str, str]:
+    with admin_console(pgbouncer_url) as admin:
+        return {r["key"]: str(r["value"]) for r in admin.execute("SHOW CONFIG").fetchall()}
+
+
+def test_pgbouncer_runs_with_the_seeds_pool(phase1: Service) -> None:
+    """Seed §3.1: 1,000 server connections, a 120 s borrow timeout, 1,000+ clients."""
+    url = phase1.world.urls["pgbouncer"]
+    assert pool_size(url) == 1000
+    config = pgbouncer_config(url)
+    assert config["pool_mode"] == "transaction"
+    assert int(config["max_db_connections"]) == 1000
+    assert int(config["query_wait_timeout"]) == 120
+    assert int(config["max_client_conn"]) >= 1000
+    with psycopg.connect(phase1.world.urls["postgres"], autocommit=True) as pg:
+        assert int(pg.execute("SHOW max_connections").fetchone()[0]) > 1000
+
+
+def test_reads_hold_a_server_connection_one_statement_at_a_time(phase1: Service) -> None:
+    """Reads are one transaction per statement: PgBouncer sees one query per transaction.
+
+    With a transaction around a read (BEGIN, SELECT, COMMIT) PgBouncer would count
+    three queries per transaction, and its server connection would stay assigned
+    while the coroutine waits its turn on the event loop between them.
+    """
+    url = phase1.world.urls["pgbouncer"]
+    before = pgbouncer_stats(url)
+    assert burst(phase1) == [200] * REQUESTS
+    after = pgbouncer_stats(url)
+    xacts = after["total_xact_count"] - before["total_xact_count"]
+    queries = after["total_query_count"] - before["total_query_count"]
+    assert xacts >= REQUESTS
+    assert queries / xacts < 1.2, (queries, xacts)
+
+
+def acquisitions(text: str) -> tuple[float, float]:
+    """(acquisitions within 50 ms, all acquisitions) of the PgBouncer pool so far."""
+    within = metric_value(
+        text, "marketplace_db_pool_acquire_seconds_bucket", pool="pgbouncer", le="0.05"
+    )
+    total = metric_value(text, "marketplace_db_pool_acquire_seconds_count", pool="pgbouncer")
+    return within, total
+
+
+def test_connection_acquisition_within_the_seeds_50_ms_at_small_load(phase1: Service) -> None:
+    """Seed §3.1 success metric: < 50 ms connection acquisition (95 % of them here).
+
+    Acquisition is measured in the service from the request asking to the
+    connection being usable -- for a transaction that includes PgBouncer assigning a
+    server for its BEGIN -- and exported as a histogram on /metrics.
+    """
+    within0, total0 = acquisitions(phase1.metrics())
+    _, auth = phase1.consumer()
+    products = phase1.world.product_ids("phase1")
+    with phase1.client() as c:
+        for i in range(10):  # writes: a transaction each, BEGIN through PgBouncer
+            r = c.post("/cart/items", json={"product_id": products[i], "quantity": 1}, headers=auth)
+            assert r.status_code == 201, r.text
+    assert burst(phase1) == [200] * REQUESTS
+    within1, total1 = acquisitions(phase1.metrics())
+    n = total1 - total0
+    assert n >= REQUESTS + 10
+    assert (within1 - within0) / n >= 0.95, (within1 - within0, n)
+    text = phase1.metrics()
+    assert (
+        metric_value(text, "marketplace_db_connection_hold_seconds_count", mode="transaction") >= 10
+    )
+    assert metric_value(text, "marketplace_db_connection_errors_total") == 0

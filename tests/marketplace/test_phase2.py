@@ -136,9 +136,7 @@ def test_batch_generation_and_payouts_are_queued(phase2: Service) -> None:
         paid = c.get("/payouts", headers=farmer).json()["payouts"][0]
         assert paid["status"] == "paid" and paid["stripe_payout_id"].startswith("po_")
     text = phase2.metrics()
-    assert (
-        metric_value(text, "marketplace_queue_jobs_completed_total", queue="generate_batches") >= 1
-    )
+    assert metric_value(text, "marketplace_queue_jobs_completed_total", queue="batches") >= 1
 
 
 def test_stripe_customer_is_cached(phase2: Service) -> None:
@@ -167,3 +165,47 @@ def test_stripe_customer_is_cached(phase2: Service) -> None:
         rds(phase2).get(f"stripe:customer:{row['email']}").decode().strip('"')
         == row["stripe_customer_id"]
     )
+
+
+def test_job_completion_is_measured_from_the_queue_counters(phase2: Service) -> None:
+    """Jobs enqueued in a window, sampled like a run samples the service, then judged."""
+    import pandas as pd
+
+    from analysis.jobs import job_completion
+    from loadgate.records import now_us
+    from loadgate.samplers import PrometheusSampler
+
+    sampler = PrometheusSampler(phase2.base + "/metrics")
+    rows: list[tuple] = []
+
+    def sample() -> int:
+        ts = now_us()
+        rows.extend((ts, *row) for row in sampler.sample())
+        return ts
+
+    _, admin = phase2.user("admin")
+    start = sample()
+    with phase2.client() as c:
+        for day in range(3):
+            date = dt.date.today() + dt.timedelta(days=310 + day)  # within the accepted window
+            r = c.post("/admin/batches/generate", json={"delivery_date": str(date)}, headers=admin)
+            assert r.status_code == 202
+        sample()
+        end = sample()
+        deadline = time.monotonic() + 30
+        grace_s = 4.0
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if sample() > end + grace_s * 1e6 + 1e6:
+                break
+    run = type("Run", (), {"samples": pd.DataFrame(rows, columns=SAMPLE_COLUMNS)})()
+    rate, ci, detail = job_completion(run, start, end + 1, grace_s=grace_s)
+    assert rate == 1.0, detail
+    assert ci is not None and ci[1] == 1.0
+    assert "batches 3/3" in detail, detail
+    counts = rds(phase2).hgetall("marketplace:jobs:counts")
+    assert int(counts[b"batches:enqueued"]) >= 3
+    assert int(counts[b"batches:completed"]) >= 3
+
+
+SAMPLE_COLUMNS = ["ts_us", "source", "metric", "value", "labels"]
