@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.jobs import METRIC as QUEUE_METRIC
 from runformat.gate import ValiditySpec
 from runformat.manifest import update_manifest
 from runformat.outcomes import classify_error
@@ -95,7 +96,8 @@ class SyntheticSpec:
     cpu_rps_at_100: float = 250.0  # service throughput at which CPU would read 100%
     cache_hit_rate: float = 0.85
     db_connection_errors: int = 0
-    jobs: tuple[int, int] = (1000, 1000)  # enqueued, completed
+    # enqueued, completed: 4,000 of 4,000 is the fewest that shows >= 99.9 % at 95 %
+    jobs: tuple[int, int] = (4000, 4000)
     faults: list[dict] = field(default_factory=list)
     status: str | None = "completed"  # the manifest's run status (None: missing)
     generator_lag_ms: float = 0.5  # mean event-loop lag of each worker (exponential)
@@ -288,8 +290,12 @@ def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) ->
         ("redis", "keyspace_misses"): np.cumsum(x * (1 - spec.cache_hit_rate)),
         ("service", "stripe_calls_total"): np.cumsum(x * 0.05),
         ("service", "db_connection_errors"): np.linspace(0, spec.db_connection_errors, n),
-        ("service", "jobs_enqueued"): np.linspace(0, spec.jobs[0], n),
-        ("service", "jobs_completed"): np.linspace(0, spec.jobs[1], n),
+    }
+    # The queue's own counters, as marketplace/jobs.py exports them (analysis/jobs.py).
+    queue_series = {
+        "enqueued": np.floor(np.linspace(0, spec.jobs[0], n)),
+        "completed": np.floor(np.linspace(0, spec.jobs[1], n)),
+        "failed": np.floor(np.linspace(0, spec.jobs[0] - spec.jobs[1], n)),
     }
     cols = {"ts_us": [], "source": [], "metric": [], "value": [], "labels": []}
     ts = START_US + (t * 1e6).astype(np.int64)
@@ -299,6 +305,12 @@ def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) ->
         cols["metric"] += [metric] * n
         cols["value"].append(np.asarray(values, dtype=float))
         cols["labels"] += [""] * n
+    for outcome, values in queue_series.items():
+        cols["ts_us"].append(ts)
+        cols["source"] += ["service"] * n
+        cols["metric"] += [QUEUE_METRIC.format(outcome)] * n
+        cols["value"].append(values)
+        cols["labels"] += ['{"queue": "batches"}'] * n
     _generator_samples(spec, t, x, noise[3], rng, cols)
     table = pa.table(
         {

@@ -29,6 +29,7 @@ from loadgate import rundir
 from loadgate.live import LiveStats, live_view
 from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_worker_count
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
+from loadgate.queue_drain import wait_for_queue
 from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
 from scenarios.plan import LoadPlan
 from stack.config import StackConfig, StripeRealism
@@ -157,6 +158,8 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         if cluster.web_port:
             console.print(f"Locust web UI: http://127.0.0.1:{cluster.web_port}")
         result.status, result.detail = _drive(cluster, run_dir, phase, console)
+        if result.status == "completed" and "job_completion_rate" in phase.gate.get("criteria", {}):
+            wait_for_queue(host, progress)  # samplers keep recording the queue meanwhile
     except KeyboardInterrupt:
         result.status = "interrupted"
         raise

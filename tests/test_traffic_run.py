@@ -11,6 +11,7 @@ TTL), not from anything the load generator says about itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +49,13 @@ def fast_config(directory: Path) -> Path:
 def target(tmp_path_factory) -> Iterator[tuple[Stack, Path, Path]]:
     home = tmp_path_factory.mktemp("traffic")
     config = StackConfig(provider="local", profile="phase2", stripe=StripeRealism.off())
-    with Stack(config) as stack:
+    # Payouts run 1 s after they are queued (the seed's 60 s delay would make every run
+    # wait for its payouts before ending: loadgate/queue_drain.py).
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LOADGATE_PAYOUT_DELAY_S", "1")
+        stack = Stack(config)
+        stack.start()
+    try:
         credentials = home / "credentials.csv"
         load(
             stack.url("postgres"),
@@ -60,6 +67,8 @@ def target(tmp_path_factory) -> Iterator[tuple[Stack, Path, Path]]:
             secret=stack.config.auth_secret,
         )
         yield stack, credentials, fast_config(home)
+    finally:
+        stack.stop()
 
 
 def _run(target, out: Path, *extra: str) -> pd.DataFrame:
@@ -147,3 +156,22 @@ def test_two_open_runs_with_one_seed_offer_the_same_arrivals(target, tmp_path) -
     # Same arrival times; µs rounding of the recorded columns is the only slack.
     assert (first.offset_ms - second.offset_ms).abs().max() < 1.0
     assert first.persona.nunique() >= 2 and first.offset_ms.iloc[-1] > 1000
+
+
+def test_a_short_phase_2_run_evaluates_job_completion(tmp_path) -> None:
+    """A whole `loadgate run` (its own stack, samplers on the service) measures job
+    completion from the queue's counters: the criterion gets a value, not "not sampled"."""
+    out = tmp_path / "p2"
+    result = run_cli(
+        ["run", "--phase", "2", "--users", "20", "--duration", "40s", "--fixture-size", "tiny",
+         "--provider", "local", "--workers", "1", "--config", str(fast_config(tmp_path)),
+         "--seed", str(SEED), "--out", str(out)],
+        tmp_path / "state",
+        timeout=420,
+        LOADGATE_PAYOUT_DELAY_S="1",
+    )  # fmt: skip
+    assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+    report = json.loads((out / "report" / "report.json").read_text())
+    jobs = next(c for c in report["gate"]["criteria"] if c["name"] == "job_completion_rate")
+    assert jobs["value"] is not None and 0 < jobs["value"] <= 1, jobs
+    assert "jobs enqueued in the window completed" in jobs["detail"], jobs

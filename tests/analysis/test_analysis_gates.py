@@ -304,3 +304,19 @@ def test_open_model_gate_is_an_arrival_rate(tmp_path):
     assert err.status == FAIL and 0.01 < err.value < 0.05  # only drops, ~3 %
     assert "dropped arrivals" in err.detail
     assert r.verdict == Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("jobs", "status"),
+    [((20, 20), INCONCLUSIVE), ((4000, 4000), PASS), ((4000, 3900), FAIL)],
+)
+def test_job_completion_needs_enough_jobs_to_show_its_rate(tmp_path, with_manifest, jobs, status):
+    """The queue's counters decide, with an exact interval: 20 of 20 jobs cannot show 99.9 %."""
+    src = write_run(tmp_path / "jobs", SyntheticSpec(jobs=jobs))
+    gate = {"users": 100, "target_users": 80, "criteria": {"job_completion_rate": 0.999}}
+    r = analyze(load_run(with_manifest(src, tmp_path / "jobs-gate", gate=gate)))
+    c = _status(r, "job_completion_rate")
+    assert c.basis == "measured" and c.status == status, c.detail
+    assert c.value == pytest.approx(jobs[1] / jobs[0], abs=1e-3)
+    if status == INCONCLUSIVE:
+        assert "needs >= 3,688 jobs" in c.detail and r.verdict == Verdict.INCONCLUSIVE
