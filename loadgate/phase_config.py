@@ -56,6 +56,12 @@ class Ramp(_Strict):
     step_ramp_s: NonNegativeFloat = 10
     step_hold_s: PositiveFloat = 30
     warmup_s: NonNegativeFloat = 5
+    final_hold_s: PositiveFloat | None = None
+    """Hold of the last level, the gate step (default ``step_hold_s``): its intervals need
+    several batches of the latencies' memory (docs/statistics.md), more than a ramp step."""
+
+    def hold_of(self, level: int) -> float:
+        return (self.final_hold_s or self.step_hold_s) if level == self.steps else self.step_hold_s
 
 
 class OpenModel(_Strict):
@@ -257,18 +263,19 @@ def build_stages(
                 )
             )
             clock += ramp.step_ramp_s
+        hold = ramp.hold_of(level)
         stages.append(
             Stage(
                 name=f"hold-{level}",
                 kind="hold",
                 start_s=clock,
-                end_s=clock + ramp.step_hold_s,
+                end_s=clock + hold,
                 users=users,
                 rate=rate,
-                warmup_s=min(ramp.warmup_s, ramp.step_hold_s / 2),
+                warmup_s=min(ramp.warmup_s, hold / 2),
             )
         )
-        clock += ramp.step_hold_s
+        clock += hold
     return stages
 
 
@@ -345,13 +352,15 @@ def _check_overrides(
 
 
 def _ramp_for_duration(ramp: Ramp, duration_s: float) -> Ramp:
-    """Scale ramp and hold times so the whole shape lasts ``duration_s``."""
-    per_step = duration_s / ramp.steps
-    share = ramp.step_ramp_s / (ramp.step_ramp_s + ramp.step_hold_s)
-    hold = per_step * (1 - share)
+    """Scale ramp and hold times (the gate step's longer hold too) so the whole shape
+    lasts ``duration_s``."""
+    base = sum(ramp.step_ramp_s + ramp.hold_of(level) for level in range(1, ramp.steps + 1))
+    scale = duration_s / base
+    hold = ramp.step_hold_s * scale
     return Ramp(
         steps=ramp.steps,
-        step_ramp_s=per_step * share,
+        step_ramp_s=ramp.step_ramp_s * scale,
         step_hold_s=hold,
         warmup_s=min(ramp.warmup_s, hold / 2),
+        final_hold_s=ramp.final_hold_s * scale if ramp.final_hold_s else None,
     )

@@ -128,3 +128,20 @@ def test_bad_overrides_are_rejected(overrides, needle):
 def test_unknown_phase():
     with pytest.raises(ConfigError, match="unknown phase 9: choose one of 0, 1, 2, 3, 4"):
         resolve(load_phases(), 9)
+
+
+def test_the_gate_step_holds_longer_and_scales_with_duration() -> None:
+    """The last level is the gate step: it holds final_hold_s (its intervals need
+    several batches of the latencies' memory), and --duration scales it with the rest."""
+    from loadgate.phase_config import load_phases, resolve
+
+    config = load_phases()
+    ramp = config.defaults.ramp
+    assert ramp.final_hold_s and ramp.final_hold_s > ramp.step_hold_s
+    stages = resolve(config, 1).stages
+    holds = [s.end_s - s.start_s for s in stages if s.kind == "hold"]
+    assert holds[-1] == ramp.final_hold_s and set(holds[:-1]) == {ramp.step_hold_s}
+    short = resolve(config, 1, duration_s=120).stages
+    assert short[-1].end_s == pytest.approx(120)
+    short_holds = [s.end_s - s.start_s for s in short if s.kind == "hold"]
+    assert short_holds[-1] / short_holds[0] == pytest.approx(ramp.final_hold_s / ramp.step_hold_s)
