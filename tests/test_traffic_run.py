@@ -162,9 +162,13 @@ def test_a_short_phase_2_run_evaluates_job_completion(tmp_path) -> None:
     """A whole `loadgate run` (its own stack, samplers on the service) measures job
     completion from the queue's counters: the criterion gets a value, not "not sampled"."""
     out = tmp_path / "p2"
+    config = fast_config(tmp_path)
+    text = config.read_text()
+    assert "gate_users = 15000" in text
+    config.write_text(text.replace("gate_users = 15000", "gate_users = 20"))  # gate applied
     result = run_cli(
         ["run", "--phase", "2", "--users", "20", "--duration", "40s", "--fixture-size", "tiny",
-         "--provider", "local", "--workers", "1", "--config", str(fast_config(tmp_path)),
+         "--provider", "local", "--workers", "1", "--config", str(config),
          "--seed", str(SEED), "--out", str(out)],
         tmp_path / "state",
         timeout=420,
