@@ -5,7 +5,7 @@ tail is looked at now and then (web request popularity follows Zipf's law,
 Breslau et al. 1999). A run that reads only the first page is served from
 one hot cache entry and makes every hit rate easy; one that reads uniformly
 makes every cache useless. So product ids are drawn from a bounded Zipf law
-over the *whole* catalogue (``scipy.stats.zipfian``), and which id holds
+over the *whole* catalogue (the pmf of ``scipy.stats.zipfian``), and which id holds
 which popularity rank is a permutation drawn from the run seed: two runs
 with the same seed ask for the same products, another seed shifts the hot
 set.
@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import zipfian
 
 from fixtures.vocab import PRODUCE
 
@@ -78,7 +77,10 @@ class Popularity:
         if product_count < 1:
             raise ValueError("a catalogue needs at least one product")
         ranks = np.arange(1, product_count + 1)
-        self.cdf = np.cumsum(zipfian.pmf(ranks, exponent, product_count))
+        # scipy.stats.zipfian's pmf, normalised once: zipfian.pmf(ranks, s, n) recomputes
+        # the normaliser for every rank (O(n^2): 2 s at 10k products, 36 s at 40k).
+        weights = ranks ** -float(exponent)
+        self.cdf = np.cumsum(weights / weights.sum())
         self.cdf[-1] = 1.0
         rng = np.random.default_rng([seed, zlib.crc32(b"popularity")])
         self.ids = rng.permutation(product_count) + 1
