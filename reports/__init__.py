@@ -124,6 +124,7 @@ def load_checked(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     check_event_schemas(run_dir)
+    _check_raw_manifest(run_dir)  # first: its message names the key, the loader's does not
     try:
         run = analysis.load_run(run_dir)
     except analysis.RunFormatError as exc:
@@ -137,6 +138,16 @@ def load_checked(run_dir: str | Path):
         ) from None
     check_manifest(run_dir, run.manifest)
     return run
+
+
+def _check_raw_manifest(run_dir: Path) -> None:
+    """The manifest as written, checked before the typed loader sees it (a missing or
+    unparsable file is left to the loader, whose error says so)."""
+    try:
+        raw = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    check_manifest(run_dir, raw)
 
 
 def _guarded(what: str, run_dir: Path, fn, *args):
