@@ -250,7 +250,11 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
             return _insufficient(ctx, spec, limit, route, f"no {route} requests", st.load)
         q = lat.p(0.95)
         if not q.has_interval:  # too few records, or too dependent for the window
-            return _insufficient(ctx, spec, limit, route, q.reason or "", st.load)
+            # The point is shown, but without an interval it decides nothing.
+            return CriterionResult(
+                spec.name, spec.describe(limit, route), INSUFFICIENT, "measured",
+                q.value_ms, None, st.load, q.reason or "",
+            )  # fmt: skip
         basis = "from the intended start" if open_model else "from the actual send"
         return _result(
             ctx, spec, limit, route, q.value_ms, (q.ci_low_ms, q.ci_high_ms), "measured",

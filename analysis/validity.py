@@ -122,7 +122,10 @@ def littles_law(run: Run, st: StepStats) -> Check:
         )
     r_s = (st.latency.mean_ms or 0.0) / 1000.0
     z_s = sum(run.think_time_s) / 2.0
-    users = st.users_observed or st.step.users
+    # The operator's timed jobs run as one extra user outside the persona mix
+    # (scenarios OperationsUser: a minute between rounds, not the mix's think time).
+    fixed = 1 if run.manifest.get("config", {}).get("traffic") is not None else 0
+    users = (st.users_observed or st.step.users) - fixed
     if r_s + z_s <= 0 or users <= 0:
         return Check(
             "littles_law", st.step.name, None, st.throughput_rps, None, "no response or think time"
@@ -135,7 +138,8 @@ def littles_law(run: Run, st: StepStats) -> Check:
         dev <= tolerance,
         st.throughput_rps,
         expected,
-        f"achieved {st.throughput_rps:.1f} req/s vs users/(R+Z) = "
+        f"achieved {st.throughput_rps:.1f} req/s vs users/(R+Z) = {users:.0f}/"
+        f"({r_s:.2f}+{z_s:.2f}) s = "
         f"{expected:.1f} req/s ({dev:.1%} apart, tolerance {tolerance:.0%})",
     )
 
