@@ -391,6 +391,13 @@ def route_table(run: Run, steps: list[Step]) -> RouteTable:
     order = idx[np.argsort(codes.astype(key_dtype), kind="stable")]  # one radix sort
     offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_ep))])
     lat, bad_sorted = ev.latency_us[order], failed[order]
+    # Each record's second, counting only the steady seconds (the windows are not
+    # contiguous): the intervals are dependence-aware, as in the step table.
+    sec_all = np.zeros(0, dtype=np.int64)
+    if order.size:
+        raw = (ev.ts_us[order] - ev.ts_us[order].min()) // 1_000_000
+        sec_all = np.unique(raw, return_inverse=True)[1].astype(np.int64)
+    n_sec = int(sec_all.max()) + 1 if sec_all.size else 0
     endpoints = []
     for e, name in enumerate(ev.endpoint.categories):
         a, b = int(offsets[e]), int(offsets[e + 1])
@@ -402,7 +409,7 @@ def route_table(run: Run, steps: list[Step]) -> RouteTable:
                 n=b - a,
                 throughput_rps=(b - a) / covered if covered else 0.0,
                 error_rate=float(bad_sorted[a:b].mean()),
-                latency=latency_stats(lat[a:b]),
+                latency=latency_stats(lat[a:b], (sec_all[a:b], n_sec)),
             )
         )
     endpoints.sort(key=lambda x: -x.n)
