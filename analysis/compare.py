@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
+from analysis.intervals import steady_seconds
 from analysis.percentiles import quantiles_with_ci
 from analysis.runs import Run
 from analysis.steps import assign_steps, build_steps
@@ -336,15 +337,6 @@ def _steady(run: Run, loads: set[float] | None) -> tuple[np.ndarray, np.ndarray]
     if loads:
         keep &= np.isin(step_load, list(loads))
     return np.flatnonzero(keep), step_load
-
-
-def steady_seconds(ts_us: np.ndarray) -> np.ndarray:
-    """Each record's second, counting only seconds that have records: pooled steady-state
-    windows are not contiguous, and the gaps between them are not seconds of data."""
-    if not ts_us.size:
-        return np.zeros(0, dtype=np.int64)
-    raw = (ts_us - ts_us.min()) // 1_000_000
-    return np.unique(raw, return_inverse=True)[1].astype(np.int64)
 
 
 def _seconds(sec: np.ndarray | None) -> tuple[np.ndarray, int] | None:

@@ -110,6 +110,15 @@ def second_index(ts_us: np.ndarray, start_us: int, end_us: int) -> tuple[np.ndar
     return sec, seconds
 
 
+def steady_seconds(ts_us: np.ndarray) -> np.ndarray:
+    """Each record's second, counting only seconds that have records: pooled steady-state
+    windows are not contiguous, and the gaps between them are not seconds of data."""
+    if not ts_us.size:
+        return np.zeros(0, dtype=np.int64)
+    raw = (ts_us - ts_us.min()) // 1_000_000
+    return np.unique(raw, return_inverse=True)[1].astype(np.int64)
+
+
 def per_second(sec: np.ndarray, seconds: int, weights: np.ndarray | None = None) -> np.ndarray:
     """Totals per second (counts, or sums of ``weights``)."""
     return np.bincount(sec, weights=weights, minlength=seconds)[:seconds].astype(float, copy=False)

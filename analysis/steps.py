@@ -21,6 +21,7 @@ from analysis.intervals import (
     per_second,
     ratio_interval,
     second_index,
+    steady_seconds,
 )
 from analysis.percentiles import (
     PERCENTILES,
@@ -393,10 +394,7 @@ def route_table(run: Run, steps: list[Step]) -> RouteTable:
     lat, bad_sorted = ev.latency_us[order], failed[order]
     # Each record's second, counting only the steady seconds (the windows are not
     # contiguous): the intervals are dependence-aware, as in the step table.
-    sec_all = np.zeros(0, dtype=np.int64)
-    if order.size:
-        raw = (ev.ts_us[order] - ev.ts_us[order].min()) // 1_000_000
-        sec_all = np.unique(raw, return_inverse=True)[1].astype(np.int64)
+    sec_all = steady_seconds(ev.ts_us[order])
     n_sec = int(sec_all.max()) + 1 if sec_all.size else 0
     endpoints = []
     for e, name in enumerate(ev.endpoint.categories):
