@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadgate.constants import DEFAULT_SEED
 from runformat.schemas import DRAIN_TIMEOUT_S, REQUEST_TIMEOUT_S
 from stack.ports import free_port
 from stack.providers.local import OWNER_ENV, die_with_parent
@@ -60,7 +61,7 @@ class LocustCluster:
     credentials: Path
     workers: int = field(default_factory=default_worker_count)
     web: bool = False
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     master_bind: str = "127.0.0.1"
     """Address the master listens on; remote workers need a reachable one."""
     master_port: int | None = None

@@ -1,5 +1,10 @@
 """The phase config (``config/phases.toml``): loaded, validated, resolved.
 
+The file is the single source of what a phase runs: persona mix, think times,
+ramps, fixture sizes, validity bounds and gates. The models below only check it,
+so every ``[defaults]`` key is required here (no second copy of its values in
+code); a phase may override some of them.
+
 Why pydantic: a malformed config must be rejected *before* anything starts,
 with the offending key and the allowed values named; pydantic's validation
 errors carry exactly that (a location path and the constraint), so we only
@@ -23,19 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from runformat.gate import (
-    DEFAULT_ARRIVAL_SHORTFALL,
-    DEFAULT_GENERATOR_LAG_P99_MS,
-    DEFAULT_LITTLES_LAW_TOLERANCE,
-    DEFAULT_MIN_WINDOW_COVERAGE,
-    GateFormatError,
-    GateSpec,
-)
+from fixtures.sizes import SIZES, Size, get_size
+from loadgate.constants import PROFILES, ProfileName
+from runformat.gate import GateFormatError, GateSpec
 from scenarios.traffic import Traffic
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
 PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
-PROFILES = ("phase0", "phase1", "phase2", "phase3")
 MODELS = ("closed", "open")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -52,10 +51,10 @@ class _Strict(BaseModel):
 
 
 class Ramp(_Strict):
-    steps: Annotated[int, Field(ge=1, le=100)] = 6
-    step_ramp_s: NonNegativeFloat = 10
-    step_hold_s: PositiveFloat = 30
-    warmup_s: NonNegativeFloat = 5
+    steps: Annotated[int, Field(ge=1, le=100)]
+    step_ramp_s: NonNegativeFloat
+    step_hold_s: PositiveFloat
+    warmup_s: NonNegativeFloat
     final_hold_s: PositiveFloat | None = None
     """Hold of the last level, the gate step (default ``step_hold_s``): its intervals need
     several batches of the latencies' memory (docs/statistics.md), more than a ramp step."""
@@ -65,7 +64,7 @@ class Ramp(_Strict):
 
 
 class OpenModel(_Strict):
-    rate_per_user: PositiveFloat = 0.33
+    rate_per_user: PositiveFloat
 
 
 class Gate(_Strict):
@@ -98,10 +97,10 @@ class Gate(_Strict):
 class Validity(_Strict):
     """Bounds of the validity checks (a failed one makes the verdict INVALID)."""
 
-    generator_lag_p99_ms: PositiveFloat = DEFAULT_GENERATOR_LAG_P99_MS
-    min_window_coverage: Annotated[float, Field(gt=0, le=1)] = DEFAULT_MIN_WINDOW_COVERAGE
-    littles_law_tolerance: PositiveFloat = DEFAULT_LITTLES_LAW_TOLERANCE
-    arrival_shortfall: Annotated[float, Field(ge=0, le=1)] = DEFAULT_ARRIVAL_SHORTFALL
+    generator_lag_p99_ms: PositiveFloat
+    min_window_coverage: Annotated[float, Field(gt=0, le=1)]
+    littles_law_tolerance: PositiveFloat
+    arrival_shortfall: Annotated[float, Field(ge=0, le=1)]
 
 
 def _check_mix(mix: dict[str, float]) -> dict[str, float]:
@@ -120,15 +119,15 @@ def _check_think(think: tuple[float, float]) -> tuple[float, float]:
 
 
 class Defaults(_Strict):
-    model: Literal["closed", "open"] = "closed"
-    think_time_s: tuple[float, float] = (1.0, 5.0)
-    persona_mix: dict[str, float] = Field(
-        default_factory=lambda: {"shopper": 60, "buyer": 25, "farmer": 6, "driver": 6, "admin": 3}
-    )
-    ramp: Ramp = Ramp()
-    open: OpenModel = OpenModel()
-    validity: Validity = Validity()
-    traffic: Traffic = Traffic()
+    """``[defaults]``: every key required, so the file states every value a run uses."""
+
+    model: Literal["closed", "open"]
+    think_time_s: tuple[float, float]
+    persona_mix: dict[str, float]
+    ramp: Ramp
+    open: OpenModel
+    validity: Validity
+    traffic: Traffic
 
     @field_validator("persona_mix")
     @classmethod
@@ -147,8 +146,9 @@ class Phase(_Strict):
     gate_users: Annotated[int, Field(ge=1)]
     gate_rate: PositiveFloat | None = None
     """Open model: the gate load as arrivals/s (default gate_users x open.rate_per_user)."""
-    profile: Literal["phase0", "phase1", "phase2", "phase3"]
+    profile: ProfileName
     fixture_size: str
+    """A named size of ``fixtures/sizes.py`` (the row counts are defined there)."""
     gate: Gate = Gate()
     model: Literal["closed", "open"] | None = None
     think_time_s: tuple[float, float] | None = None
@@ -162,6 +162,13 @@ class Phase(_Strict):
     def _valid_mix(cls, mix: dict[str, float] | None) -> dict[str, float] | None:
         return None if mix is None else _check_mix(mix)
 
+    @field_validator("fixture_size")
+    @classmethod
+    def _known_size(cls, size: str) -> str:
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r} (known: {', '.join(SIZES)})")
+        return size
+
     @field_validator("think_time_s")
     @classmethod
     def _valid_think(cls, think: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -169,8 +176,9 @@ class Phase(_Strict):
 
 
 class PhasesFile(_Strict):
-    defaults: Defaults = Defaults()
+    # phases first: a broken phase is reported before a missing default.
     phases: dict[int, Phase]
+    defaults: Defaults
 
 
 class Stage(_Strict):
@@ -204,7 +212,7 @@ class ResolvedPhase(_Strict):
     gate: dict[str, Any]
     """A ``runformat.gate.GateSpec`` as a dict: what the manifest records."""
     validity: dict[str, float]
-    traffic: Traffic = Traffic()
+    traffic: Traffic
 
     @property
     def duration_s(self) -> float:
@@ -218,7 +226,9 @@ def _format_error(error: ValidationError, source: str) -> ConfigError:
     if first["type"] == "value_error":
         message = str(first.get("ctx", {}).get("error", message))
     if first["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key: remove it or fix its spelling (see the shipped config/phases.toml)"
+    if first["type"] == "missing":
+        message = "missing: add it (the shipped config/phases.toml has every key)"
     if first["type"] == "literal_error":
         message = f"{message} (got {first.get('input')!r})"
     return ConfigError(f"{source}: {key}: {message}")
@@ -237,6 +247,18 @@ def load_phases(path: Path | None = None) -> PhasesFile:
         return PhasesFile.model_validate(raw)
     except ValidationError as exc:
         raise _format_error(exc, str(path)) from None
+
+
+def size_for_phase(phase: int, path: Path | None = None) -> Size:
+    """The fixture size a phase names in the config (``loadgate fixtures load --phase N``).
+
+    The phase -> size map is the config's ``fixture_size``, not a table of its own.
+    """
+    config = load_phases(path)
+    if phase not in config.phases:
+        known = ", ".join(str(p) for p in sorted(config.phases))
+        raise ConfigError(f"unknown phase {phase} (known: {known})")
+    return get_size(config.phases[phase].fixture_size)
 
 
 def build_stages(

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from fixtures.sizes import get_size
 from loadgate import rundir
+from loadgate.constants import DEFAULT_SEED
 from loadgate.live import LiveStats, live_view
 from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_worker_count
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
@@ -53,7 +54,7 @@ class RunOptions:
     credentials: Path | None = None
     workers: int = field(default_factory=default_worker_count)
     web: bool = False
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     fixture_size: str | None = None
     stripe: StripeRealism = field(default_factory=StripeRealism)
     master_bind: str = "127.0.0.1"
@@ -211,7 +212,7 @@ def _load_fixtures(
         stack.url("osrm"),
         credentials,
         progress=lambda event: _fixture_progress(event, progress),
-        migrate_profile=phase.profile,
+        migrate_profile=None,  # the service applied its profile's migrations at start
         secret=stack.config.auth_secret,
     )
     rundir.write_manifest(

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from loadgate.console import console, error, progress
+from loadgate.constants import DEFAULT_SEED, PROVIDERS
 from loadgate.locust_cluster import LOCUSTFILES, default_worker_count, locust_command
 from loadgate.phase_config import ConfigError
 from loadgate.report_cli import report_and_print
@@ -51,7 +52,7 @@ def run(
     ] = None,
     workers: Annotated[int, typer.Option(help="Local Locust workers.")] = default_worker_count(),
     web: Annotated[bool, typer.Option("--web", help="Also serve Locust's web UI.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (fixtures, personas).")] = 42,
+    seed: Annotated[int, typer.Option(help="Random seed (fixtures, personas).")] = DEFAULT_SEED,
     fixture_size: Annotated[str | None, typer.Option(help="Fixture size override.")] = None,
     config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
     master_bind: Annotated[
@@ -89,8 +90,8 @@ def run(
             master_port=master_port,
             remote_workers=remote_workers,
         )
-        if provider not in ("auto", "local", "containers"):
-            raise ConfigError(f"unknown provider {provider!r}: choose auto, local or containers")
+        if provider not in PROVIDERS:
+            raise ConfigError(f"unknown provider {provider!r}: choose {', '.join(PROVIDERS)}")
         with terminate_on_sigterm():
             result = execute(options, console, progress)
     except ConfigError as exc:

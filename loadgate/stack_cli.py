@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from loadgate.console import console, error, progress
+from loadgate.constants import PROFILES, PROVIDERS
 from loadgate.signals import terminate_on_sigterm
 from stack.config import (
     PG_MAX_CONNECTIONS,
@@ -69,8 +70,6 @@ ProfileOpt = Annotated[
     ),
 ]
 
-PROVIDERS = ("auto", "local", "containers")
-PROFILES = ("phase0", "phase1", "phase2", "phase3")
 NETWORKS = ("auto", "host", "bridge")
 
 

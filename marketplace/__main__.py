@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 from marketplace.auth import SECRET_ENV, SecretError, require_secret
-from marketplace.profiles import PROFILES, UnknownProfileError, get_profile
+from marketplace.profiles import DEFAULT_PROFILE, PROFILES, UnknownProfileError, get_profile
 
 log = logging.getLogger("marketplace")
 
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         target.add_argument("--log-level", default="info")
     m = sub.add_parser("migrate", help="apply versioned migrations up to a profile")
     m.add_argument("--database-url", default=os.environ.get("LOADGATE_DATABASE_URL"))
-    m.add_argument("--profile", default="phase3")
+    m.add_argument("--profile", default=DEFAULT_PROFILE)
     return p
 
 
@@ -59,7 +59,7 @@ def migrate_command(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    name = _profile_or_exit(args.profile or os.environ.get("LOADGATE_PROFILE") or "phase0")
+    name = _profile_or_exit(args.profile or os.environ.get("LOADGATE_PROFILE") or DEFAULT_PROFILE)
     try:
         require_secret(os.environ.get(SECRET_ENV))
     except SecretError as exc:

@@ -22,7 +22,7 @@ from starlette.routing import Match
 
 from marketplace import errors, metrics
 from marketplace.config import Settings
-from marketplace.profiles import Profile, get_profile
+from marketplace.profiles import DEFAULT_PROFILE, Profile, get_profile
 from marketplace.state import AppState, build_state
 
 log = logging.getLogger("marketplace")
@@ -123,4 +123,4 @@ def create_app() -> FastAPI:
         level=os.environ.get("LOADGATE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return build_app(Settings.from_env(), get_profile(os.environ.get("LOADGATE_PROFILE", "phase0")))
+    return build_app(Settings.from_env(), get_profile(os.environ.get("LOADGATE_PROFILE", DEFAULT_PROFILE)))

@@ -14,10 +14,19 @@ Which migrations a profile gets is decided by the migrations' own
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import Final, Literal, get_args
 
 RateLimiter = Literal["db_table", "redis_sliding_window"]
 DbRoute = Literal["direct", "pgbouncer"]
+
+ProfileName = Literal["phase0", "phase1", "phase2", "phase3"]
+"""The profiles' names: the one list the service, the stack and the harness's CLI and
+phase config check against (``loadgate.constants`` re-exports it for the harness)."""
+PROFILE_NAMES: Final[tuple[str, ...]] = get_args(ProfileName)
+DEFAULT_PROFILE: Final[ProfileName] = "phase0"
+"""The profile of a service started without one: today's architecture (seed §1). Also
+the migrations a fixture load applies on its own: the lowest profile's, so a load never
+adds a higher profile's indexes under a service that runs a lower one."""
 
 EDGE_ROLE = "edge_functions"
 """The Postgres role phase0 connects as; its ``CONNECTION LIMIT`` is the seed's 15."""
@@ -87,10 +96,10 @@ class Profile:
         return max(1, self.proxy_max_connections // max(1, workers))
 
 
-PHASE0 = Profile(name="phase0", level=0)
+PHASE0 = Profile(name=PROFILE_NAMES[0], level=0)
 PHASE1 = replace(
     PHASE0,
-    name="phase1",
+    name=PROFILE_NAMES[1],
     level=1,
     db_route="pgbouncer",
     db_connection_cap=None,
@@ -100,7 +109,7 @@ PHASE1 = replace(
 )
 PHASE2 = replace(
     PHASE1,
-    name="phase2",
+    name=PROFILE_NAMES[2],
     level=2,
     read_replica=True,
     cache=True,
@@ -109,7 +118,7 @@ PHASE2 = replace(
 )
 PHASE3 = replace(
     PHASE2,
-    name="phase3",
+    name=PROFILE_NAMES[3],
     level=3,
     circuit_breakers=True,
     materialized_views=True,

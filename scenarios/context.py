@@ -1,6 +1,6 @@
 """What every flow of one Locust process shares: the traffic numbers, the catalogue, popularity.
 
-Free of Locust imports (the plugin is imported when first needed), so the
+Free of Locust imports (the run's inputs come from ``scenarios.inputs``), so the
 scenarios' logic can be tested in a plain Python process.
 """
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scenarios.catalogue import Catalogue, Popularity
+from scenarios.inputs import config_defaults, credentials_path, plan_of
 from scenarios.traffic import Traffic
 
 
@@ -34,10 +35,8 @@ def traffic_context(environment: Any, seed: int) -> TrafficContext:
     """
     if seed in _contexts:
         return _contexts[seed]
-    from scenarios.plugin import credentials_path, plan_of
-
     plan = plan_of(environment)
-    traffic = plan.traffic if plan is not None else Traffic()
+    traffic = plan.traffic if plan is not None else config_defaults().traffic
     catalogue = Catalogue.beside(credentials_path(environment))
     popularity = (
         Popularity(catalogue.product_count, traffic.zipf_exponent, seed) if catalogue else None

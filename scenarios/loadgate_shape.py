@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from locust import LoadTestShape
 
+from scenarios.inputs import plan_of
 from scenarios.open_model import ArrivalUser
 from scenarios.personas import PERSONA_USERS, OperationsUser
 from scenarios.plan import LoadPlan
@@ -23,8 +24,6 @@ class PlanShape(LoadTestShape):
 
     def plan(self) -> LoadPlan:
         if self._plan is None:
-            from scenarios.plugin import plan_of
-
             plan = plan_of(self.runner.environment) if self.runner else None
             if plan is None:
                 raise RuntimeError("PlanShape needs --loadgate-plan (loadgate run writes it)")

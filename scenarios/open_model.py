@@ -34,6 +34,7 @@ from runformat.schemas import DRAIN_TIMEOUT_S
 from scenarios.arrivals import Arrivals
 from scenarios.context import traffic_context
 from scenarios.flows import FLOWS, Session
+from scenarios.inputs import credential_pool, plan_of, process_index, seed_of
 
 
 class ArrivalUser(FastHttpUser):
@@ -46,13 +47,11 @@ class ArrivalUser(FastHttpUser):
         return 0.0
 
     def on_start(self) -> None:
-        from scenarios.plugin import credential_pool, plan_of, process_index
-
         options = self.environment.parsed_options
         plan = plan_of(self.environment)
         if plan is None:
             raise RuntimeError("the open model needs --loadgate-plan (loadgate run writes it)")
-        seed = int(getattr(options, "loadgate_seed", 42))
+        seed = seed_of(self.environment)
         self.source = Arrivals(
             plan,
             seed,

@@ -3,8 +3,11 @@
 Each user takes one identity of its role, then repeats its persona's flow
 (``scenarios.flows``) with think time between steps, as a real shopper,
 buyer, farmer, driver or admin would. Weights (the persona mix) and think
-times come from the phase config through ``scenarios.plugin``; the defaults
-here keep ``locust -f locustfile.py --host URL`` working on its own.
+times are the phase config's only: ``scenarios.plugin`` sets them on these
+classes at init, from the run's plan or, for a plain ``locust -f locustfile.py
+--host URL``, from ``config/phases.toml``'s defaults. The seed, the identities
+and the traffic context come from ``scenarios.inputs``; this module does not
+import the plugin.
 """
 
 from __future__ import annotations
@@ -12,39 +15,36 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from locust import FastHttpUser, task
 
 from scenarios.context import traffic_context
+from scenarios.credentials import CredentialPool
 from scenarios.flows import FLOWS, ROLE_OF, Session, generate_batches, payout_round
+from scenarios.inputs import credential_pool, seed_of
 
 _user_numbers = itertools.count()
-
-
-def _seed_of(environment: Any, default: int) -> int:
-    options = getattr(environment, "parsed_options", None)
-    return int(getattr(options, "loadgate_seed", default) if options else default)
 
 
 class PersonaUser(FastHttpUser):
     abstract = True
     persona: ClassVar[str] = ""
-    think_time_s: ClassVar[tuple[float, float]] = (1.0, 5.0)
-    seed: ClassVar[int] = 42
-    credentials = None  # a CredentialPool, set by scenarios.plugin at init
+    think_time_s: ClassVar[tuple[float, float]]
+    """Set with the weights by ``scenarios.plugin`` at init (phase config)."""
+    credentials: ClassVar[CredentialPool | None] = None
+    """This process's identities, read at the first user's start."""
 
     def wait_time(self) -> float:
         return self.rng.uniform(*self.think_time_s)
 
     def on_start(self) -> None:
-        self.rng = random.Random(f"{self.seed}-{self.persona}-{next(_user_numbers)}")
+        seed = seed_of(self.environment)
+        self.rng = random.Random(f"{seed}-{self.persona}-{next(_user_numbers)}")
         if PersonaUser.credentials is None:
-            from scenarios.plugin import credential_pool
-
             PersonaUser.credentials = credential_pool(self.environment)
         identity = PersonaUser.credentials.take(ROLE_OF[self.persona])
-        context = traffic_context(self.environment, _seed_of(self.environment, self.seed))
+        context = traffic_context(self.environment, seed)
         self.session = Session(
             client=self.client,
             persona=self.persona,
@@ -70,27 +70,22 @@ class PersonaUser(FastHttpUser):
 
 class ShopperUser(PersonaUser):
     persona = "shopper"
-    weight = 60
 
 
 class BuyerUser(PersonaUser):
     persona = "buyer"
-    weight = 25
 
 
 class FarmerUser(PersonaUser):
     persona = "farmer"
-    weight = 6
 
 
 class DriverUser(PersonaUser):
     persona = "driver"
-    weight = 6
 
 
 class AdminUser(PersonaUser):
     persona = "admin"
-    weight = 3
 
 
 PERSONA_USERS: dict[str, type[PersonaUser]] = {
@@ -110,12 +105,9 @@ class OperationsUser(FastHttpUser):
 
     fixed_count = 1
     persona: ClassVar[str] = "operations"
-    seed: ClassVar[int] = 42
 
     def on_start(self) -> None:
-        from scenarios.plugin import credential_pool
-
-        seed = _seed_of(self.environment, self.seed)
+        seed = seed_of(self.environment)
         context = traffic_context(self.environment, seed)
         self.traffic = context.traffic
         self.rng = random.Random(f"{seed}-operations")

@@ -32,7 +32,7 @@ class LoadPlan:
     stages: tuple[PlanStage, ...]
     think_time_s: tuple[float, float]
     persona_mix: dict[str, float]
-    traffic: Traffic = Traffic()
+    traffic: Traffic
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadPlan:
@@ -51,7 +51,7 @@ class LoadPlan:
             ),
             think_time_s=tuple(data["think_time_s"]),  # type: ignore[arg-type]
             persona_mix=dict(data["persona_mix"]),
-            traffic=Traffic.model_validate(data.get("traffic") or {}),
+            traffic=Traffic.model_validate(data["traffic"]),
         )
 
     @classmethod

@@ -13,6 +13,11 @@ plain ``locust -f locustfile.py``) gets:
 - ``--loadgate-credentials FILE``: the identities written by the fixture loader
   (default: the loader's default path).
 
+The plugin hands the plan to the persona classes (weights, think times) at init;
+without a plan (a plain ``locust -f locustfile.py``) they follow the config's
+``[defaults]``. Users read the seed, identities and plan through
+``scenarios.inputs`` and never import this module.
+
 In distributed mode each worker only knows its own users, yet every record
 carries the run's *total* active users: the master broadcasts it once a
 second (a custom message), the Locust way of sharing state with workers.
@@ -31,12 +36,12 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadgate.constants import DEFAULT_SEED
 from loadgate.rundir import TEST_START_FILE
 from scenarios.capture import RawCapture
-from scenarios.credentials import CredentialPool
 from scenarios.generator_probe import GeneratorProbe
+from scenarios.inputs import config_defaults, plan_of
 from scenarios.personas import PERSONA_USERS, PersonaUser
-from scenarios.plan import LoadPlan
 
 USERS_MESSAGE = "loadgate_users"
 _state: dict[str, Any] = {"total_users": 0, "capture": None, "probe": None}
@@ -58,53 +63,17 @@ def add_options(parser: Any) -> None:
         default=1,
         help="Open model: number of arrival drivers sharing the rate.",
     )
-    group.add_argument("--loadgate-seed", type=int, default=42)
+    group.add_argument("--loadgate-seed", type=int, default=DEFAULT_SEED)
 
 
-def plan_of(environment: Environment) -> LoadPlan | None:
-    options = environment.parsed_options
-    path = getattr(options, "loadgate_plan", "") if options else ""
-    return LoadPlan.load(path) if path else None
-
-
-def credentials_path(environment: Environment) -> str:
-    """``--loadgate-credentials``, else ``$LOADGATE_CREDENTIALS``, else the loader's default."""
-    options = environment.parsed_options
-    path = getattr(options, "loadgate_credentials", "") if options else ""
-    if not path:
-        from fixtures.credentials import default_credentials_path
-
-        path = os.environ.get("LOADGATE_CREDENTIALS") or str(default_credentials_path())
-    return path
-
-
-def credential_pool(environment: Environment) -> CredentialPool:
-    return CredentialPool.from_file(
-        credentials_path(environment), offset=process_index(environment)
-    )
-
-
-def process_index(environment: Environment) -> int:
-    """This process's place in the run (the worker index; 0 when alone).
-
-    Seeds and identity offsets derive from it, not from the pid, so two runs
-    with the same seed and worker count make the same choices.
-    """
-    return max(0, int(getattr(environment.runner, "worker_index", 0) or 0))
-
-
-def _apply_plan(plan: LoadPlan, seed: int) -> None:
-    """Persona weights and think times from the phase config."""
-    PersonaUser.think_time_s = plan.think_time_s
-    PersonaUser.seed = seed
-    for persona, cls in PERSONA_USERS.items():
-        cls.weight = max(0, round(plan.persona_mix.get(persona, 0) * 100))
-
-
-def _reapply_plan(environment: Environment) -> None:
+def apply_plan(environment: Environment) -> None:
+    """Persona weights and think times from the phase config: the run's plan, else the
+    config's ``[defaults]``."""
     plan = plan_of(environment)
-    if plan is not None:
-        _apply_plan(plan, getattr(environment.parsed_options, "loadgate_seed", 42))
+    source = plan if plan is not None else config_defaults()
+    PersonaUser.think_time_s = source.think_time_s
+    for persona, cls in PERSONA_USERS.items():
+        cls.weight = max(0, round(source.persona_mix.get(persona, 0) * 100))
 
 
 def total_users(environment: Environment) -> int:
@@ -117,9 +86,7 @@ def total_users(environment: Environment) -> int:
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    plan = plan_of(environment)
-    if plan is not None:
-        _apply_plan(plan, getattr(options, "loadgate_seed", 42))
+    apply_plan(environment)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(USERS_MESSAGE, _on_users_message)
@@ -128,7 +95,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         # A remote worker learns the master's options (the plan path, the seed)
         # only with the test start: apply the plan again then.
-        environment.events.test_start.add_listener(lambda **_: _reapply_plan(environment))
+        environment.events.test_start.add_listener(lambda **_: apply_plan(environment))
     run_dir = getattr(options, "loadgate_run_dir", "") if options else ""
     if run_dir and not isinstance(runner, WorkerRunner):
         environment.events.test_start.add_listener(lambda **_: _write_test_start(Path(run_dir)))

@@ -14,9 +14,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from loadgate.constants import ProviderName
 from marketplace.profiles import PHASE1
-
-ProviderName = Literal["auto", "local", "containers"]
 NetworkMode = Literal["auto", "host", "bridge"]
 
 DB_NAME = "blueharvests"

@@ -11,6 +11,7 @@ import shlex
 import signal
 from collections.abc import Mapping
 
+from marketplace.profiles import DEFAULT_PROFILE
 from stack.config import (
     DB_NAME,
     DB_PASSWORD,
@@ -275,7 +276,7 @@ def _marketplace_env(ctx: ServiceContext) -> dict[str, str]:
 
 
 def _marketplace_command(ctx: ServiceContext) -> str:
-    profile = shlex.quote(ctx.config.profile or "phase0")
+    profile = shlex.quote(ctx.config.profile or DEFAULT_PROFILE)
     py = ctx.python
     return (
         "set -e; "

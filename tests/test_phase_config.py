@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from loadgate.phase_config import ConfigError, load_phases, resolve
+from loadgate.phase_config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    Defaults,
+    OpenModel,
+    Ramp,
+    Validity,
+    load_phases,
+    resolve,
+    size_for_phase,
+)
+from scenarios.traffic import Traffic
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -17,7 +28,13 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-MINIMAL = """
+SHIPPED = DEFAULT_CONFIG.read_text()
+DEFAULTS = SHIPPED[: SHIPPED.index("[phases.")]
+"""The shipped ``[defaults]`` tables: every key is required, the file is their one source."""
+
+MINIMAL = (
+    DEFAULTS
+    + """
 [phases.1]
 name = "Foundation"
 target_users = 1000
@@ -26,6 +43,7 @@ profile = "phase1"
 fixture_size = "phase1"
 gate = { p95_ms = 2000, error_rate = 0.01 }
 """
+)
 
 
 def test_shipped_config_matches_the_seed_gates():
@@ -86,7 +104,7 @@ def test_overrides_rescale_users_duration_and_open_rate():
     [
         (MINIMAL.replace('profile = "phase1"', 'profile = "phase9"'), "phases.1.profile"),
         (MINIMAL.replace("gate_users = 1500", "gate_users = -5"), "phases.1.gate_users"),
-        (MINIMAL + "\n[defaults]\npersona_mix = { hacker = 1 }\n", "unknown persona 'hacker'"),
+        (MINIMAL.replace("persona_mix = {", "persona_mix = { hacker = 1,"), "unknown persona 'hacker'"),
         (MINIMAL.replace("p95_ms = 2000", "p95_msec = 2000"), "unknown criterion 'p95_msec'"),
         (MINIMAL.replace("error_rate = 0.01", "error_rate = 1.5"), "error_rate is a fraction"),
         (
@@ -99,7 +117,18 @@ def test_overrides_rescale_users_duration_and_open_rate():
             ),
             "not a per-route criterion",
         ),
-        (MINIMAL + "\n[defaults.validity]\ngenerator_lag_p99_ms = -1\n", "generator_lag_p99_ms"),
+        (
+            MINIMAL.replace("generator_lag_p99_ms = 10", "generator_lag_p99_ms = -1"),
+            "defaults.validity.generator_lag_p99_ms",
+        ),
+        (
+            MINIMAL.replace('fixture_size = "phase1"', 'fixture_size = "huge"'),
+            "phases.1.fixture_size: unknown size 'huge'",
+        ),
+        (MINIMAL.replace("think_time_s = [1.0, 5.0]", ""), "defaults.think_time_s: missing"),
+        (MINIMAL.replace("steps = 6", ""), "defaults.ramp.steps: missing"),
+        (MINIMAL.replace("zipf_exponent = 1.0", ""), "defaults.traffic.zipf_exponent: missing"),
+        (MINIMAL.replace("[defaults.open]", "[defaults.open]\nrate = 1"), "defaults.open.rate"),
         ("[phases.1\n", "not valid TOML"),
     ],
 )
@@ -145,3 +174,37 @@ def test_the_gate_step_holds_longer_and_scales_with_duration() -> None:
     assert short[-1].end_s == pytest.approx(120)
     short_holds = [s.end_s - s.start_s for s in short if s.kind == "hold"]
     assert short_holds[-1] / short_holds[0] == pytest.approx(ramp.final_hold_s / ramp.step_hold_s)
+
+
+def test_fixture_sizes_per_phase_come_from_the_config(tmp_path):
+    """``fixtures load --phase N`` reads the phase's ``fixture_size``: no map of its own."""
+    config = load_phases()
+    assert [size_for_phase(p).name for p in sorted(config.phases)] == [
+        config.phases[p].fixture_size for p in sorted(config.phases)
+    ]
+    other = write(tmp_path, MINIMAL.replace('fixture_size = "phase1"', 'fixture_size = "tiny"'))
+    assert size_for_phase(1, other).name == "tiny"
+    with pytest.raises(ConfigError, match="unknown phase 7"):
+        size_for_phase(7)
+
+
+@pytest.mark.parametrize("model", [Defaults, Ramp, OpenModel, Validity, Traffic])
+def test_defaults_have_no_values_in_code(model):
+    """The config's [defaults] are the one source: the models only check them."""
+    optional = {"final_hold_s"}  # absent = the gate step holds as long as the others
+    assert [n for n, f in model.model_fields.items() if not f.is_required()] == [
+        n for n in model.model_fields if n in optional
+    ]
+
+
+def test_one_list_of_profile_and_provider_names():
+    from loadgate import constants, stack_cli
+    from loadgate.constants import PROFILES, PROVIDERS
+    from marketplace.profiles import PROFILES as SERVICE_PROFILES
+    from stack import config
+
+    assert tuple(SERVICE_PROFILES) == PROFILES
+    assert stack_cli.PROFILES is PROFILES and stack_cli.PROVIDERS is PROVIDERS
+    assert config.ProviderName is constants.ProviderName
+    for name in PROFILES:
+        assert resolve(load_phases(), 1, profile=name).profile == name

@@ -10,7 +10,11 @@ counterpart is ``tests/test_traffic_run.py``.
 
 from __future__ import annotations
 
+import ast
+import json
 import random
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -119,7 +123,7 @@ def _pool() -> CredentialPool:
 
 
 def _context(seed: int, traffic: Traffic | None = None) -> TrafficContext:
-    traffic = traffic or Traffic()
+    traffic = traffic or load_phases().defaults.traffic
     catalogue = Catalogue.of_fixtures(CATALOGUE)
     return TrafficContext(traffic, catalogue, Popularity(CATALOGUE, traffic.zipf_exponent, seed))
 
@@ -233,6 +237,95 @@ def test_bad_traffic_config_is_refused_with_its_key(tmp_path: Path) -> None:
     bad.write_text(text)
     with pytest.raises(ConfigError, match="defaults.traffic"):
         load_phases(bad)
+
+
+# --- the plugin hands the config to the personas, no import cycle ---------------------
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+PERSONA_WIRING = """
+import json, sys
+from types import SimpleNamespace
+from scenarios.personas import PERSONA_USERS, PersonaUser
+own = [n for n, c in PERSONA_USERS.items() if "weight" in c.__dict__]
+own += ["think_time_s"] if "think_time_s" in PersonaUser.__dict__ else []
+from scenarios.plugin import apply_plan
+apply_plan(SimpleNamespace(parsed_options=SimpleNamespace(loadgate_plan=sys.argv[1]), runner=None))
+weights = {name: cls.weight for name, cls in PERSONA_USERS.items()}
+print(json.dumps({"own": own, "weights": weights, "think": PersonaUser.think_time_s}))
+"""
+
+
+def _persona_wiring(plan: str) -> dict:
+    """Import the personas, then the plugin, in a fresh process (Locust patches gevent)."""
+    out = subprocess.run(
+        [sys.executable, "-c", PERSONA_WIRING, plan],
+        capture_output=True,
+        text=True,
+        cwd=SCENARIOS.parent,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _shares(weights: dict[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {name: round(weight / total, 6) for name, weight in weights.items() if weight}
+
+
+def test_personas_take_mix_and_think_time_from_the_plan(tmp_path: Path) -> None:
+    text = DEFAULT_CONFIG.read_text().replace(
+        'fixture_size = "phase1"',
+        'fixture_size = "phase1"\npersona_mix = { buyer = 3, admin = 1 }\nthink_time_s = [0.5, 0.7]',
+    )
+    config = tmp_path / "phases.toml"
+    config.write_text(text)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(resolve(load_phases(config), 1).model_dump()))
+    wired = _persona_wiring(str(plan))
+    assert wired["own"] == []  # no mix or think time of their own in scenarios/personas.py
+    assert _shares(wired["weights"]) == {"buyer": 0.75, "admin": 0.25}
+    assert wired["think"] == [0.5, 0.7]
+
+
+def test_without_a_plan_personas_follow_the_config_defaults() -> None:
+    """A plain ``locust -f locustfile.py`` gets the mix and think times of phases.toml."""
+    defaults = load_phases().defaults
+    wired = _persona_wiring("")
+    assert _shares(wired["weights"]) == _shares(defaults.persona_mix)
+    assert tuple(wired["think"]) == defaults.think_time_s
+
+
+def _scenario_imports(path: Path) -> set[str]:
+    """Modules of scenarios/ a file imports, at the top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n.split(".")[1] for n in names if n.startswith("scenarios.")}
+    return found
+
+
+def test_no_import_cycles_in_scenarios() -> None:
+    graph = {p.stem: _scenario_imports(p) - {p.stem} for p in SCENARIOS.glob("*.py")}
+    assert "personas" in graph["plugin"]  # the plugin hands the config to the personas ...
+    cycles = []
+
+    def walk(module: str, path: list[str]) -> None:
+        for nxt in sorted(graph.get(module, ())):
+            if nxt in path:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            else:
+                walk(nxt, [*path, nxt])
+
+    for module in graph:
+        walk(module, [module])
+    assert cycles == []  # ... and nothing in scenarios/ imports the plugin back
 
 
 # --- operations and drivers -------------------------------------------------------------

@@ -1,0 +1,36 @@
+"""Names and defaults the CLI, the stack, the service and the Locust side share, once.
+
+Standard library only (``loadgate/__init__.py`` imports nothing), so ``stack/`` and
+the Locust processes import it without pulling the harness in. The profile names
+are the service's own (``marketplace.profiles``, also stdlib only): the marketplace
+image carries ``marketplace/`` alone, so the service cannot import this module;
+they are re-exported here for the harness. What a phase runs (personas, think
+times, ramps, fixture sizes, gates) is not here: that is ``config/phases.toml``,
+read through ``loadgate.phase_config``.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+from marketplace.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ProfileName
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "DEFAULT_SEED",
+    "PROFILES",
+    "PROVIDERS",
+    "ProfileName",
+    "ProviderName",
+]
+
+DEFAULT_SEED: Final = 42
+"""Seed of fixtures, personas and arrivals when none is given: same seed, same run."""
+
+PROFILES: Final[tuple[str, ...]] = PROFILE_NAMES
+"""Architecture profiles of the marketplace, phase0..phase3 (``marketplace/profiles.py``)."""
+
+ProviderName = Literal["auto", "local", "containers"]
+"""Stack providers; ``auto`` picks ``containers`` where a Docker engine answers, else
+``local`` (``stack/engine.py``)."""
+PROVIDERS: Final[tuple[str, ...]] = get_args(ProviderName)
