@@ -25,6 +25,7 @@ import psycopg
 from fixtures.generate import LOAD_ORDER
 from fixtures.load import LoadReport, StepEvent, load
 from fixtures.sizes import get_size
+from loadgate.constants import DEFAULT_SEED
 from marketplace.auth import generate_secret
 from stack.config import StackConfig
 from stack.stack import Stack
@@ -67,7 +68,7 @@ def main() -> int:
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="phase2")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--repeat", type=int, default=1, help="loads in a row (reloads)")
     parser.add_argument("--database-url")
     parser.add_argument("--osrm-url")

@@ -49,7 +49,7 @@ def check(
         error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
-        console.print_json(json.dumps([p.model_dump(mode="json") for p in phases]))
+        typer.echo(json.dumps([p.model_dump(mode="json") for p in phases], indent=2))
         return
     console.print(phase_table(phases, path))
     console.print(f"{path}: valid, {len(phases)} phase(s)")

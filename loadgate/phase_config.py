@@ -15,6 +15,7 @@ into steady-state steps).
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -220,13 +221,26 @@ class ResolvedPhase(_Strict):
 
 
 def _format_error(error: ValidationError, source: str) -> ConfigError:
-    first = error.errors()[0]
+    """The first problem as one line; a misspelt key first (it also makes one "missing")."""
+    errors = error.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"]
     if first["type"] == "value_error":
         message = str(first.get("ctx", {}).get("error", message))
     if first["type"] == "extra_forbidden":
-        message = "unknown key: remove it or fix its spelling (see the shipped config/phases.toml)"
+        missing = [
+            str(e["loc"][-1])
+            for e in errors
+            if e["type"] == "missing" and e["loc"][:-1] == first["loc"][:-1]
+        ]
+        close = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
+        message = (
+            f"unknown key: did you mean {close[0]!r}?"
+            if close
+            else ("unknown key: remove it or fix its spelling (see the shipped config/phases.toml)")
+        )
     if first["type"] == "missing":
         message = "missing: add it (the shipped config/phases.toml has every key)"
     if first["type"] == "literal_error":

@@ -123,4 +123,6 @@ def create_app() -> FastAPI:
         level=os.environ.get("LOADGATE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return build_app(Settings.from_env(), get_profile(os.environ.get("LOADGATE_PROFILE", DEFAULT_PROFILE)))
+    return build_app(
+        Settings.from_env(), get_profile(os.environ.get("LOADGATE_PROFILE", DEFAULT_PROFILE))
+    )

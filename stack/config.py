@@ -16,6 +16,7 @@ from typing import Literal
 
 from loadgate.constants import ProviderName
 from marketplace.profiles import PHASE1
+
 NetworkMode = Literal["auto", "host", "bridge"]
 
 DB_NAME = "blueharvests"

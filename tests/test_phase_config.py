@@ -104,7 +104,10 @@ def test_overrides_rescale_users_duration_and_open_rate():
     [
         (MINIMAL.replace('profile = "phase1"', 'profile = "phase9"'), "phases.1.profile"),
         (MINIMAL.replace("gate_users = 1500", "gate_users = -5"), "phases.1.gate_users"),
-        (MINIMAL.replace("persona_mix = {", "persona_mix = { hacker = 1,"), "unknown persona 'hacker'"),
+        (
+            MINIMAL.replace("persona_mix = {", "persona_mix = { hacker = 1,"),
+            "unknown persona 'hacker'",
+        ),
         (MINIMAL.replace("p95_ms = 2000", "p95_msec = 2000"), "unknown criterion 'p95_msec'"),
         (MINIMAL.replace("error_rate = 0.01", "error_rate = 1.5"), "error_rate is a fraction"),
         (
@@ -127,6 +130,10 @@ def test_overrides_rescale_users_duration_and_open_rate():
         ),
         (MINIMAL.replace("think_time_s = [1.0, 5.0]", ""), "defaults.think_time_s: missing"),
         (MINIMAL.replace("steps = 6", ""), "defaults.ramp.steps: missing"),
+        (
+            MINIMAL.replace("step_hold_s = 30", "step_hold = 30"),
+            "defaults.ramp.step_hold: unknown key: did you mean 'step_hold_s'?",
+        ),
         (MINIMAL.replace("zipf_exponent = 1.0", ""), "defaults.traffic.zipf_exponent: missing"),
         (MINIMAL.replace("[defaults.open]", "[defaults.open]\nrate = 1"), "defaults.open.rate"),
         ("[phases.1\n", "not valid TOML"),

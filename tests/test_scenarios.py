@@ -275,9 +275,9 @@ def _shares(weights: dict[str, float]) -> dict[str, float]:
 
 
 def test_personas_take_mix_and_think_time_from_the_plan(tmp_path: Path) -> None:
+    overrides = "persona_mix = { buyer = 3, admin = 1 }\nthink_time_s = [0.5, 0.7]"
     text = DEFAULT_CONFIG.read_text().replace(
-        'fixture_size = "phase1"',
-        'fixture_size = "phase1"\npersona_mix = { buyer = 3, admin = 1 }\nthink_time_s = [0.5, 0.7]',
+        'fixture_size = "phase1"', f'fixture_size = "phase1"\n{overrides}'
     )
     config = tmp_path / "phases.toml"
     config.write_text(text)
