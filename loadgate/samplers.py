@@ -76,11 +76,14 @@ class ProcessSampler:
     name: str
     pid: int
     source: str = ""
+    children: bool = True
+    """False for the harness itself, whose children (Locust, local services) have their
+    own samplers and would be counted twice."""
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
 
     def sample(self) -> Iterable[Row]:
         root = psutil.Process(self.pid)
-        tree = [root, *root.children(recursive=True)]
+        tree = [root, *root.children(recursive=True)] if self.children else [root]
         cpu = rss = fds = sockets = 0.0
         for proc in tree:
             # cpu_percent needs the same Process object across calls.
