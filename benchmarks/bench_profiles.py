@@ -49,6 +49,24 @@ class ProfileRow:
     first_error_step_users: float | None
     db_connection_errors: float | None
     invalid_because: str
+    cpu_ms_per_request: dict[str, float]  # at the step of highest throughput
+
+
+def cpu_per_request(step) -> dict[str, float]:
+    """CPU milliseconds each sampled process spent per request at one step.
+
+    The utilisation law (U = X * D) read backwards: D = U / X. On a box shared by the
+    stack, the generator and the harness, the sum bounds throughput at
+    cores / D_total, whatever the architecture.
+    """
+    out: dict[str, float] = {}
+    if not step.throughput_rps:
+        return out
+    for source, metrics in step.resources.items():
+        if source.startswith("process:") and "cpu_percent" in metrics:
+            share = metrics["cpu_percent"] / 100.0
+            out[source.removeprefix("process:")] = 1000.0 * share / step.throughput_rps
+    return out
 
 
 def _binding(result) -> tuple[str, float | None]:
@@ -69,6 +87,7 @@ def read_row(run_dir: Path) -> ProfileRow:
     result = analysis.analyze(analysis.load_run(run_dir))
     steps = result.steps
     top = max(steps, key=lambda s: s.users_observed) if steps else None
+    peak = max(steps, key=lambda s: s.throughput_rps) if steps else None
     first_err = next((s for s in steps if s.error_rate > ERROR_STEP_BOUND), None)
     dbc = _criterion(result, "db_connection_errors")
     failed = sorted({c.name for c in result.checks if c.decides and c.ok is False})
@@ -87,6 +106,7 @@ def read_row(run_dir: Path) -> ProfileRow:
         first_error_step_users=first_err.users_observed if first_err else None,
         db_connection_errors=dbc.value if dbc else None,
         invalid_because=", ".join(failed) or "–",
+        cpu_ms_per_request=cpu_per_request(peak) if peak else {},
     )
 
 
@@ -116,6 +136,12 @@ def table(rows: list[ProfileRow]) -> str:
         loads = [r.binding_load for r in rows if r.profile == profile and r.binding_load]
         spread = f"{min(loads):,.0f}–{max(loads):,.0f} users" if loads else "none reached"
         lines.append(f"- {profile}: first constraint at {spread} over {len(loads)} run(s)")
+    lines += ["", "CPU ms per request at each run's highest-throughput step:", ""]
+    for r in rows:
+        parts = sorted(r.cpu_ms_per_request.items(), key=lambda kv: -kv[1])
+        total = sum(v for _, v in parts)
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in parts if v >= 0.05)
+        lines.append(f"- {r.profile} run {r.run}: total {total:.1f} ({shown})")
     return "\n".join(lines)
 
 
