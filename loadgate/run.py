@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -151,6 +152,9 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         samplers.start()
         cluster.start()
         samplers.samplers.extend(ProcessSampler(n, pid) for n, pid in cluster.pids.items())
+        # The harness's own share of the box (samplers, capture, live view): on a machine
+        # it shares with the stack, its CPU is CPU the service did not get.
+        samplers.samplers.append(ProcessSampler("harness", os.getpid(), children=False))
         if options.remote_workers:
             console.print(
                 f"waiting for {options.remote_workers} remote worker(s): on each machine run "
