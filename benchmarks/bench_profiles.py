@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_repeatability import _criterion, run_once  # noqa: E402
 
-PROFILES = ("phase0", "phase1", "phase2", "phase3")
+from loadgate.constants import PROFILES  # noqa: E402
+
 ERROR_STEP_BOUND = 0.01  # "errors appear": a step's error rate above 1 %
 
 
