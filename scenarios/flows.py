@@ -30,12 +30,12 @@ class Session:
     token: str
     profile_id: int
     rng: random.Random
+    traffic: Traffic
+    """Popularity, browsing depth and operations cadence from the phase config."""
     think: Callable[[], None] = lambda: None
     intended_start: float | None = None
     """Open model: when this flow's arrival was scheduled (epoch seconds)."""
     known_products: list[int] = field(default_factory=list)
-    traffic: Traffic = field(default_factory=Traffic)
-    """Popularity, browsing depth and operations cadence from the phase config."""
     catalogue: Catalogue | None = None
     popularity: Popularity | None = None
 

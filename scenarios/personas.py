@@ -129,6 +129,7 @@ class OperationsUser(FastHttpUser):
             token=identity["token"],
             profile_id=int(identity["profile_id"]),
             rng=self.rng,
+            traffic=self.traffic,
             think=lambda: self._sleep(1.0),
         )
 
