@@ -48,7 +48,14 @@ CI_SCHEMA = "loadgate.ci/1"
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 #: ``loadgate run`` options ci sets itself (they cannot be passed through).
 OWN_RUN_OPTIONS = ("--report", "--no-report")
-ICON = {"pass": "✅", "fail": "❌", "regression": "❌", "neutral": "⚪", "error": "💥"}
+ICON = {
+    "pass": "✅",
+    "fail": "❌",
+    "regression": "❌",
+    "neutral": "⚪",
+    "error": "💥",
+    "stopped": "⏹",
+}
 
 
 @dataclass
@@ -123,24 +130,19 @@ def find_baseline(where: Path | None, run_dir: Path, phase: int | None) -> tuple
     return found, f"baseline {found} (newest phase-{phase} run of {len(runs)} under {where})"
 
 
-def decide(verdict: str, run_valid: bool, comparison: str | None) -> tuple[str, int]:
-    """(outcome, exit code) from the gate verdict and the comparison's verdict.
+def decide(gate_code: int, run_valid: bool, comparison: str | None) -> tuple[str, int]:
+    """(outcome, exit code) from the gate's exit code and the comparison's verdict.
 
-    The gate's exit code is the one table (``reports.exit_code``: 0, 1 or 3); a
-    regression makes it 1 only when this run is valid."""
+    ``gate_code`` is the gate verdict's code from the one table (``reports.exit_code``:
+    0 PASS / NO GATE on a valid run, 1 FAIL, 3 the rest); a regression makes the
+    outcome 1 only when this run is valid (not INVALID, completed)."""
     from analysis.compare import REGRESSION
 
-    try:
-        code = Verdict(verdict).exit_code
-    except ValueError:
-        code = EXIT_NEUTRAL  # an unknown verdict decides nothing
-    if verdict == Verdict.NO_GATE and not run_valid:
-        code = EXIT_NEUTRAL
-    if code == EXIT_FAIL:
+    if gate_code == EXIT_FAIL:
         return "fail", EXIT_FAIL
     if comparison == REGRESSION and run_valid:
         return "regression", EXIT_FAIL
-    if code == EXIT_PASS:
+    if gate_code == EXIT_PASS:
         return "pass", EXIT_PASS
     return "neutral", EXIT_NEUTRAL
 
@@ -165,7 +167,7 @@ def judge(run_dir: Path, baseline: Path | None, baseline_note: str) -> CiResult:
 
     Raises ``reports.ReportError`` when the run cannot be analysed or written."""
     from analysis.compare import REGRESSION
-    from reports import analyze_dir, compare_dirs, run_is_valid, write_all, write_comparison
+    from reports import analyze_dir, compare_dirs, exit_code, write_all, write_comparison
 
     result = analyze_dir(run_dir)
     base, note = _usable_baseline(baseline, baseline_note)
@@ -177,9 +179,10 @@ def judge(run_dir: Path, baseline: Path | None, baseline_note: str) -> CiResult:
     if comparison is not None:
         cpaths = write_comparison(comparison, out)
         reports |= {"comparison_html": str(cpaths.html), "comparison_md": str(cpaths.md)}
-    valid = result.verdict != Verdict.INVALID and run_is_valid(result)
+    completed = result.manifest.get("status") == "completed"
+    valid = result.verdict != Verdict.INVALID and completed
     verdict_of_compare = comparison.verdict if comparison is not None else None
-    outcome, code = decide(result.verdict, valid, verdict_of_compare)
+    outcome, code = decide(exit_code(result), valid, verdict_of_compare)
     ci = CiResult(
         outcome=outcome,
         exit_code=code,
@@ -234,8 +237,8 @@ def publish(ci: CiResult, summary: Path | None) -> None:
             fh.write(text)
     if ci.run_dir and Path(ci.run_dir, "report").is_dir():
         path = Path(ci.run_dir, "report", "ci.json")
-        path.write_text(json.dumps(ci.to_dict(), indent=2))
         ci.reports["ci"] = str(path)
+        path.write_text(json.dumps(ci.to_dict(), indent=2))
     if os.environ.get("GITHUB_OUTPUT"):
         values = {
             "outcome": ci.outcome,
@@ -306,14 +309,13 @@ def ci(
     if run_dir is None:
         run_dir = out or default_run_dir(phase)
         args = ["--phase", str(phase), "--provider", provider, "--out", str(run_dir)]
-        code = run_gate([*args, "--no-report", *extra])
-        if code not in (EXIT_PASS, EXIT_NEUTRAL) or not (run_dir / "manifest.json").is_file():
-            outcome = "error" if code != EXIT_INTERRUPTED else "stopped"
-            failed = CiResult(outcome, code, str(run_dir) if run_dir.is_dir() else None)
-            failed.notes.append(f"'loadgate run' exited {code}: no verdict (see the log)")
-            publish(failed, summary)
-            raise typer.Exit(code)
+        stopped = _not_judgeable(run_dir, run_gate([*args, "--no-report", *extra]))
+    else:
+        stopped = _not_judgeable(run_dir, EXIT_PASS)
     try:
+        if stopped is not None:
+            publish(stopped, summary)
+            raise typer.Exit(stopped.exit_code)
         where, note = find_baseline(baseline, run_dir, read_manifest(run_dir).phase)
         result = judge(run_dir, where, note)
         publish(result, summary)
@@ -325,6 +327,27 @@ def ci(
         raise typer.Exit(HARNESS_ERROR_EXIT) from None
     _print(result)
     raise typer.Exit(result.exit_code)
+
+
+def _not_judgeable(run_dir: Path, run_code: int) -> CiResult | None:
+    """A result without analysis when the run step gives nothing to judge: it failed
+    (harness error, interrupted) or recorded no request (as ``loadgate run``: exit 3)."""
+    manifest = run_dir / "manifest.json"
+    if run_code not in (EXIT_PASS, EXIT_NEUTRAL) or not manifest.is_file():
+        code = run_code if run_code not in (EXIT_PASS, EXIT_NEUTRAL) else HARNESS_ERROR_EXIT
+        outcome = "stopped" if code == EXIT_INTERRUPTED else "error"
+        result = CiResult(outcome, code, str(run_dir) if run_dir.is_dir() else None)
+        result.notes.append(f"'loadgate run' exited {run_code}: no verdict (see the log)")
+        return result
+    try:
+        requests = json.loads(manifest.read_text()).get("requests")
+    except (OSError, ValueError, AttributeError):
+        return None  # the analysis step names what is wrong with the manifest
+    if requests == 0:
+        result = CiResult("neutral", EXIT_NEUTRAL, str(run_dir))
+        result.notes.append("no requests were recorded: nothing to decide")
+        return result
+    return None
 
 
 def _print(ci: CiResult) -> None:

@@ -173,18 +173,18 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, args, needle):
 
 
 def test_decide_table():
-    """Exit codes from runformat.verdicts; a regression only counts on a valid run."""
-    assert decide("PASS", True, None) == ("pass", 0)
-    assert decide("PASS", True, "no change") == ("pass", 0)
-    assert decide("PASS", True, "regression") == ("regression", 1)
-    assert decide("NO GATE", True, "improvement") == ("pass", 0)
-    assert decide("NO GATE", False, None) == ("neutral", 3)
-    assert decide("FAIL", True, "no change") == ("fail", 1)
-    assert decide("INCONCLUSIVE", True, None) == ("neutral", 3)
-    assert decide("INCONCLUSIVE", True, "regression") == ("regression", 1)
-    assert decide("PROJECTED", True, "insufficient data") == ("neutral", 3)
-    assert decide("INVALID", False, "regression") == ("neutral", 3)
-    assert decide("SOMETHING NEW", True, None) == ("neutral", 3)
+    """The gate's code (runformat.verdicts via reports.exit_code) and the comparison; a
+    regression only counts on a valid run."""
+    assert decide(0, True, None) == ("pass", 0)
+    assert decide(0, True, "no change") == ("pass", 0)
+    assert decide(0, True, "improvement") == ("pass", 0)
+    assert decide(0, True, "regression") == ("regression", 1)
+    assert decide(1, True, "no change") == ("fail", 1)
+    assert decide(1, True, "regression") == ("fail", 1)
+    assert decide(3, True, None) == ("neutral", 3)  # INCONCLUSIVE, PROJECTED
+    assert decide(3, True, "insufficient data") == ("neutral", 3)
+    assert decide(3, True, "regression") == ("regression", 1)
+    assert decide(3, False, "regression") == ("neutral", 3)  # INVALID: not counted
 
 
 def test_find_baseline_picks_the_newest_run_of_the_phase(runs, tmp_path):
