@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from loadgate.console import console, error
@@ -87,11 +86,13 @@ def run_gate(args: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="loadgate run", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return EXIT_INTERRUPTED
-    except click.ClickException as exc:
+    except Exception as exc:
+        if not hasattr(exc, "format_message"):  # not a usage error (click's UsageError)
+            raise
         error(f"loadgate run: {exc.format_message()}; see 'loadgate run --help'")
         return HARNESS_ERROR_EXIT
     return code if isinstance(code, int) else EXIT_PASS

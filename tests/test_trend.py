@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from analysis.synthetic import SyntheticSpec, write_run
+from loadgate.cli import app
 from runformat.manifest import update_manifest
 from tests.analysis.test_analysis_reports import (
     CHROMIUM,
@@ -19,8 +21,6 @@ from tests.analysis.test_analysis_reports import (
     _open_in_chromium,
     _page_requests,
 )
-from tests.cli_helpers import run_cli
-from tests.test_cli_errors import assert_one_clear_error
 
 SMALL = SyntheticSpec(
     levels=(10, 20, 40, 60, 80, 100), hold_s=20, ramp_s=5, warmup_s=2, error_mix={"5xx": 0.001}
@@ -31,6 +31,20 @@ NIGHTS = {  # name -> (spec, started_at): nights 1..4, oldest first
     "n3-invalid": (replace(SMALL, seed=13, generator_lag_ms=80.0), "2026-11-03T02:23:00+00:00"),
     "n4-slower": (replace(SMALL, seed=14, latency_scale=1.25), "2026-11-04T02:23:00+00:00"),
 }
+
+
+def run_cli(args: list[str], tmp: Path, timeout: float = 0):
+    """``loadgate ARGS`` in this process (the CLI's imports cost seconds per process)."""
+    result = CliRunner().invoke(app, args)
+    result.returncode = result.exit_code
+    return result
+
+
+def assert_one_clear_error(result, *needles: str) -> None:
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.output
+    assert all(n in lines[0] for n in needles), lines[0]
+    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +63,7 @@ def nights(tmp_path_factory) -> dict[str, Path]:
 def trend(nights, tmp_path_factory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("trend")
     result = run_cli(["trend", *map(str, nights.values()), "--out", str(out)], out, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.output
     data = json.loads((out / "trend.json").read_text())
     return out, data, (out / "trend.html").read_text()
 
@@ -108,7 +122,7 @@ def test_last_n_keeps_the_newest_and_compares_only_within(nights, tmp_path):
     result = run_cli(
         ["trend", *map(str, nights.values()), "--last", "2", "--out", str(tmp_path)], tmp_path
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.output
     data = json.loads((tmp_path / "trend.json").read_text())
     assert [r["run_id"] for r in data["runs"]] == ["n3-invalid", "n4-slower"]
     assert data["regressions"] == []  # one point on the line: nothing to compare
