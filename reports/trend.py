@@ -29,8 +29,8 @@ from reports.html import CSS  # noqa: E402
 
 TREND_CSS = """
 tr.regression td{background:#fbe9e7} tr.offline td{color:#6b7280}
-.v{font-weight:600}.v-PASS{color:#1b7f3b}.v-FAIL{color:#b3261e}.v-INVALID{color:#5f2a86}
-.v-INCONCLUSIVE,.v-PROJECTED,.v-NO-GATE{color:#8a6d00}
+.tv{font-weight:600}.tv-PASS{color:#1b7f3b}.tv-FAIL{color:#b3261e}.tv-INVALID{color:#5f2a86}
+.tv-INCONCLUSIVE,.tv-PROJECTED,.tv-NO-GATE{color:#8a6d00}
 .summary{padding:14px 18px;border-radius:8px;background:#f4f6f8;margin:12px 0}
 """
 
@@ -276,7 +276,7 @@ def render_html(trend: Trend) -> str:
         cls = "regression" if p.regression else "" if p.on_line else "offline"
         cells = _cells(p)
         verdict = (
-            f'<span class="v v-{escape(p.verdict.replace(" ", "-"))}">{escape(p.verdict)}</span>'
+            f'<span class="tv tv-{escape(p.verdict.replace(" ", "-"))}">{escape(p.verdict)}</span>'
         )
         tds = [escape(c) for c in cells]
         tds[2] = verdict

@@ -22,8 +22,16 @@ from tests.analysis.test_analysis_reports import (
     _page_requests,
 )
 
+# A P95 limit far above every night's P95: the slower night still PASSes its gate, and
+# only the comparison with the night before can tell it regressed.
 SMALL = SyntheticSpec(
-    levels=(10, 20, 40, 60, 80, 100), hold_s=20, ramp_s=5, warmup_s=2, error_mix={"5xx": 0.001}
+    levels=(25, 50, 100),
+    hold_s=60,
+    ramp_s=5,
+    warmup_s=5,
+    error_mix={"5xx": 0.001},
+    cpu_rps_at_100=70.0,  # the service's CPU reaches the planning line: a binding constraint
+    gate={"users": 100, "target_users": 80, "criteria": {"p95_ms": 20000, "error_rate": 0.05}},
 )
 NIGHTS = {  # name -> (spec, started_at): nights 1..4, oldest first
     "n1": (replace(SMALL, seed=11), "2026-11-01T02:23:00+00:00"),
@@ -148,7 +156,7 @@ def test_bad_input_is_one_error_line(nights, tmp_path):
     result = run_cli(["trend", str(tmp_path / "missing")], tmp_path)
     assert result.returncode == 2
     assert_one_clear_error(result, "no such run directory")
-    other = write_run(tmp_path / "phase2", replace(SMALL, phase=2))
+    other = write_run(tmp_path / "phase2", replace(SMALL, phase=2, levels=(10,), hold_s=10))
     result = run_cli(["trend", str(nights["n1"]), str(other)], tmp_path)
     assert result.returncode == 2
     assert_one_clear_error(result, "different phases")
