@@ -725,7 +725,7 @@ def plan(
     phases_file = _milestone_config(config)
     wanted = MILESTONE_PHASES if phase is None else (phase,)
     for p in wanted:
-        if p not in phases_file.phases or p not in seed_plan.SEED_PHASES:
+        if p not in MILESTONE_PHASES or p not in phases_file.phases:
             raise PlanError(f"--phase {p}: choose a milestone phase, one of 1, 2, 3, 4")
     try:
         d = dm.estimate(runs)

@@ -317,8 +317,8 @@ def route_groups(records: list[_Records], step_lists: list[list[Step]]) -> list[
     counts: pd.Series = pd.Series(dtype=float)
     for rec, steps in zip(records, step_lists, strict=True):
         inside = _in_steps(rec.ts_us, steps) >= 0
-        c = pd.Series(rec.route[inside]).value_counts()
-        counts = counts.add(c, fill_value=0)
+        c = pd.Series(np.asarray(rec.route[inside], dtype=object)).value_counts()
+        counts = counts.add(c[c > 0], fill_value=0)
     total = float(counts.sum())
     if total <= 0:
         raise DemandError("no request records inside a steady-state step")
@@ -340,7 +340,8 @@ def _find(samples: pd.DataFrame, spec: ResourceSpec) -> tuple[str, str] | None:
     """The first candidate (source, metric) sampled (``x`` also as ``x_total``)."""
     if samples.empty:
         return None
-    present = set(zip(samples["source"].astype(str), samples["metric"].astype(str), strict=True))
+    pairs = samples[["source", "metric"]].drop_duplicates()
+    present = set(zip(pairs["source"].astype(str), pairs["metric"].astype(str), strict=True))
     for source, metric in spec.candidates:
         for name in (metric, f"{metric}_total"):
             if (source, name) in present:
@@ -494,7 +495,6 @@ def persona_rates(
                 row[0] += n  # several persona codes may share a key: users counted once
             for key, row in step_rows.items():
                 per_step.setdefault(key, []).append((row[0], row[1]))
-    # personas of the mix that never sent a request still count (rate 0, share kept)
     out = []
     for key, rows in sorted(per_step.items()):
         rows_arr = np.array(rows, float)

@@ -122,6 +122,7 @@ def tables(plan: CapacityPlan) -> list[Table]:
                     "binds at (users) [95% CI]",
                 ],
                 rows,
+                _pool_note(plan),
             )
         )
     out.append(
@@ -285,6 +286,20 @@ def tables(plan: CapacityPlan) -> list[Table]:
         )
     )
     return out
+
+
+def _pool_note(plan: CapacityPlan) -> str:
+    """DB connections are judged against the seed's pool; the run's own pool beside it."""
+    pool = plan.profile_pool
+    own = (
+        f"the run's profile had a pool of {pool:,.0f} connections"
+        if pool
+        else "the run's pool size was not sampled"
+    )
+    return (
+        f"DB connections in use by Little's law (throughput x hold time): {own}. Stripe: "
+        f"{plan.stripe_limit.amount:,.0f} req/s ({plan.stripe_limit.section})."
+    )
 
 
 def _cited(cap) -> str:
