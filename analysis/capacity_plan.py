@@ -40,6 +40,8 @@ MILESTONE_PHASES = (1, 2, 3, 4)
 #: Beyond this multiple of the highest measured load the linearity was never tested
 #: (the run reports print no model number there): said beside every such projection.
 TESTED_RANGE = 3.0
+#: Share of the run's own capacity below which a backtest row is not in the headline error.
+MATERIAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ class BacktestRow:
     predicted: float
     measured: float
     error: float | None  # (predicted - measured) / measured
+    #: counted in the headline error: throughput, and resources at >= MATERIAL of what
+    #: the run's stack had (a resource at 0.3 % of a core has no meaningful relative error)
+    material: bool = True
 
 
 @dataclass
@@ -128,7 +133,7 @@ class Backtest:
 
     @property
     def max_error(self) -> float | None:
-        errs = [abs(r.error) for r in self.rows if r.error is not None]
+        errs = [abs(r.error) for r in self.rows if r.error is not None and r.material]
         return max(errs) if errs else None
 
 
@@ -325,6 +330,7 @@ def _project(
         return None
     point = model.busy(load, users)
     ci = _interval(point, model.busy_draws(load, users))
+    ci = (max(ci[0], min(point, 0.0)), ci[1])  # a busy rate is never below 0
     req = (point / util, (ci[0] / util, ci[1] / util))
     proj = Projection(
         res, point, ci, req[0], req[1], capacity, _status(req[1], capacity and capacity.amount)
@@ -446,7 +452,8 @@ def _verdict(projections: list[Projection], util: float) -> tuple[str, str]:
         )
 
     if hard:
-        return "not ready", "; ".join(need(p) for p in hard)
+        rest = [p for p in over if not p.resource.hard]
+        return "not ready", "; ".join(need(p) for p in [*hard, *rest])
     if over:
         return "needs " + ", ".join(p.resource.label for p in over), "; ".join(
             need(p) for p in over
@@ -527,8 +534,9 @@ def backtest(run: Run, util: float = PLANNING_UTILISATION) -> Backtest | None:
             continue
         pred = sum(f.predict(route_hat) for f in fits)
         meas = float(sum(measured))
-        rows.append(BacktestRow(res.label, res.unit, pred, meas, _err(pred, meas)))
         cap = _stack_capacity(run, res.key, pool, float(stripe) if stripe else None)
+        material = bool(cap) and meas / cap >= MATERIAL
+        rows.append(BacktestRow(res.label, res.unit, pred, meas, _err(pred, meas), material))
         if cap:
             ratio_pred[res.label], ratio_meas[res.label] = pred / cap, meas / cap
     return Backtest(
@@ -748,7 +756,7 @@ def plan(
         if isinstance(f, seed_plan.SeedFormula):
             formulas.append((r.run_id, f))
     profiles = [str(r.meta.profile) for r in runs]
-    warnings = [w for r in runs for w in r.warnings]
+    warnings = [w for r in runs for w in r.warnings] + d.warnings
     if len(set(profiles)) > 1:
         warnings.append(
             f"runs of different profiles pooled ({', '.join(sorted(set(profiles)))}): demands "

@@ -31,6 +31,7 @@ is not there (never invented).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +51,11 @@ OTHER = "other routes"
 OPERATIONS = "operations"
 ALL_USERS = "all users"
 CONFIDENCE = 0.95
-#: Fewest fitted seconds a resource regression is attempted with.
-MIN_SECONDS = 20
+#: Fewest sample intervals a resource regression is attempted with.
+MIN_SECONDS = 8
+#: Per-route demands need this many intervals per coefficient; with fewer, only the
+#: pooled (all routes) demand is estimated and every route gets it (said in a note).
+PER_ROUTE_INTERVALS = 10
 
 
 @dataclass(frozen=True)
@@ -404,43 +408,67 @@ def newey_west_lags(n: int) -> int:
     return max(1, int(4 * (n / 100.0) ** (2.0 / 9.0)))
 
 
+def _ols(y: np.ndarray, design: np.ndarray, lags: int):
+    with warnings.catch_warnings():  # R² of a constant series divides by 0: reported as nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return sm.OLS(y, design).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+
+
 def fit_resource(
     spec: ResourceSpec, source: str, metric: str, routes: list[str], x: np.ndarray, y: np.ndarray
 ) -> ResourceDemand | None:
-    """OLS with HAC covariance of busy rate on route throughputs (module doc)."""
-    n = y.size
-    if n < max(MIN_SECONDS, x.shape[1] + 5):
+    """OLS with HAC covariance of busy rate on route throughputs (module doc).
+
+    With fewer than PER_ROUTE_INTERVALS intervals per coefficient (a short run, or a
+    sampler that fell behind on a saturated host) the routes are not separable: the pooled
+    demand is given to every route, with its covariance, and a note says so.
+    """
+    n, k = y.size, len(routes)
+    if n < MIN_SECONDS:
         return None
     lags = newey_west_lags(n)
-    design = sm.add_constant(x, has_constant="add")
-    res = sm.OLS(y, design).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
-    ci = np.asarray(res.conf_int(alpha=1 - CONFIDENCE))
-    total = x.sum(axis=1)
-    one = sm.OLS(y, sm.add_constant(total, has_constant="add")).fit(
-        cov_type="HAC", cov_kwds={"maxlags": lags}
-    )
+    one = _ols(y, sm.add_constant(x.sum(axis=1), has_constant="add"), lags)
     one_ci = np.asarray(one.conf_int(alpha=1 - CONFIDENCE))
     notes = []
-    weak = [r for r, lo in zip(routes, ci[1:, 0], strict=True) if lo <= 0]
-    if weak:
+    if n >= PER_ROUTE_INTERVALS * (k + 1):
+        res = _ols(y, sm.add_constant(x, has_constant="add"), lags)
+        params = np.asarray(res.params, float)
+        ci = np.asarray(res.conf_int(alpha=1 - CONFIDENCE))
+        cov = np.asarray(res.cov_params(), float)
+        r2 = float(res.rsquared)
+        weak = [r for r, lo in zip(routes, ci[1:, 0], strict=True) if lo <= 0]
+        if weak:
+            notes.append(
+                f"{spec.label}: not distinguishable from 0 at 95 %: "
+                + ", ".join(weak)
+                + " (no measurable demand, or too little of that route to separate it in "
+                "1 Hz samples)."
+            )
+    else:
+        jac = np.zeros((k + 1, 2))
+        jac[0, 0] = 1.0
+        jac[1:, 1] = 1.0
+        params = jac @ np.asarray(one.params, float)
+        cov = jac @ np.asarray(one.cov_params(), float) @ jac.T
+        ci = jac @ one_ci
+        r2 = float(one.rsquared)
         notes.append(
-            "not distinguishable from 0 at 95 %: "
-            + ", ".join(weak)
-            + " (their share of the load is too small to separate in 1 Hz samples)"
+            f"{spec.label}: only {n} sample intervals for {k} routes: every route is given the "
+            "pooled demand (routes not separable)."
         )
     return ResourceDemand(
         spec=spec,
         source=source,
         metric=metric,
         routes=routes,
-        demand=np.asarray(res.params[1:], float),
+        demand=params[1:],
         demand_ci=ci[1:],
-        background=float(res.params[0]),
+        background=float(params[0]),
         background_ci=(float(ci[0, 0]), float(ci[0, 1])),
-        cov=np.asarray(res.cov_params(), float),
+        cov=cov,
         per_request=float(one.params[1]),
         per_request_ci=(float(one_ci[1, 0]), float(one_ci[1, 1])),
-        r2=float(res.rsquared),
+        r2=r2,
         seconds=n,
         maxlags=lags,
         mean_busy=float(y.mean()),
@@ -574,6 +602,9 @@ def estimate(runs: list[Run], step_lists: list[list[Step]] | None = None) -> Dem
     missing: list[str] = []
     levels: list[StepLevel] = []
     mem_points: list[tuple[float, float]] = []
+    spans: dict[str, float] = {}
+    run_warnings: list[str] = []
+    steady_s = sum(st.duration_s for steps in step_lists for st in steps)
     for run, rec, gc, steps in zip(runs, records, codes, step_lists, strict=True):
         step_of = _in_steps(rec.ts_us, steps)
         for i, st in enumerate(steps):
@@ -595,6 +626,7 @@ def estimate(runs: list[Run], step_lists: list[list[Step]] | None = None) -> Dem
             keep = _windowed(t0, t1, steps) & np.isfinite(y)
             t0, t1, y = t0[keep], t1[keep], y[keep]
             xs.setdefault(spec.key, []).append(route_rates(rec.ts_us, gc, g, t0, t1))
+            spans[spec.key] = spans.get(spec.key, 0.0) + float((t1 - t0).sum()) / 1e6
             ys.setdefault(spec.key, []).append(y)
             step_idx = _in_steps(t0, steps)
             for lv in levels:
@@ -609,11 +641,21 @@ def estimate(runs: list[Run], step_lists: list[list[Step]] | None = None) -> Dem
             missing.append(f"{spec.label}: not sampled in this run ({_wanted(spec)})")
             continue
         x, y = np.vstack(xs[spec.key]), np.concatenate(ys[spec.key])
+        if y.size and not np.any(y):
+            missing.append(f"{spec.label}: zero throughout the steady-state steps (unused)")
+            continue
         fit = fit_resource(spec, *found[spec.key], groups, x, y)
         if fit is None:
-            missing.append(f"{spec.label}: only {y.size} steady-state seconds sampled")
+            missing.append(f"{spec.label}: only {y.size} sample intervals in steady state")
             continue
         resources.append(fit)
+        covered = float(spans[spec.key]) / max(steady_s, 1e-9)
+        if covered < 0.5 and spec.key == "service_cpu":
+            run_warnings.append(
+                f"the samples cover only {covered:.0%} of the steady-state time (intervals "
+                "between samples wholly inside a step): the sampler fell behind, e.g. on a "
+                "saturated host; demands rest on few intervals"
+            )
     if not mem_points:
         missing.append("Redis memory: redis used_memory not sampled in this run")
     missing += [f"{m}: not sampled by loadgate" for m in NOT_SAMPLED]
@@ -645,6 +687,7 @@ def estimate(runs: list[Run], step_lists: list[list[Step]] | None = None) -> Dem
         per_user_trend=trend,
         levels=sorted(levels, key=lambda lv: lv.users),
         missing=missing,
+        warnings=run_warnings,
     )
 
 

@@ -76,8 +76,9 @@ def required_capacity(plan: CapacityPlan) -> bytes:
                 names.append(n)
     fig.legend(handles, names, loc="lower center", ncol=4, fontsize=8)
     fig.suptitle(
-        f"Required capacity at {plan.utilisation:.0%} utilisation vs users "
-        "(projected, 95% band; dots measured; red steps: the seed's capacity per phase)",
+        f"Required capacity at {plan.utilisation:.0%} utilisation vs users (projected with "
+        f"{plan.milestones[-1].milestone}'s mix and think time, 95% band; dots: the run's steps, "
+        "measured; red: the seed's capacity per phase)",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0.05, 1, 0.96))

@@ -29,7 +29,8 @@ from reports import plan_charts
 from reports.html import CSS
 
 SCHEMA = "loadgate.plan/1"
-VERDICT_CLASS = {"ready": "PASS", "not ready": "FAIL", "inconclusive": "INCONCLUSIVE"}
+#: A projected "ready" is never drawn as a pass (DESIGN.md): the projected colours.
+VERDICT_CLASS = {"ready": "PROJECTED-PASS", "not ready": "PROJECTED-FAIL"}
 
 
 @dataclass
@@ -216,7 +217,8 @@ def tables(plan: CapacityPlan) -> list[Table]:
                         r.quantity,
                         fmt_amount(r.predicted, r.unit),
                         fmt_amount(r.measured, r.unit),
-                        "—" if r.error is None else f"{r.error:+.1%}",
+                        ("—" if r.error is None else f"{r.error:+.1%}")
+                        + ("" if r.material else " (immaterial)"),
                     ]
                     for r in b.rows
                 ]
@@ -228,7 +230,8 @@ def tables(plan: CapacityPlan) -> list[Table]:
                         "match" if b.binding_predicted == b.binding_measured else "MISMATCH",
                     ]
                 ],
-                b.note,
+                b.note + "; immaterial: below 2 % of the run's own capacity, left out of the "
+                "largest error",
             )
         )
     for run_id, f in plan.seed_formula:
@@ -341,7 +344,7 @@ def _img(png: bytes | str) -> str:
 def render_html(plan: CapacityPlan, chart: bytes | str) -> str:
     cards = "".join(
         f'<div class="verdict v-{VERDICT_CLASS.get(m.verdict, "PROJECTED")}">'
-        f'<div class="big">{escape(m.milestone)}: {escape(m.verdict)}</div>'
+        f'<div class="big">{escape(m.milestone)}: {escape(m.verdict)} (projected)</div>'
         f"<p>{m.users:,} users (phase {m.phase} gate load) · {_tag('projected')} · "
         f"{escape(m.verdict_text)}</p>"
         f"<p>First to bind: {escape(row[4])}</p></div>"
@@ -523,10 +526,12 @@ def to_dict(plan: CapacityPlan) -> dict[str, Any]:
                         "predicted": r.predicted,
                         "measured": r.measured,
                         "error": r.error,
+                        "material": r.material,
                     }
                     for r in b.rows
                 ],
                 "max_abs_error": b.max_error,
+                "material": [r.quantity for r in b.rows if r.material],
                 "binding_predicted": b.binding_predicted,
                 "binding_measured": b.binding_measured,
             }
