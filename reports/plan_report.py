@@ -218,7 +218,7 @@ def tables(plan: CapacityPlan) -> list[Table]:
                         fmt_amount(r.predicted, r.unit),
                         fmt_amount(r.measured, r.unit),
                         ("—" if r.error is None else f"{r.error:+.1%}")
-                        + ("" if r.material else " (immaterial)"),
+                        + ("" if r.material else " (not counted)"),
                     ]
                     for r in b.rows
                 ]
@@ -230,8 +230,8 @@ def tables(plan: CapacityPlan) -> list[Table]:
                         "match" if b.binding_predicted == b.binding_measured else "MISMATCH",
                     ]
                 ],
-                b.note + "; immaterial: below 2 % of the run's own capacity, left out of the "
-                "largest error",
+                b.note + "; not counted in the largest error: resources the run's stack had "
+                "no capacity for, or used at under 2 % of it",
             )
         )
     for run_id, f in plan.seed_formula:
