@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from fixtures import cli as fixtures_cli
-from loadgate import config_cli, report_cli, run_cli, stack_cli, verify_cli
+from loadgate import (
+    ci_cli,
+    config_cli,
+    plan_cli,
+    report_cli,
+    run_cli,
+    stack_cli,
+    trend_cli,
+    verify_cli,
+)
 
 app = typer.Typer(
     name="loadgate",
@@ -20,6 +29,9 @@ app.command("worker")(run_cli.worker)
 app.command("report")(report_cli.report)
 app.command("compare")(report_cli.compare)
 app.command("verify")(verify_cli.verify)
+app.command("plan")(plan_cli.plan)
+app.command("ci", context_settings=ci_cli.PASS_THROUGH)(ci_cli.ci)
+app.command("trend")(trend_cli.trend)
 app.add_typer(config_cli.app, name="config")
 
 

