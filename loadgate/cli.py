@@ -6,6 +6,7 @@ import typer
 
 from fixtures import cli as fixtures_cli
 from loadgate import report_cli, run_cli, stack_cli, verify_cli
+from loadgate.reproduce import cli as reproduce_cli
 
 app = typer.Typer(
     name="loadgate",
@@ -20,6 +21,7 @@ app.command("worker")(run_cli.worker)
 app.command("report")(report_cli.report)
 app.command("compare")(report_cli.compare)
 app.command("verify")(verify_cli.verify)
+app.command("reproduce")(reproduce_cli.reproduce)
 
 
 @app.callback()

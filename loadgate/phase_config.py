@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from loadgate.reproduce.config import ReproduceSpec
 from runformat.gate import (
     DEFAULT_ARRIVAL_SHORTFALL,
     DEFAULT_GENERATOR_LAG_P99_MS,
@@ -171,6 +172,7 @@ class Phase(_Strict):
 class PhasesFile(_Strict):
     defaults: Defaults = Defaults()
     phases: dict[int, Phase]
+    reproduce: dict[str, ReproduceSpec] = Field(default_factory=dict)  # loadgate reproduce
 
 
 class Stage(_Strict):
