@@ -183,13 +183,21 @@ def _panel(ax, doc: dict, value, title: str, ylabel: str, log: bool = False) -> 
     ax.tick_params(labelsize=7)
 
 
+def _metric_value(meta: dict):
+    """Step -> the metric's value as plotted (a share in %, like its axis label)."""
+    scale = 100.0 if meta["unit"] == "%" else 1.0
+
+    def value(step: dict) -> float | None:
+        v = step["metrics"].get(meta["key"])
+        return None if v is None else v * scale
+
+    return value
+
+
 def charts(doc: dict) -> list[tuple[str, bytes | str]]:
     """(caption, PNG) pairs; a chart that cannot be drawn is its reason (a string)."""
     out: list[tuple[str, bytes | str]] = []
-    panels = [
-        (lambda s, k=m["key"]: s["metrics"].get(k), m["label"], m["unit"] or "count", False)
-        for m in doc["metrics"]
-    ]
+    panels = [(_metric_value(m), m["label"], m["unit"] or "count", False) for m in doc["metrics"]]
     panels += [
         (lambda s: s["p95_ms"], "P95 latency (all routes)", "ms (log)", True),
         (lambda s: s["error_rate"] * 100, "error rate", "%", False),

@@ -137,9 +137,9 @@ def judge_steps(run: Run, result: AnalysisResult, metrics: tuple[Metric, ...]) -
                 else limits.get(c.name)
             )
             judged.append(_judged(c, float(limit or 0.0)))
+        level_start, previous_end = previous_end, st.step.end_us
         if "db_connection_errors" in limits:
-            judged.append(_db_errors(run, previous_end, st, limits["db_connection_errors"]))
-        previous_end = st.step.end_us
+            judged.append(_db_errors(run, level_start, st, limits["db_connection_errors"]))
         checks = by_step.get(st.step.name, []) + by_step.get(None, [])
         invalid = [f"{c.name}: {c.detail}" for c in checks if c.decides and c.ok is False]
         host = next((c.observed for c in checks if c.name == "host_cpu"), None)
@@ -154,7 +154,7 @@ def judge_steps(run: Run, result: AnalysisResult, metrics: tuple[Metric, ...]) -
                 host_cpu_percent=host,
                 p95_ms=q.value_ms if q.ok else None,
                 error_rate=st.error_rate,
-                metrics={m.key: m.at(run, st) for m in metrics},
+                metrics={m.key: m.at(run, st, level_start) for m in metrics},
             )
         )
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.counters import counter_delta, hit_rate
+from analysis.counters import counter_over_period, hit_rate
 from analysis.runs import Run
 from analysis.steps import StepStats
 
@@ -32,9 +32,14 @@ class Metric:
     unit: str
     measure: Callable[[Run, Window], float | None]
     digits: int = 2
+    whole_level: bool = False
+    """Count from the end of the previous steady window (the ramp into this level
+    included), as the per-step DB connection error criterion does: an error while users
+    are added is still one the architecture made at this level."""
 
-    def at(self, run: Run, st: StepStats) -> float | None:
-        return self.measure(run, (st.step.start_us, st.step.end_us))
+    def at(self, run: Run, st: StepStats, level_start_us: int) -> float | None:
+        start = level_start_us if self.whole_level else st.step.start_us
+        return self.measure(run, (start, st.step.end_us))
 
     def text(self, value: float | None) -> str:
         if value is None:
@@ -94,8 +99,9 @@ def per_request(
 
 
 def counted(source: str, metric: str) -> Callable[[Run, Window], float | None]:
-    """Counter increase in the window (an exact count: no interval needed)."""
-    return lambda run, window: counter_delta(run.samples, source, metric, *window)
+    """Counter increase over the window, bracketed by the samples just outside it (an
+    exact count: no interval needed)."""
+    return lambda run, window: counter_over_period(run.samples, source, metric, *window)[0]
 
 
 def histogram_mean_ms(family: str) -> Callable[[Run, Window], float | None]:
@@ -134,6 +140,7 @@ DB_CONNECTION_ERRORS = Metric(
     "",
     counted("service", "db_connection_errors"),
     digits=0,
+    whole_level=True,
 )
 RATE_LIMIT_STATEMENTS = Metric(
     "rate_limit_statements_per_request",
@@ -175,6 +182,7 @@ BATCH_GENERATION_MS = Metric(
     "ms",
     route_latency_ms(("POST /admin/batches/generate",), q=100),
     digits=0,
+    whole_level=True,  # one generation a minute: the ramp's count too
 )
 CACHE_HIT_RATE = Metric("cache_hit_rate", "cache hit rate", "%", cache_hit_rate, digits=1)
 DB_XACTS_PER_REQUEST = Metric(
