@@ -154,9 +154,10 @@ STATEMENT_COUNTS = (
     " sum(calls) FILTER (WHERE query ILIKE '%rate_limits%'"
     " AND (query ILIKE 'insert%' OR query ILIKE 'delete%'))"
     " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
-    " WHERE datname = current_database())"
+    " WHERE datname = current_database()) AND query NOT ILIKE '%pg_stat_statements%'"
 )
-"""Statement calls of this database: all, on ``rate_limits``, and writes to it."""
+"""Statement calls of this database: all, on ``rate_limits``, and writes to it (this
+query names the table too: queries reading pg_stat_statements are left out)."""
 
 _POOL_COLUMNS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait")
 
