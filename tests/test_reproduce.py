@@ -172,7 +172,7 @@ P95_OK = ("P95 < 2000 ms", "pass", 300.0, 0.0)
 DB_OK = ("DB connection errors <= 0", "pass", 0.0, 0.0)
 
 
-def test_breaking_point_is_bracketed_by_the_last_step_that_held():
+def test_breaking_point_is_bracketed_by_the_last_step_its_binding_criterion_passed():
     steps = [
         _step(100, P95_OK, DB_OK),
         _step(200, ("P95 < 2000 ms", "insufficient data", 2500.0, 0.0), DB_OK),
@@ -181,7 +181,8 @@ def test_breaking_point_is_bracketed_by_the_last_step_that_held():
         _step(400, ("P95 < 2000 ms", "fail", 9000.0, 4.5), DB_OK),
     ]  # fmt: skip
     bp = breaking_point(steps)
-    assert (bp.step, bp.load, bp.interval) == ("hold-300", 300, (100, 300))
+    # DB errors (the binding criterion) passed at 100 and 200; P95 decided only at 100
+    assert (bp.step, bp.load, bp.interval) == ("hold-300", 300, (200, 300))
     # the most exceeded criterion binds: any error over a zero limit beats a 2x P95
     assert bp.binding == "DB connection errors <= 0"
     assert bp.failed == ["DB connection errors <= 0", "P95 < 2000 ms"]

@@ -5,11 +5,11 @@ Each step is judged like a gate step (``analysis.gates.evaluate_step``): a crite
 count such as DB connection errors, when the exact count exceeds it. A step whose value
 cannot decide (no interval, an interval straddling the limit) neither breaks nor holds.
 
-The breaking point is a bracket, not a number: a stepped ramp only shows that the run
-held at the last step that passed every criterion and broke at the first that failed
-one, so the interval is (last held load, breaking load]. The binding constraint is the
-failed criterion exceeded the most relative to its limit (a count over a zero limit
-counts as infinitely exceeded). Validity is judged per step too: the first step where a
+The breaking point is a bracket, not a number: a stepped ramp only shows that the binding
+criterion still passed at an earlier step and failed at this one, so the interval is
+(last load where it passed, breaking load]. The binding constraint is the failed
+criterion exceeded the most relative to its limit (a count over a zero limit counts as
+infinitely exceeded). ``held_up_to`` is the last load where *every* criterion passed. Validity is judged per step too: the first step where a
 deciding validity check failed (generator lag, generator CPU, Little's law, window
 coverage) is where the *machine* saturated, and nothing at or above it speaks for the
 architecture.
@@ -161,22 +161,27 @@ def judge_steps(run: Run, result: AnalysisResult, metrics: tuple[Metric, ...]) -
 
 
 def breaking_point(steps: list[StepResult]) -> BreakingPoint:
-    """The first step where a criterion failed, bracketed by the last step that held."""
-    held_load = 0.0
-    held_any: float | None = None
+    """The first step where a criterion failed, bracketed from below by the last earlier
+    step where that (binding) criterion was decided and passed."""
     saturated = next((s.load for s in steps if not s.valid), None)
-    for s in steps:
+    held = [s.load for s in steps if s.held]
+    for i, s in enumerate(steps):
         failed = s.failed
-        if failed:
-            return BreakingPoint(
-                step=s.name,
-                load=s.load,
-                interval=(held_load, s.load),
-                binding=failed[0].description,
-                failed=[c.description for c in failed],
-                held_up_to=held_any,
-                saturated_at=saturated,
-            )
-        if s.held:
-            held_load = held_any = s.load
-    return BreakingPoint(None, None, None, None, [], held_any, saturated)
+        if not failed:
+            continue
+        binding = failed[0].description
+        passed = [
+            e.load
+            for e in steps[:i]
+            if any(c.description == binding and c.status == gates.PASS for c in e.criteria)
+        ]
+        return BreakingPoint(
+            step=s.name,
+            load=s.load,
+            interval=(max(passed, default=0.0), s.load),
+            binding=binding,
+            failed=[c.description for c in failed],
+            held_up_to=max((h for h in held if h < s.load), default=None),
+            saturated_at=saturated,
+        )
+    return BreakingPoint(None, None, None, None, [], max(held, default=None), saturated)
