@@ -9,7 +9,8 @@ The breaking point is a bracket, not a number: a stepped ramp only shows that th
 criterion still passed at an earlier step and failed at this one, so the interval is
 (last load where it passed, breaking load]. The binding constraint is the failed
 criterion exceeded the most relative to its limit (a count over a zero limit counts as
-infinitely exceeded). ``held_up_to`` is the last load where *every* criterion passed. Validity is judged per step too: the first step where a
+infinitely exceeded). ``held_up_to`` is the last load where *every* criterion passed.
+Validity is judged per step too: the first step where a
 deciding validity check failed (generator lag, generator CPU, Little's law, window
 coverage) is where the *machine* saturated, and nothing at or above it speaks for the
 architecture.
