@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from loadgate.console import console, error, progress
 from loadgate.phase_config import ConfigError
 from loadgate.reproduce import registry
-from loadgate.reproduce.runner import ReproduceOptions, compare_sides, prepare, run_side
+from loadgate.reproduce.runner import (
+    Prepared,
+    ReproduceOptions,
+    compare_sides,
+    prepare,
+    run_side,
+)
 from loadgate.signals import terminate_on_sigterm
 from stack.errors import ServiceNotReady, StackError
 
@@ -61,7 +68,7 @@ def reproduce(
     inconclusive) with a comparison report."""
     if list_:
         for line in list_lines():
-            console.print(line, soft_wrap=True)
+            console.print(line, soft_wrap=True, markup=False)
         raise typer.Exit(0)
     if name is None:
         error("name a reproduction (loadgate reproduce --list shows them)")
@@ -93,7 +100,7 @@ def reproduce(
     raise typer.Exit(report(prepared, options, dirs["before"], dirs["after"]))
 
 
-def report(prepared, options: ReproduceOptions, before: Path, after: Path) -> int:
+def report(prepared: Prepared, options: ReproduceOptions, before: Path, after: Path) -> int:
     """Analyse both runs, write the comparison reports, print the verdict; the exit code."""
     from reports import ReportError
     from reports import reproduce as reproduce_report
@@ -114,8 +121,10 @@ def report(prepared, options: ReproduceOptions, before: Path, after: Path) -> in
             f"in {options.out}"
         )
         return EXIT_USAGE
-    console.print(f"[bold]{outcome.verdict.value.upper()}[/bold]: {outcome.reason}", soft_wrap=True)
+    console.print(
+        f"[bold]{outcome.verdict.value.upper()}[/bold]: {escape(outcome.reason)}", soft_wrap=True
+    )
     for label, side in (("before", b), ("after", a)):
-        console.print(f"  {label}: {side.configuration} → {side.run_dir}")
-    console.print(f"report: {paths['html']}")
+        console.print(f"  {label}: {side.configuration} → {side.run_dir}", markup=False)
+    console.print(f"report: {paths['html']}", markup=False)
     return outcome.verdict.exit_code
