@@ -9,7 +9,6 @@ run report, so either side can be read (or ``loadgate report``-ed) on its own.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -154,8 +153,3 @@ def compare_sides(
 ) -> tuple[SideResult, SideResult, Outcome]:
     b, a = side_result(repro, "before", before), side_result(repro, "after", after)
     return b, a, decide(repro, b, a)
-
-
-def manifest_overrides(run_dir: Path) -> dict:
-    """The overrides a run recorded (for reports and tests)."""
-    return json.loads((run_dir / "manifest.json").read_text()).get("profile_overrides") or {}
