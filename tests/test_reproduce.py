@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -223,15 +224,19 @@ def _pair(tmp_path: Path, before: dict, after: dict) -> tuple[Path, Path]:
     return b, a
 
 
-def test_connection_errors_only_before_confirm_the_claim(tmp_path):
-    b, a = _pair(tmp_path, {"db_connection_errors": 90}, {})
-    repro = registry.get("db-connections")
-    before, after, outcome = compare_sides(repro, b, a)
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory):
+    """Connection errors on the before side only (the seed's claim, as data)."""
+    b, a = _pair(tmp_path_factory.mktemp("confirmed"), {"db_connection_errors": 90}, {})
+    return compare_sides(registry.get("db-connections"), b, a)
+
+
+def test_connection_errors_only_before_confirm_the_claim(confirmed):
+    before, after, outcome = confirmed
     assert outcome.verdict == Verdict.CONFIRMED, outcome.reason
     assert before.breaking.broke and before.breaking.binding.startswith("DB connection errors")
     assert before.breaking.interval == (0.0, 20.0)
     assert all(s.metrics["db_connection_errors"] == 0 for s in after.steps)
-    assert (before.run_dir / "report" / "report.html").exists()  # each run keeps its report
 
 
 def test_connection_errors_on_both_sides_refute_the_fix(tmp_path):
@@ -251,10 +256,9 @@ def test_a_machine_saturated_before_either_side_broke_is_inconclusive(tmp_path):
     assert before.breaking.saturated_at == 20 and not before.breaking.credible
 
 
-def test_the_report_holds_both_breaking_points_the_metric_pair_and_links(tmp_path):
-    b, a = _pair(tmp_path, {"db_connection_errors": 90}, {})
+def test_the_report_holds_both_breaking_points_the_metric_pair_and_links(confirmed, tmp_path):
+    before, after, outcome = confirmed
     repro = registry.get("db-connections")
-    before, after, outcome = compare_sides(repro, b, a)
     plan = load_phases().reproduce["db-connections"].quick
     doc = reproduce_report.document(repro, before, after, outcome, plan, 1, True, tmp_path)
     paths = reproduce_report.write(doc, tmp_path)
@@ -266,10 +270,11 @@ def test_the_report_holds_both_breaking_points_the_metric_pair_and_links(tmp_pat
     assert data["sides"]["after"]["breaking_point"]["broke"] is False
     pair = data["metric_pair"]["db_connection_errors"]
     assert pair["before"] > 0 and pair["after"] == 0
-    assert data["sides"]["before"]["run_dir"] == "before"
+    assert data["sides"]["before"]["run_dir"] == os.path.relpath(before.run_dir, tmp_path)
     html = paths["html"].read_text()
     assert html.index("CONFIRMED") < html.index("Seed predicts")  # verdict first
-    assert 'href="before/report/report.html"' in html and "data:image/png;base64," in html
+    link = os.path.relpath(before.run_dir / "report" / "report.html", tmp_path)
+    assert f'href="{link}"' in html and "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # no network fetches
     md = paths["md"].read_text()
     assert "**CONFIRMED**" in md.splitlines()[0] and repro.prediction in md

@@ -102,10 +102,12 @@ def reproduce(
 
 def report(prepared: Prepared, options: ReproduceOptions, before: Path, after: Path) -> int:
     """Analyse both runs, write the comparison reports, print the verdict; the exit code."""
-    from reports import ReportError
+    from reports import ReportError, report_run
     from reports import reproduce as reproduce_report
 
     try:
+        for run_dir in (before, after):  # each side's own run report, as `loadgate run`'s
+            report_run(run_dir)
         b, a, outcome = compare_sides(prepared.repro, before, after)
         doc = reproduce_report.document(
             prepared.repro, b, a, outcome, prepared.plan, prepared.spec.phase,

@@ -4,7 +4,8 @@ Each side is :func:`loadgate.run.execute` with the same phase, derived config, u
 fixture size and seed, into ``DIR/before`` and ``DIR/after``; only the architecture
 differs (a profile, or one profile flag through ``LOADGATE_PROFILE_OVERRIDES``, which
 the run's manifest records as ``profile_overrides``). Each run directory gets its own
-run report, so either side can be read (or ``loadgate report``-ed) on its own.
+run report (``RUN/report``, as ``loadgate run`` writes it), so either side can be read
+on its own.
 """
 
 from __future__ import annotations
@@ -128,14 +129,13 @@ def run_side(
 
 
 def side_result(repro: Reproduction, label: str, run_dir: Path) -> SideResult:
-    """Analyse one side's run (and write its own run report) into a :class:`SideResult`."""
+    """Analyse one side's run into a :class:`SideResult`."""
     import analysis
-    from reports import load_checked, write_all
+    from reports import load_checked
 
     side = repro.before if label == "before" else repro.after
     run = load_checked(run_dir)
     result: AnalysisResult = analysis.analyze(run)
-    write_all(result, run_dir / "report")
     steps = judge_steps(run, result, repro.metrics)
     return SideResult(
         label=label,
