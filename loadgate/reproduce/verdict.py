@@ -90,7 +90,9 @@ def decide(repro: Reproduction, before: SideResult, after: SideResult) -> Outcom
             )
         if not side.steps:
             return Outcome(
-                Verdict.INCONCLUSIVE, f"the {side.label} run has no steady-state step with data"
+                Verdict.INCONCLUSIVE,
+                f"the {side.label} run has no steady-state step with data: the generator "
+                "did not apply the plan's load (see its locust/ logs), rerun it",
             )
         if not side.valid_steps:
             return Outcome(
