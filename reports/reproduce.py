@@ -82,9 +82,20 @@ def _step(s: StepResult) -> dict[str, Any]:
     }
 
 
-def _pooled(side: SideResult, metric: Metric) -> float | None:
-    values = [v for _, v in side.values(metric.key)]
+def _pooled(side: SideResult, metric: Metric, valid_only: bool) -> float | None:
+    """Mean of the metric over the side's steps (only those below saturation, if asked)."""
+    steps = side.valid_steps if valid_only else side.steps
+    values = [v for s in steps if (v := s.metrics.get(metric.key)) is not None]
     return sum(values) / len(values) if values else None
+
+
+def _pair(before: SideResult, after: SideResult, metric: Metric) -> dict[str, float | None]:
+    return {
+        "before": _num(_pooled(before, metric, False)),
+        "after": _num(_pooled(after, metric, False)),
+        "before_valid_steps": _num(_pooled(before, metric, True)),
+        "after_valid_steps": _num(_pooled(after, metric, True)),
+    }
 
 
 def _side(side: SideResult, repro: Reproduction, base: Path) -> dict[str, Any]:
@@ -128,13 +139,11 @@ def document(
         "plan": plan.model_dump(),
         "metrics": [{"key": m.key, "label": m.label, "unit": m.unit} for m in repro.metrics],
         "metric": repro.metric.key,
-        "metric_pair": {
-            m.key: {"before": _num(_pooled(before, m)), "after": _num(_pooled(after, m))}
-            for m in repro.metrics
-        },
+        "metric_pair": {m.key: _pair(before, after, m) for m in repro.metrics},
         "sides": {s.label: _side(s, repro, out) for s in (before, after)},
         "basis": "measured: every value comes from the two runs' records, steady-state "
-        "windows only; metric_pair is the mean over each side's valid steps",
+        "windows only; metric_pair is the mean over each side's steps (and over its valid "
+        "steps, those below the load where the machine saturated: what the verdict uses)",
     }
 
 
@@ -248,6 +257,12 @@ def _metric_text(doc: dict, key: str, value: float | None) -> str:
     return f"{value:,.2f} {meta['unit']}".strip()
 
 
+def _pair_text(doc: dict, meta: dict, pair: dict, label: str) -> str:
+    every = _metric_text(doc, meta["key"], pair[label])
+    valid = _metric_text(doc, meta["key"], pair[f"{label}_valid_steps"])
+    return f"{every} (valid steps: {valid})"
+
+
 def render_markdown(doc: dict) -> str:
     v = doc["verdict"]
     lines = [
@@ -271,8 +286,8 @@ def render_markdown(doc: dict) -> str:
     for m in doc["metrics"]:
         pair = doc["metric_pair"][m["key"]]
         lines.append(
-            f"| {m['label']} (mean of valid steps) | {_metric_text(doc, m['key'], pair['before'])}"
-            f" | {_metric_text(doc, m['key'], pair['after'])} |"
+            f"| {m['label']} (mean of steps; of valid steps) | {_pair_text(doc, m, pair, 'before')}"
+            f" | {_pair_text(doc, m, pair, 'after')} |"
         )
     lines.append(
         f"| run directory | [{doc['sides']['before']['run_dir']}]"
@@ -333,9 +348,9 @@ def render_html(doc: dict, images: list[tuple[str, bytes | str]] | None = None) 
         pair = doc["metric_pair"][m["key"]]
         rows.append(
             (
-                f"{escape(m['label'])} <span class=meta>(mean of valid steps)</span>",
-                escape(_metric_text(doc, m["key"], pair["before"])),
-                escape(_metric_text(doc, m["key"], pair["after"])),
+                f"{escape(m['label'])} <span class=meta>(mean of steps; of valid steps)</span>",
+                escape(_pair_text(doc, m, pair, "before")),
+                escape(_pair_text(doc, m, pair, "after")),
             )
         )
     rows.append(

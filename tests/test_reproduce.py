@@ -270,6 +270,7 @@ def test_the_report_holds_both_breaking_points_the_metric_pair_and_links(confirm
     assert data["sides"]["after"]["breaking_point"]["broke"] is False
     pair = data["metric_pair"]["db_connection_errors"]
     assert pair["before"] > 0 and pair["after"] == 0
+    assert pair["before_valid_steps"] == pair["before"]  # no step saturated here
     assert data["sides"]["before"]["run_dir"] == os.path.relpath(before.run_dir, tmp_path)
     html = paths["html"].read_text()
     assert html.index("CONFIRMED") < html.index("Seed predicts")  # verdict first
