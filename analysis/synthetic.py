@@ -107,6 +107,14 @@ class SyntheticSpec:
     #: 202; any other code is a failed 409.
     checkout_outcomes: dict[str, float] = field(default_factory=dict)
     validity: dict = field(default_factory=dict)  # runformat.gate.ValiditySpec overrides
+    #: Known service demands (issue 13, analysis/demands.py must recover them):
+    #: "source/metric" -> {"background": busy rate, "METHOD /route": demand per request},
+    #: in the resource's rate unit (cores for cpu_percent, increments/s for a counter).
+    #: Written as extra samples driven by each second's route counts of the records.
+    demands: dict[str, dict[str, float]] = field(default_factory=dict)
+    demand_noise: float = 0.02  # sd of per-second noise, fraction of the mean busy rate
+    persona_mix: dict[str, float] | None = None  # recorded in the manifest config when set
+    stripe_rate_limit: float | None = None  # manifest stripe.rate_limit_per_s when set
 
 
 def usl_throughput(spec: SyntheticSpec, n: float) -> float:
@@ -343,6 +351,53 @@ def _generator_samples(spec, t, x, noise, rng, cols) -> None:
             cols["labels"] += [label] * times.size
 
 
+#: Sample unit per rate unit of a demand series (cpu_percent: 100 = one core busy).
+DEMAND_SAMPLE_UNIT = {"cpu_percent": 100.0, "total_xact_time": 1e6}
+#: Demand series that are levels, not running totals.
+DEMAND_GAUGES = frozenset({"cpu_percent"})
+
+
+def _write_demand_samples(spec: SyntheticSpec, path: Path) -> None:
+    """Samples whose busy rate is background + Σ_r (requests of route r in the second)
+    x demand_r, from the records just written: the utilisation law with known demands.
+
+    Its own seeded generator, so every other series stays exactly as before.
+    """
+    rng = np.random.default_rng(spec.seed + 7919)
+    ev = pq.read_table(path / "events", columns=["ts_us", "method", "name"]).to_pandas()
+    route = (ev["method"].astype(str) + " " + ev["name"].astype(str)).to_numpy()
+    end = stages(spec)[-1]["end_s"]
+    ticks = START_US + (np.arange(0, end + 2, 1.0) * 1e6).astype(np.int64)
+    second = np.searchsorted(ticks, ev["ts_us"].to_numpy(np.int64), side="right")  # (k-1, k]
+    cols = {"ts_us": [], "source": [], "metric": [], "value": [], "labels": []}
+    for key, demand in spec.demands.items():
+        source, metric = key.split("/", 1)
+        busy = np.full(ticks.size, float(demand.get("background", 0.0)))
+        for name, d in demand.items():
+            if name != "background":
+                busy += d * np.bincount(second[route == name], minlength=ticks.size)[: ticks.size]
+        busy += rng.normal(0, spec.demand_noise * max(float(busy.mean()), 1e-12), ticks.size)
+        busy[0] = 0.0
+        if metric not in DEMAND_GAUGES:
+            busy = np.cumsum(np.clip(busy, 0, None))
+        cols["ts_us"].append(ticks)
+        cols["source"] += [source] * ticks.size
+        cols["metric"] += [metric] * ticks.size
+        cols["value"].append(busy * DEMAND_SAMPLE_UNIT.get(metric, 1.0))
+        cols["labels"] += [""] * ticks.size
+    table = pa.table(
+        {
+            "ts_us": np.concatenate(cols["ts_us"]),
+            "source": cols["source"],
+            "metric": cols["metric"],
+            "value": np.concatenate(cols["value"]),
+            "labels": cols["labels"],
+        },
+        schema=SAMPLE_SCHEMA,
+    )
+    pq.write_table(table, path / "samples" / "demands-0000.parquet")
+
+
 def _write_arrivals(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
     (path / "arrivals").mkdir(parents=True, exist_ok=True)
     end = stages(spec)[-1]["end_s"]
@@ -411,9 +466,15 @@ def write_run(
     fields = manifest(spec, run_id or path.name)
     if spec.status is None:
         fields.pop("status")
+    if spec.persona_mix is not None:
+        fields["config"]["persona_mix"] = dict(spec.persona_mix)
+    if spec.stripe_rate_limit is not None:
+        fields["stripe"] = {"rate_limit_per_s": spec.stripe_rate_limit}
     update_manifest(path, **fields)
     _write_events(spec, path, rng)
     _write_samples(spec, path, rng)
+    if spec.demands:
+        _write_demand_samples(spec, path)
     if spec.model == "open":
         _write_arrivals(spec, path, rng)
     if spec.faults:

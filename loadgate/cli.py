@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fixtures import cli as fixtures_cli
-from loadgate import report_cli, run_cli, stack_cli, verify_cli
+from loadgate import plan_cli, report_cli, run_cli, stack_cli, verify_cli
 from loadgate.reproduce import cli as reproduce_cli
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("worker")(run_cli.worker)
 app.command("report")(report_cli.report)
 app.command("compare")(report_cli.compare)
 app.command("verify")(verify_cli.verify)
+app.command("plan")(plan_cli.plan)
 app.command("reproduce")(reproduce_cli.reproduce)
 
 
