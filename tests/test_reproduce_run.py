@@ -107,3 +107,28 @@ def test_rate_limit_statements_drop_from_three_per_request_to_none(rate_limit_wr
     assert check["before"] is not None and check["after"] is not None
     # Refuted only on the seed's < 5 ms for Redis checks (a CPU-starved box can miss it).
     assert doc["verdict"] != "refuted" or "< 5 ms" in doc["reason"], doc["reason"]
+
+
+def test_skip_migrations_leaves_the_scaling_indexes_out_and_nothing_else(tmp_path):
+    """The ``indexes`` reproduction's before side: phase1 migrated without 0002, on a real
+    Postgres; the same database migrated as plain phase1 afterwards gets the indexes."""
+    import psycopg
+
+    from marketplace.migrate import migrate
+    from marketplace.profiles import PHASE1, apply_overrides
+    from stack.config import StackConfig
+    from stack.stack import Stack
+
+    def indexes(url: str) -> set[str]:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+            return {r[0] for r in rows}
+
+    without = apply_overrides(PHASE1, {"skip_migrations": ["0002"]})
+    with Stack(StackConfig(provider="local", services=("postgres",))) as stack:
+        url = stack.url("postgres")
+        applied = migrate(url, without)
+        assert "0002_scaling_indexes" not in applied and "0001_base" in applied
+        assert "idx_orders_batch_assignment" not in indexes(url)
+        assert migrate(url, PHASE1) == ["0002_scaling_indexes"]
+        assert {"idx_orders_batch_assignment", "idx_credits_ledger_balance"} <= indexes(url)
