@@ -143,6 +143,35 @@ def evaluate(
     return gate
 
 
+#: Criteria measured over the whole load period, not per step (see their evaluators).
+WHOLE_PERIOD = ("db_connection_errors", "job_completion_rate")
+
+
+def evaluate_step(
+    run: Run, steps: list[StepStats], fit: usl_mod.USLFit, st: StepStats
+) -> list[CriterionResult]:
+    """The gate's criteria at one steady-state step, as if it were the gate step.
+
+    ``loadgate reproduce`` looks for the first step where one fails (a breaking point).
+    Criteria of :data:`WHOLE_PERIOD` are left out: their value is not a step's, and the
+    caller measures their per-step counterpart itself.
+    """
+    spec = run.gate_spec
+    ctx = GateContext(run, steps, fit, spec, st.load, st, st)
+    out = [
+        _criterion(ctx, CRITERIA[n], lim, None)
+        for n, lim in spec.criteria.items()
+        if n not in WHOLE_PERIOD
+    ]
+    for route, criteria in spec.routes.items():
+        out += [
+            _criterion(ctx, CRITERIA[n], lim, route)
+            for n, lim in criteria.items()
+            if n not in WHOLE_PERIOD
+        ]
+    return out
+
+
 def _decide(gate: GateResult, checks: list[Check], ref: StepStats | None, spec) -> None:
     """The verdict from validity first, then the criteria (runformat.verdicts)."""
     ref_name = ref.step.name if ref else None

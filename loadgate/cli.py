@@ -15,6 +15,7 @@ from loadgate import (
     trend_cli,
     verify_cli,
 )
+from loadgate.reproduce import cli as reproduce_cli
 
 app = typer.Typer(
     name="loadgate",
@@ -33,6 +34,7 @@ app.command("plan")(plan_cli.plan)
 app.command("ci", context_settings=ci_cli.PASS_THROUGH)(ci_cli.ci)
 app.command("trend")(trend_cli.trend)
 app.add_typer(config_cli.app, name="config")
+app.command("reproduce")(reproduce_cli.reproduce)
 
 
 @app.callback()

@@ -31,6 +31,7 @@ from pydantic import (
 
 from fixtures.sizes import SIZES, Size, get_size
 from loadgate.constants import PROFILES, ProfileName
+from loadgate.reproduce.config import ReproduceSpec
 from runformat.gate import GateFormatError, GateSpec
 from scenarios.traffic import Traffic
 
@@ -180,6 +181,7 @@ class PhasesFile(_Strict):
     # phases first: a broken phase is reported before a missing default.
     phases: dict[int, Phase]
     defaults: Defaults
+    reproduce: dict[str, ReproduceSpec] = Field(default_factory=dict)  # loadgate reproduce
 
 
 class Stage(_Strict):

@@ -163,8 +163,30 @@ class PostgresSampler:
         rows.append((self.name, "deadlocks_total", float(xacts[1] or 0), ""))  # type: ignore[index]
         (waiting,) = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()  # type: ignore[misc]
         rows.append((self.name, "locks_waiting", float(waiting), ""))
-        return rows
+        return rows + self._statements(conn)
 
+    def _statements(self, conn: psycopg.Connection) -> list[Row]:
+        """Statements executed (running totals from pg_stat_statements), those on the
+        rate-limit table apart: §3.2's "3 DB operations per request" is then measured,
+        not assumed. Nothing when the extension is absent (e.g. a foreign database)."""
+        try:
+            counts = conn.execute(STATEMENT_COUNTS).fetchone()
+        except psycopg.Error:
+            return []
+        names = ("statements_total", "rate_limit_statements_total", "rate_limit_writes_total")
+        return [(self.name, n, float(v or 0), "") for n, v in zip(names, counts or (), strict=True)]
+
+
+STATEMENT_COUNTS = (
+    "SELECT sum(calls),"
+    " sum(calls) FILTER (WHERE query ILIKE '%rate_limits%'),"
+    " sum(calls) FILTER (WHERE query ILIKE '%rate_limits%'"
+    " AND (query ILIKE 'insert%' OR query ILIKE 'delete%'))"
+    " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+    " WHERE datname = current_database()) AND query NOT ILIKE '%pg_stat_statements%'"
+)
+"""Statement calls of this database: all, on ``rate_limits``, and writes to it (this
+query names the table too: queries reading pg_stat_statements are left out)."""
 
 _POOL_COLUMNS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait")
 

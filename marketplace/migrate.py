@@ -60,7 +60,8 @@ def migrate(database_url: str, profile: Profile) -> list[str]:
             )
             have = applied_versions(conn)
             for m in discover():
-                if m.min_level > profile.level or m.version in have:
+                skipped = m.version in profile.skip_migrations
+                if m.min_level > profile.level or m.version in have or skipped:
                     continue
                 with conn.transaction():
                     conn.execute(m.sql.encode())

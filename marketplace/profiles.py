@@ -8,13 +8,26 @@ all of them: a verdict about phase N is only about the plan if the model runs wi
 the plan's numbers.
 
 Which migrations a profile gets is decided by the migrations' own
-``-- min_profile`` headers (``marketplace.migrate``), not by flags here.
+``-- min_profile`` headers (``marketplace.migrate``), not by flags here; only
+``skip_migrations`` leaves one out (``loadgate reproduce indexes``).
+
+Single-flag overrides (``loadgate reproduce``): ``LOADGATE_PROFILE_OVERRIDES`` holds a
+JSON object of flags, e.g. ``{"rate_limiter": "db_table"}``, applied by
+:func:`get_profile` in every process that asks for a profile (the service, its
+migrations, the fixture loader, the stack), so "phase1 but with the DB-table rate
+limiter" is one flag away from phase1 and nothing else changes. Validated against the
+fields below; the run's manifest records it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Final, Literal, get_args
+
+from pydantic import TypeAdapter, ValidationError
 
 RateLimiter = Literal["db_table", "redis_sliding_window"]
 DbRoute = Literal["direct", "pgbouncer"]
@@ -78,6 +91,9 @@ class Profile:
     """§5.5 breakers on Stripe and OSRM with fallbacks (``marketplace.breakers``)."""
     materialized_views: bool = False
     """§5.4 admin analytics from materialized views."""
+    skip_migrations: tuple[str, ...] = ()
+    """Migration versions left out (e.g. ``("0002",)``: phase1 without the §3.3 indexes).
+    Never set by a profile; only by an override, to isolate one change."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -127,13 +143,59 @@ PHASE3 = replace(
 PROFILES: dict[str, Profile] = {p.name: p for p in (PHASE0, PHASE1, PHASE2, PHASE3)}
 
 
+OVERRIDES_ENV = "LOADGATE_PROFILE_OVERRIDES"
+"""JSON object of profile flags applied on top of the named profile (see module doc)."""
+_FIXED = ("name", "level")
+
+
 class UnknownProfileError(ValueError):
     """Raised for a profile name that is not one of :data:`PROFILES`."""
 
 
-def get_profile(name: str) -> Profile:
+class ProfileOverrideError(UnknownProfileError):
+    """An invalid ``LOADGATE_PROFILE_OVERRIDES``; callers reject it like a bad name."""
+
+
+def overridable_flags() -> list[str]:
+    return [f.name for f in fields(Profile) if f.name not in _FIXED]
+
+
+def apply_overrides(profile: Profile, overrides: Mapping[str, object]) -> Profile:
+    """``profile`` with ``overrides`` applied, each checked against the field's type."""
+    unknown = sorted(set(overrides) - set(overridable_flags()))
+    if unknown:
+        raise ProfileOverrideError(
+            f"{OVERRIDES_ENV}: unknown flag {unknown[0]!r} "
+            f"(flags: {', '.join(overridable_flags())})"
+        )
     try:
-        return PROFILES[name]
+        return TypeAdapter(Profile).validate_python({**asdict(profile), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ProfileOverrideError(f"{OVERRIDES_ENV}: {key}: {first['msg']}") from None
+
+
+def overrides_from_env(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The overrides in the environment ({} when unset or empty)."""
+    raw = (os.environ if environ is None else environ).get(OVERRIDES_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ProfileOverrideError(f"{OVERRIDES_ENV}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ProfileOverrideError(f'{OVERRIDES_ENV}: give a JSON object, e.g. {{"cache": true}}')
+    return data
+
+
+def get_profile(name: str) -> Profile:
+    """The named profile, with the environment's overrides applied (if any)."""
+    try:
+        profile = PROFILES[name]
     except KeyError:
         known = ", ".join(PROFILES)
         raise UnknownProfileError(f"unknown profile {name!r} (known: {known})") from None
+    overrides = overrides_from_env()
+    return apply_overrides(profile, overrides) if overrides else profile

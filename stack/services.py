@@ -7,11 +7,12 @@ same text runs as a local child process and as a container's command.
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 from collections.abc import Mapping
 
-from marketplace.profiles import DEFAULT_PROFILE
+from marketplace.profiles import DEFAULT_PROFILE, OVERRIDES_ENV
 from stack.config import (
     DB_NAME,
     DB_PASSWORD,
@@ -272,6 +273,8 @@ def _marketplace_env(ctx: ServiceContext) -> dict[str, str]:
     }
     if "replica" in ctx.peers:
         env["LOADGATE_REPLICA_URL"] = _peer_dsn(ctx, "replica")
+    if os.environ.get(OVERRIDES_ENV):  # single-flag overrides reach a container too
+        env[OVERRIDES_ENV] = os.environ[OVERRIDES_ENV]
     return env
 
 
