@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from loadgate.faults import FaultSpec
 from runformat.gate import (
     DEFAULT_ARRIVAL_SHORTFALL,
     DEFAULT_GENERATOR_LAG_P99_MS,
@@ -156,6 +157,8 @@ class Phase(_Strict):
     ramp: Ramp | None = None
     open: OpenModel | None = None
     traffic: Traffic | None = None
+    faults: list[FaultSpec] = []
+    """Faults injected during this phase's run (``loadgate.faults``; ``--fault`` replaces)."""
 
     @field_validator("persona_mix")
     @classmethod
