@@ -129,7 +129,9 @@ def windows(run: Run) -> list[dict[str, Any]]:
         end = f.get("end_us") if isinstance(f.get("end_us"), int | float) else load_end
         back = f.get("recovered_us")
         restored = max(end, back) if isinstance(back, int | float) else end
-        out.append({**f, "start_us": int(f["start_us"]), "restored_us": int(max(restored, f["start_us"]))})
+        out.append(
+            {**f, "start_us": int(f["start_us"]), "restored_us": int(max(restored, f["start_us"]))}
+        )
     return sorted(out, key=lambda f: f["start_us"])
 
 
@@ -256,7 +258,9 @@ def _routing(run: Run, start: int, until: int) -> dict[str, float]:
         before = values[ts <= start]
         after = values[ts <= until]
         if after.size:
-            out[method] = out.get(method, 0.0) + float(after[-1] - (before[-1] if before.size else 0))
+            out[method] = out.get(method, 0.0) + float(
+                after[-1] - (before[-1] if before.size else 0)
+            )
     return {k: v for k, v in out.items() if k != "empty"}
 
 
@@ -401,9 +405,10 @@ def fault_error_rate(ctx: Any, spec: Any, limit: float, route: str | None) -> li
     def one(m: FaultMeasure) -> Any:
         if not m.paths_n:
             return _insufficient(ctx, spec, limit, m.label, m.p95_note, m.users)
-        return _result(ctx, spec, limit, m.label, m.paths_errors / m.paths_n, m.paths_error_ci,
-                       "measured", m.users,
-                       f"{m.paths_errors} of {m.paths_n} catalogue/cart requests failed")  # fmt: skip
+        detail = f"{m.paths_errors} of {m.paths_n} catalogue/cart requests failed"
+        rate = m.paths_errors / m.paths_n
+        return _result(ctx, spec, limit, m.label, rate, m.paths_error_ci, "measured", m.users,
+                       detail)  # fmt: skip
 
     return _per_fault(ctx, spec, limit, route, one)
 

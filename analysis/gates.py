@@ -134,9 +134,13 @@ def evaluate(
     measured = [s for s in steps if s.n]
     top = max(measured, key=lambda s: s.load) if measured else None
     ctx = GateContext(run, steps, fit, spec, load, st, top)
-    results = [r for n, lim in spec.criteria.items() for r in _criterion(ctx, CRITERIA[n], lim, None)]
+    results = [
+        r for n, lim in spec.criteria.items() for r in _criterion(ctx, CRITERIA[n], lim, None)
+    ]
     for route, criteria in spec.routes.items():
-        results += [r for n, lim in criteria.items() for r in _criterion(ctx, CRITERIA[n], lim, route)]
+        results += [
+            r for n, lim in criteria.items() for r in _criterion(ctx, CRITERIA[n], lim, route)
+        ]
     gate = GateResult(load, st.step.name if st else None, results, Verdict.NO_GATE)
     gate.load_unit = "arrivals/s" if run.model == "open" else "users"
     _decide(gate, checks or [], st or top, spec)

@@ -302,9 +302,9 @@ class FaultScheduler:
         self.records: dict[int, dict[str, Any]] = {}
         self._undo: dict[int, Callable[[], str]] = {}
         self._left: set[int] = set()
+        """Faults that stay until the run ends (a service killed without ``+D``)."""
         self._down: dict[str, str] = {}
         """Service -> the fault it is down for, from injection until it answers again."""
-        """Faults that stay until the run ends (a service killed without ``+D``)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="faults", daemon=True)
 

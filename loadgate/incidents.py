@@ -128,4 +128,3 @@ class IncidentWatcher:
         with self._lock, self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
-
