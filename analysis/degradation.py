@@ -503,27 +503,3 @@ def table(runs: list[Run]) -> str:
         if not run.faults:
             rows.append(f"| {run.run_id} | {run.manifest.get('profile')} | no fault | | | | | | |")
     return head + "\n".join(rows) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m analysis.degradation RUN [RUN ...]``: the per-fault table, measured."""
-    import sys
-
-    from analysis.runs import load_run
-    from runformat.manifest import RunFormatError
-
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print("error: give one or more run directories", file=sys.stderr)
-        return 2
-    try:
-        runs = [load_run(p) for p in paths]
-    except RunFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(table(runs), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -428,7 +428,7 @@ class FaultScheduler:
         if fault.kind.startswith("stripe-"):
             before = c.stripe_config(fault.settings)
             restore = {k: before[k] for k in fault.settings if k in before}
-            return f"stripe mock set to {fault.settings}", lambda: _said(c.stripe_config(restore))
+            return f"stripe mock set to {fault.settings}", lambda: _restore_stripe(c, restore)
         if name == "worker":
             if fault.kind == "pause":
                 return c.pause_worker(), (c.resume_worker if windowed else None)
@@ -444,7 +444,8 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _said(settings: dict[str, float]) -> str:
+def _restore_stripe(control: Control, settings: dict[str, float]) -> str:
+    control.stripe_config(settings)
     return f"stripe mock restored to {settings}"
 
 

@@ -119,7 +119,7 @@ REDIS_FALLBACKS = Counter(
 )
 BATCH_ROUTING = Counter(
     "marketplace_batch_routing_total",
-    "Delivery batches routed, by method (osrm or the haversine fallback)",
+    "Delivery batches routed, by method (osrm_trip or the haversine fallback)",
     ["method"],
 )
 

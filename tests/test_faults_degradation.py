@@ -202,3 +202,12 @@ def test_time_charts_draw_fault_windows_and_incidents(tmp_path):
     plt.close(fig)
     assert sum("stripe-errors stripe" in t for t in labels) == 2
     assert any("redis down" in t for t in labels)
+
+
+def test_comparison_command_prints_the_table_and_rejects_no_runs(graceful, capsys):
+    from analysis import degradation_cli
+
+    assert degradation_cli.main([str(graceful)]) == 0
+    assert "| stripe-errors:1.0@200s+30s (at 200 s) |" in capsys.readouterr().out
+    assert degradation_cli.main([]) == 2
+    assert capsys.readouterr().err.startswith("error:")
