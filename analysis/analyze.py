@@ -7,7 +7,17 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import gates, headroom, outcomes, saturation, steps, timeseries, usl, validity
+from analysis import (
+    degradation,
+    gates,
+    headroom,
+    outcomes,
+    saturation,
+    steps,
+    timeseries,
+    usl,
+    validity,
+)
 from analysis.runs import Run
 
 
@@ -35,6 +45,8 @@ class AnalysisResult:
     routes: steps.RouteTable | None = None  # whole run per route, steady-state windows
     #: per-route requests, errors and business outcomes over the whole load period
     outcomes: list[outcomes.RouteOutcomes] = field(default_factory=list)
+    #: services that stopped answering during the run (incidents.jsonl), drawn on charts
+    incidents: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -73,4 +85,5 @@ def analyze(run: Run) -> AnalysisResult:
         warnings=warns,
         routes=steps.route_table(run, step_list),
         outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
+        incidents=degradation.incidents(run),
     )

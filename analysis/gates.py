@@ -134,12 +134,17 @@ def evaluate(
     measured = [s for s in steps if s.n]
     top = max(measured, key=lambda s: s.load) if measured else None
     ctx = GateContext(run, steps, fit, spec, load, st, top)
-    results = [_criterion(ctx, CRITERIA[n], lim, None) for n, lim in spec.criteria.items()]
+    results = [
+        r for n, lim in spec.criteria.items() for r in _criterion(ctx, CRITERIA[n], lim, None)
+    ]
     for route, criteria in spec.routes.items():
-        results += [_criterion(ctx, CRITERIA[n], lim, route) for n, lim in criteria.items()]
+        results += [
+            r for n, lim in criteria.items() for r in _criterion(ctx, CRITERIA[n], lim, route)
+        ]
     gate = GateResult(load, st.step.name if st else None, results, Verdict.NO_GATE)
     gate.load_unit = "arrivals/s" if run.model == "open" else "users"
     _decide(gate, checks or [], st or top, spec)
+    _incidents(gate, run, st or top)
     return gate
 
 
@@ -172,6 +177,28 @@ def evaluate_step(
     return out
 
 
+def _incidents(gate: GateResult, run: Run, ref: StepStats | None) -> None:
+    """Unplanned incidents (a service stopped answering, no fault aimed at it) are named
+    beside the verdict; one during the gate window makes it INVALID."""
+    from analysis import degradation
+
+    _, run_end = load_period(run)
+    for incident in degradation.unplanned_incidents(run):
+        text = degradation.incident_text(incident, run.start_us)
+        window = (ref.step.start_us, ref.step.end_us) if ref is not None else None
+        if window is not None and degradation.overlaps(incident, *window, run_end):
+            gate.verdict = Verdict.INVALID
+            gate.reasons.append(f"unplanned incident during the gate window: {text}")
+            advice = (
+                f"find why {incident.get('service')} stopped (logs/{incident.get('service')}.log"
+                " in the run directory) and run again"
+            )
+            if advice not in gate.advice:
+                gate.advice.append(advice)
+        else:
+            gate.reasons.append(f"unplanned incident outside the gate window: {text}")
+
+
 def _decide(gate: GateResult, checks: list[Check], ref: StepStats | None, spec) -> None:
     """The verdict from validity first, then the criteria (runformat.verdicts)."""
     ref_name = ref.step.name if ref else None
@@ -202,10 +229,17 @@ def _decide(gate: GateResult, checks: list[Check], ref: StepStats | None, spec) 
         gate.verdict = Verdict.PASS
 
 
-def _criterion(ctx: GateContext, spec: Criterion, limit: float, route: str | None):
-    result = sanitize_criterion(spec.evaluator()(ctx, spec, limit, route), ctx.top)
-    result.route = route
-    return _with_interval(result, spec, limit)
+def _criterion(
+    ctx: GateContext, spec: Criterion, limit: float, route: str | None
+) -> list[CriterionResult]:
+    """One result, or one per injected fault (``analysis.degradation``'s evaluators)."""
+    found = spec.evaluator()(ctx, spec, limit, route)
+    out = []
+    for result in found if isinstance(found, list) else [found]:
+        result = sanitize_criterion(result, ctx.top)
+        result.route = route
+        out.append(_with_interval(result, spec, limit))
+    return out
 
 
 def _with_interval(r: CriterionResult, spec: Criterion, limit: float) -> CriterionResult:

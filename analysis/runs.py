@@ -293,18 +293,21 @@ def _read_arrivals(path: Path, run_warnings: list[str]) -> pd.DataFrame | None:
 
 
 def _read_faults(path: Path, run_warnings: list[str]) -> list[dict[str, Any]]:
+    """Fault windows; a fault written again as it changes (same ``id``) is its last line."""
     f = path / "faults.jsonl"
     if not f.exists():
         return []
-    faults = []
+    faults: dict[Any, dict[str, Any]] = {}
     for lineno, line in enumerate(f.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            faults.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             run_warnings.append(f"faults.jsonl line {lineno} is not JSON; skipped")
-    return faults
+            continue
+        faults[record.get("id", f"line{lineno}") if isinstance(record, dict) else lineno] = record
+    return list(faults.values())
 
 
 def load_run(path: str | Path) -> Run:

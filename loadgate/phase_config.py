@@ -31,6 +31,7 @@ from pydantic import (
 
 from fixtures.sizes import SIZES, Size, get_size
 from loadgate.constants import PROFILES, ProfileName
+from loadgate.faults import FaultSpec
 from loadgate.reproduce.config import ReproduceSpec
 from runformat.gate import GateFormatError, GateSpec
 from scenarios.traffic import Traffic
@@ -158,6 +159,8 @@ class Phase(_Strict):
     ramp: Ramp | None = None
     open: OpenModel | None = None
     traffic: Traffic | None = None
+    faults: list[FaultSpec] = []
+    """Faults injected during this phase's run (``loadgate.faults``; ``--fault`` replaces)."""
 
     @field_validator("persona_mix")
     @classmethod

@@ -29,6 +29,8 @@ from rich.console import Console
 from fixtures.sizes import get_size
 from loadgate import rundir
 from loadgate.constants import DEFAULT_SEED
+from loadgate.faults import Fault, FaultLog, FaultScheduler, FaultSpecError, resolve_faults
+from loadgate.incidents import IncidentWatcher
 from loadgate.live import LiveStats, live_view
 from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_worker_count
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
@@ -36,7 +38,9 @@ from loadgate.queue_drain import wait_for_queue
 from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
 from scenarios.plan import LoadPlan
 from stack.config import StackConfig, StripeRealism
-from stack.stack import Stack
+from stack.control import ServiceControl
+from stack.logs import LogStreamer
+from stack.stack import Stack, resolve_services
 
 Progress = Callable[[str], None]
 
@@ -62,6 +66,8 @@ class RunOptions:
     master_bind: str = "127.0.0.1"
     master_port: int | None = None
     remote_workers: int = 0
+    faults: list[str] | None = None
+    """``--fault`` specs (``loadgate.faults``); None = the phase config's, [] = none."""
 
 
 @dataclass
@@ -104,8 +110,41 @@ def prepare(options: RunOptions) -> ResolvedPhase:
     return phase
 
 
+def plan_faults(options: RunOptions, phase: ResolvedPhase) -> list[Fault]:
+    """The run's faults in seconds (``--fault`` replaces the phase config's), checked
+    against the load's length and the stack's services before anything starts."""
+    from loadgate.faults import parse_fault
+
+    try:
+        if options.faults is None:
+            specs = list(load_phases(options.config_path).phases[options.phase].faults)
+        else:
+            specs = [parse_fault(text) for text in options.faults if text != "none"]
+        if specs and options.target:
+            raise FaultSpecError(
+                "faults are injected into the local stack: drop --fault (or --fault none) "
+                "with --target"
+            )
+        config = StackConfig(provider=options.provider, profile=phase.profile)  # type: ignore[arg-type]
+        names = {spec.name for spec in resolve_services(config)}
+        return resolve_faults(specs, phase.duration_s, names) if specs else []
+    except FaultSpecError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@dataclass
+class Guards:
+    """What watches and breaks the stack during a fault run, stopped in order."""
+
+    streamer: LogStreamer | None = None
+    watcher: IncidentWatcher | None = None
+    scheduler: FaultScheduler | None = None
+    control: ServiceControl | None = None
+
+
 def execute(options: RunOptions, console: Console, progress: Progress) -> RunResult:
     phase = prepare(options)
+    faults = plan_faults(options, phase)
     run_dir = rundir.create(options.out or rundir.default_run_dir(options.phase))
     plan_path = run_dir / "plan.json"
     plan_path.write_text(json.dumps(phase.model_dump(), indent=2))
@@ -121,18 +160,21 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         status="running",
         target=options.target,
         workers=options.workers,
+        faults_planned=[dataclasses.asdict(f) for f in faults],
     )
     progress(f"run directory {run_dir}")
     result = RunResult(run_dir=run_dir, status="failed")
     stack: Stack | None = None
     samplers: SamplerLoop | None = None
     cluster: LocustCluster | None = None
+    guards = Guards()
     try:
         if options.target:
             host, credentials = options.target, options.credentials
         else:
             stack = _bring_up(options, phase, run_dir, progress)
             result.ready_after_s = stack.ready_after_s
+            guards.streamer = _stream_logs(stack, run_dir)
             credentials = _load_fixtures(options, phase, stack, run_dir, progress)
             host = stack.url("marketplace")
         assert credentials is not None
@@ -152,6 +194,8 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         samplers = SamplerLoop(run_dir, _samplers(stack))
         samplers.start()
         cluster.start()
+        if stack is not None:
+            _watch(guards, stack, run_dir, faults)
         samplers.samplers.extend(ProcessSampler(n, pid) for n, pid in cluster.pids.items())
         # The harness's own share of the box (samplers, capture, live view): on a machine
         # it shares with the stack, its CPU is CPU the service did not get.
@@ -170,8 +214,54 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         result.status = "interrupted"
         raise
     finally:
-        _finish(result, cluster, samplers, stack, run_dir, progress)
+        _finish(result, cluster, samplers, stack, run_dir, progress, guards, bool(faults))
     return result
+
+
+def _stream_logs(stack: Stack, run_dir: Path) -> LogStreamer:
+    streamer = LogStreamer(stack, run_dir / "logs")
+    streamer.start()
+    return streamer
+
+
+def _watch(guards: Guards, stack: Stack, run_dir: Path, faults: list[Fault]) -> None:
+    """Start the incident watcher and the fault scheduler with the load."""
+    if faults:
+        guards.control = ServiceControl(stack)
+        guards.scheduler = FaultScheduler(
+            faults, guards.control, FaultLog(run_dir), lambda: _load_start_s(run_dir)
+        )
+    streamer = guards.streamer
+    guards.watcher = IncidentWatcher(
+        run_dir,
+        {name: _probe(stack, name) for name in stack.services},
+        tail=streamer.tail if streamer is not None else stack.log_tail,
+        expected=guards.scheduler.expected if guards.scheduler else (lambda name: None),
+    )
+    guards.watcher.start()
+    if guards.scheduler is not None:
+        guards.scheduler.start()
+
+
+def _probe(stack: Stack, name: str) -> Callable[[], object]:
+    """The service's readiness probe against its current URL (it may be restarted)."""
+
+    def probe() -> object:
+        service = stack.services[name]
+        return service.spec.probe(service.url)
+
+    return probe
+
+
+def _load_start_s(run_dir: Path) -> float | None:
+    """Epoch seconds of the load's t = 0, once the Locust master has written it."""
+    from runformat.manifest import iso_to_us
+
+    try:
+        started = json.loads((run_dir / rundir.TEST_START_FILE).read_text())["load_started_at"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+    return iso_to_us(started) / 1e6
 
 
 def _manifest_config(phase: ResolvedPhase) -> dict:
@@ -336,17 +426,43 @@ def _finish(
     stack: Stack | None,
     run_dir: Path,
     progress: Progress,
+    guards: Guards | None = None,
+    verify_after: bool = False,
 ) -> None:
-    """Stop in reverse order and record how the run ended; never raises."""
+    """Stop in reverse order and record how the run ended; never raises.
+
+    Faults still active are undone first; a fault run then waits for deferred
+    payments and verifies the data (``verify.json``) while the stack is still up.
+    """
+    guards = guards or Guards()
     if cluster is not None:
         progress("stopping Locust")
         cluster.stop()
+    if guards.scheduler is not None:
+        guards.scheduler.stop()
+    if verify_after and result.status == "completed" and stack is not None and stack.provider:
+        from loadgate.aftercheck import settle_and_verify
+
+        stripe = stack.services.get("stripe")
+        try:
+            settle_and_verify(
+                stack.url("postgres"), stripe.url if stripe else None, run_dir, progress
+            )
+        except KeyboardInterrupt:  # a second Ctrl-C: skip the check, still tear down
+            progress("verify after faults skipped: interrupted")
+    if guards.watcher is not None:
+        guards.watcher.stop()
     if samplers is not None:
         samplers.stop()
     if stack is not None:
-        _copy_logs(stack, run_dir)
+        if guards.streamer is not None:
+            guards.streamer.stop()
+        else:
+            _copy_logs(stack, run_dir)
         progress("taking the stack down")
         stack.stop()
+    if guards.control is not None:
+        guards.control.close()
     result.requests = _count_events(run_dir)
     rundir.write_manifest(
         run_dir,

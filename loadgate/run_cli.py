@@ -67,6 +67,16 @@ def run(
     report: Annotated[
         bool, typer.Option(help="Analyse and write the reports at the end (exit code = verdict).")
     ] = True,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="Inject a fault, KIND:TARGET@START[+DURATION] (repeatable; replaces the "
+            "phase config's faults; 'none' for none), e.g. kill:redis@30s+20s, "
+            "pause:pgbouncer@40%+10%, stripe-errors:1.0@60s+20s, cut:osrm@30s+15s, "
+            "kill:worker@45s (README 'Fault injection').",
+        ),
+    ] = None,
 ) -> None:
     """Run one phase: stack up, fixtures, Locust along the phase's stages, reports."""
     try:
@@ -89,6 +99,7 @@ def run(
             master_bind=master_bind,
             master_port=master_port,
             remote_workers=remote_workers,
+            faults=fault,
         )
         if provider not in PROVIDERS:
             raise ConfigError(f"unknown provider {provider!r}: choose {', '.join(PROVIDERS)}")

@@ -5,6 +5,11 @@ and callers go straight to their fallback instead of waiting on timeouts; with t
 off every call goes through and failures surface directly. Thresholds follow the
 seed: Stripe opens after 5 failures for 60 s, OSRM after 3 failures for 30 s.
 Client errors (a declined card, a bad request) are not counted as failures.
+
+Redis gets a breaker too (ours; the seed's §5.5 names only external APIs, but its
+phase 3 keeps rate limits, the cache and the queue in one Redis): after 3 failures the
+cache, the rate limiter and read-after-write stop asking Redis for 5 s and use their
+fallbacks at once, instead of each request paying a connect or socket timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from marketplace import metrics
 
 T = TypeVar("T")
 
-SETTINGS = {"stripe": (5, 60.0), "osrm": (3, 30.0)}
+SETTINGS = {"stripe": (5, 60.0), "osrm": (3, 30.0), "redis": (3, 5.0)}
 EXCLUDED: list[Any] = [stripe.CardError, stripe.InvalidRequestError]
 
 

@@ -5,6 +5,13 @@ Key families and TTLs (seconds): ``market:{zip}`` 600, ``product:{id}`` 300,
 ``profile:{id}`` 600, ``stripe:customer:{email}`` 3600, ``farm:{id}`` 600.
 Writers invalidate the keys they make stale. With caching off (phase0/1) every call
 goes straight to the loader, so callers never branch on the profile.
+
+Redis unavailable: the cache fails open -- a lookup is a miss and the loader's value
+is served from the database, writes and invalidations are skipped (counted in
+``marketplace_redis_fallbacks_total{part="cache"}``). With breakers on (phase3) the
+Redis breaker skips Redis altogether while it is open. An invalidation lost that way
+can leave a stale entry until its TTL (at most the §4.2 TTLs): the price of serving
+the catalogue through an outage, which the seed's cache-aside design already accepts.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from marketplace import metrics
+from marketplace.breakers import Breakers
 
 log = logging.getLogger("marketplace.cache")
 
@@ -36,8 +44,17 @@ def family(key: str) -> str:
 class Cache:
     """Read-through JSON cache; a no-op when ``redis`` is None (cache disabled)."""
 
-    def __init__(self, redis: Any | None) -> None:
+    def __init__(self, redis: Any | None, breakers: Breakers | None = None) -> None:
         self.redis = redis
+        self.breakers = breakers or Breakers(enabled=False)
+
+    async def _redis(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """One Redis call through the Redis breaker (transparent unless phase3)."""
+        try:
+            return await self.breakers.call("redis", call)
+        except Exception:
+            metrics.REDIS_FALLBACKS.labels("cache").inc()
+            raise
 
     @property
     def enabled(self) -> bool:
@@ -47,7 +64,7 @@ class Cache:
         if self.redis is None:
             return None
         try:
-            raw = await self.redis.get(key)
+            raw = await self._redis(lambda: self.redis.get(key))
         except Exception:
             log.warning("cache get failed for %s", key)
             raw = None
@@ -59,7 +76,8 @@ class Cache:
             return
         ttl = ttl_s or TTL_S.get(family(key), 60)
         try:
-            await self.redis.set(key, json.dumps(value, default=str), ex=ttl)
+            data = json.dumps(value, default=str)
+            await self._redis(lambda: self.redis.set(key, data, ex=ttl))
         except Exception:
             log.warning("cache set failed for %s", key)
 
@@ -77,7 +95,7 @@ class Cache:
         if self.redis is None or not keys:
             return
         try:
-            await self.redis.delete(*keys)
+            await self._redis(lambda: self.redis.delete(*keys))
         except Exception:
             log.warning("cache invalidation failed for %s", keys)
 
@@ -86,8 +104,12 @@ class Cache:
         if self.redis is None:
             return
         try:
-            batch = [k async for k in self.redis.scan_iter(match=f"{prefix}*", count=500)]
-            if batch:
-                await self.redis.delete(*batch)
+
+            async def drop() -> None:
+                batch = [k async for k in self.redis.scan_iter(match=f"{prefix}*", count=500)]
+                if batch:
+                    await self.redis.delete(*batch)
+
+            await self._redis(drop)
         except Exception:
             log.warning("cache prefix invalidation failed for %s", prefix)

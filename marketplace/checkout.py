@@ -266,7 +266,11 @@ async def checkout(
     except (BreakerOpen, stripe.StripeError) as exc:
         if state.profile.circuit_breakers and state.jobs is not None:
             await mark_payment_pending(state, order_id)
-            await state.jobs.enqueue_payment_retry(order_id, consumer_id)
+            try:
+                await state.jobs.enqueue_payment_retry(order_id, consumer_id)
+            except Exception:  # queue (Redis) down: the reconciler enqueues it later
+                metrics.REDIS_FALLBACKS.labels("jobs").inc()
+                log.warning("payment retry of order %s not queued; reconciler will", order_id)
             metrics.CHECKOUTS.labels("payment_deferred").inc()
             log.warning("stripe unavailable (%s): order %s payment deferred", exc, order_id)
             return 202, {**body, "status": "payment_pending", "payment_intent_id": None}

@@ -145,9 +145,17 @@ class Pool:
 class Database:
     """The service's pools and the routing between them."""
 
-    def __init__(self, settings: Settings, profile: Profile, redis: Any | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        profile: Profile,
+        redis: Any | None = None,
+        breakers: Any | None = None,
+    ) -> None:
         self.profile = profile
         self.redis = redis
+        self.breakers = breakers
+        """Read-after-write marks go through the Redis breaker when given (phase3)."""
         use_bouncer = profile.db_route == "pgbouncer" and settings.pgbouncer_url
         if profile.db_route == "pgbouncer" and not settings.pgbouncer_url:
             log.warning(
@@ -201,13 +209,20 @@ class Database:
         if self.replica is None or self.redis is None:
             return
         ttl_ms = int(self.profile.read_after_write_s * 1000)
+        redis = self.redis
         try:
-            await self.redis.set(f"raw:{profile_id}", "1", px=ttl_ms)
+            await self._redis(lambda: redis.set(f"raw:{profile_id}", "1", px=ttl_ms))
         except Exception:  # Redis down: reads may be stale, writes still succeed
             log.warning("could not record read-after-write for %s", profile_id)
 
     async def _wrote_recently(self, profile_id: int) -> bool:
+        redis = self.redis
+        if redis is None:
+            return False
         try:
-            return bool(await self.redis.exists(f"raw:{profile_id}")) if self.redis else False
+            return bool(await self._redis(lambda: redis.exists(f"raw:{profile_id}")))
         except Exception:
             return True  # unsure: the primary is always correct
+
+    async def _redis(self, call: Any) -> Any:
+        return await (self.breakers.call("redis", call) if self.breakers else call())

@@ -14,6 +14,12 @@ The queue keeps its own counters in Redis (hash :data:`COUNTS_KEY`, one field pe
 live with the queue, not in a worker process, so they survive worker restarts and
 every worker's ``/metrics`` exports the same totals -- the 1 Hz samplers record
 them and ``analysis/jobs.py`` turns them into the seed's job completion rate.
+
+Redis is not persistent here (as the seed's Upstash cache is not a system of record):
+when it dies the queue's consumers are restarted once it answers again
+(:meth:`JobQueue._supervise`), and with breakers on (phase3) a reconciler re-enqueues
+every deferred payment whose retry chain was lost with it (:data:`RECONCILE_EVERY_S`),
+so a ``payment_pending`` order is settled after the outage, never forgotten.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ BATCH_BACKOFF_S = 5.0
 """§4.3 ``backoff: { type: 'exponential', delay: 5000 }``."""
 ARQ_SLACK_TRIES = 2
 """arq re-runs a job interrupted by a worker shutdown; allow that beyond our attempts."""
+RECONCILE_EVERY_S = 15.0
+RECONCILE_AFTER_S = 30.0
+"""Deferred payments older than this are re-enqueued (the per-order job id makes that a
+no-op while their chain still exists). Ours: a few retry periods (5 s each)."""
+RESTART_DELAY_S = 1.0
+ENQUEUE_TIMEOUT_S = 2.0
 
 
 def queue_of(function: str) -> str:
@@ -165,7 +177,47 @@ class JobQueue:
                 ctx={"market": self.state},
             )
             self.workers.append(worker)
-            self.tasks.append(asyncio.create_task(worker.async_run()))
+            self.tasks.append(asyncio.create_task(self._supervise(queue, worker)))
+        if self.state.profile.circuit_breakers:
+            self.tasks.append(asyncio.create_task(self._reconcile_periodically()))
+
+    @staticmethod
+    async def _supervise(queue: str, worker: Worker) -> None:
+        """Keep a consumer polling: arq's loop ends on a Redis error (Redis killed)."""
+        while True:
+            try:
+                await worker.async_run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis gone: poll again once it is back
+                log.warning("%s consumer stopped (%s); restarting", queue, exc)
+                await asyncio.sleep(RESTART_DELAY_S)
+
+    async def _reconcile_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY_S)
+            try:
+                queued = await self.reconcile_payments()
+            except Exception as exc:  # noqa: BLE001 - DB or Redis down: next round
+                log.info("payment reconciliation skipped (%s)", exc)
+                continue
+            if queued:
+                log.info("reconciler re-enqueued %d deferred payment(s)", queued)
+
+    async def reconcile_payments(self) -> int:
+        """Re-enqueue deferred payments whose retry chain is gone; returns how many."""
+        async with self.state.db.write() as conn:
+            cur = await conn.execute(
+                "SELECT id, consumer_id FROM orders WHERE status = 'payment_pending'"
+                " AND updated_at < now() - make_interval(secs => %s) ORDER BY id LIMIT 500",
+                (RECONCILE_AFTER_S,),
+            )
+            rows = await cur.fetchall()
+        queued = 0
+        for row in rows:
+            queued += await self._enqueue_retry(row["id"], row["consumer_id"])
+        return queued
 
     async def stop(self) -> None:
         for worker in self.workers:
@@ -191,18 +243,27 @@ class JobQueue:
         return job_id
 
     async def enqueue_payment_retry(self, order_id: int, consumer_id: int) -> str:
+        await self._enqueue_retry(order_id, consumer_id)
+        return f"retry_payment_job:{order_id}"
+
+    async def _enqueue_retry(self, order_id: int, consumer_id: int) -> int:
+        """1 when a new retry chain was queued, 0 when this order's chain exists."""
         job_id = f"retry_payment_job:{order_id}"  # one retry chain per order
-        job = await self.pool.enqueue_job(
-            "retry_payment_job",
-            order_id,
-            consumer_id,
-            _job_id=job_id,
-            _queue_name=_queue_name("payments"),
-            _defer_by=PAYMENT_RETRY_DELAY_S,
+        job = await asyncio.wait_for(  # a frozen Redis must not hang the checkout
+            self.pool.enqueue_job(
+                "retry_payment_job",
+                order_id,
+                consumer_id,
+                _job_id=job_id,
+                _queue_name=_queue_name("payments"),
+                _defer_by=PAYMENT_RETRY_DELAY_S,
+            ),
+            ENQUEUE_TIMEOUT_S,
         )
-        if job is not None:  # None: this order's retry chain already exists
-            await count(self.pool, "payments", "enqueued")
-        return job_id
+        if job is None:  # this order's retry chain already exists
+            return 0
+        await count(self.pool, "payments", "enqueued")
+        return 1
 
     async def status(self, job_id: str) -> dict[str, Any]:
         queue = queue_of(job_id.split(":", 1)[0]) if ":" in job_id else "batches"

@@ -112,6 +112,16 @@ EXTERNAL_LATENCY = Histogram(
     buckets=_SLOW,
 )
 CHECKOUTS = Counter("marketplace_checkouts_total", "Checkouts by outcome", ["outcome"])
+REDIS_FALLBACKS = Counter(
+    "marketplace_redis_fallbacks_total",
+    "Redis calls that failed or were skipped (breaker open) and fell back",
+    ["part"],
+)
+BATCH_ROUTING = Counter(
+    "marketplace_batch_routing_total",
+    "Delivery batches routed, by method (osrm_trip or the haversine fallback)",
+    ["method"],
+)
 
 BREAKER_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
 

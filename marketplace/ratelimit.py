@@ -6,12 +6,21 @@
   (ZREMRANGEBYSCORE, ZCARD, ZADD, EXPIRE) -- zero DB writes.
 
 Both answer the same question: may this key make one more request in the window?
+
+Redis unavailable (phase3, :class:`FallbackLimiter`): the check falls back to the same
+sliding window kept in each worker's memory. Our choice, the seed being silent: failing
+closed would turn a Redis outage into a total one (every request a 429/503), failing
+wide open would drop abuse protection; the in-process window keeps the per-user limit
+per worker (a user spread over N workers gets at most N times it) until Redis answers
+again. Before phase3 there is no fallback: a Redis error is a 500, the cascade the
+seed's §5.5 is about.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +79,47 @@ class RedisSlidingWindowLimiter:
         if int(results[1]) >= self.limit:
             return Decision(False, self.window_s)
         return Decision(True)
+
+
+class MemorySlidingWindowLimiter:
+    """The sliding window in this worker's memory: the fallback while Redis is down."""
+
+    backend = "memory_fallback"
+
+    def __init__(self, limit: int, window_s: int = WINDOW_S) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+
+    async def check(self, key: str) -> Decision:
+        now = time.monotonic()
+        hits = self.hits[key]
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return Decision(False, self.window_s)
+        hits.append(now)
+        if len(self.hits) > 100_000:  # bound memory over a long outage: drop idle keys
+            for idle in [k for k, v in self.hits.items() if not v][:50_000]:
+                del self.hits[idle]
+        return Decision(True)
+
+
+class FallbackLimiter:
+    """Redis first, through its breaker; the in-memory window when Redis fails or the
+    breaker is open (counted in ``marketplace_redis_fallbacks_total{part="ratelimit"}``)."""
+
+    def __init__(self, primary: RedisSlidingWindowLimiter, breakers: Any) -> None:
+        self.primary = primary
+        self.fallback = MemorySlidingWindowLimiter(primary.limit, primary.window_s)
+        self.breakers = breakers
+        self.backend = primary.backend
+
+    async def check(self, key: str) -> Decision:
+        try:
+            return await self.breakers.call("redis", lambda: self.primary.check(key))
+        except Exception:
+            metrics.REDIS_FALLBACKS.labels("ratelimit").inc()
+            return await self.fallback.check(key)
 
 
 async def enforce(limiter: Any, key: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from marketplace.breakers import BreakerOpen, Breakers
-from marketplace.metrics import external_call
+from marketplace.metrics import BATCH_ROUTING, external_call
 
 log = logging.getLogger("marketplace.routing")
 
@@ -113,6 +113,12 @@ class Router:
         return await self.breakers.call("osrm", attempt)
 
     async def route(self, stops: list[tuple[float, float]]) -> Route:
+        """The stops' order; counted by method (``marketplace_batch_routing_total``)."""
+        route = await self._route(stops)
+        BATCH_ROUTING.labels(route.method).inc()
+        return route
+
+    async def _route(self, stops: list[tuple[float, float]]) -> Route:
         if not stops:
             return Route([], [], 0.0, 0.0, "empty")
         if self.osrm_url and len(stops) > 1:

@@ -20,11 +20,15 @@ from marketplace.config import Settings
 from marketplace.db import Database
 from marketplace.identities import Identities
 from marketplace.profiles import Profile
-from marketplace.ratelimit import DbTableLimiter, RedisSlidingWindowLimiter
+from marketplace.ratelimit import DbTableLimiter, FallbackLimiter, RedisSlidingWindowLimiter
 from marketplace.routing import Router
 from marketplace.stripe_client import StripeGateway
 
 log = logging.getLogger("marketplace")
+
+REDIS_TIMEOUT_S = 1.0
+"""Connect and reply timeout of the service's Redis calls (ours: Redis answers in well
+under a millisecond here; a second means it is gone or frozen)."""
 
 
 @dataclass
@@ -50,21 +54,30 @@ def build_state(settings: Settings, profile: Profile) -> AppState:
     )
     if needs_redis and not settings.redis_url:
         raise RuntimeError(f"profile {profile.name} needs LOADGATE_REDIS_URL")
-    redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
-    db = Database(settings, profile, redis=redis)
-    limit = settings.rate_limit_per_min
-    limiter: Any = (
-        RedisSlidingWindowLimiter(redis, limit)
-        if profile.rate_limiter == "redis_sliding_window"
-        else DbTableLimiter(db, limit)
+    # Bounded waits: a frozen Redis must cost a request at most this, never hang it.
+    redis = (
+        aioredis.from_url(
+            settings.redis_url,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+        )
+        if settings.redis_url
+        else None
     )
     breakers = Breakers(profile.circuit_breakers, settings.breaker_reset_s)
+    db = Database(settings, profile, redis=redis, breakers=breakers)
+    limit = settings.rate_limit_per_min
+    limiter: Any = DbTableLimiter(db, limit)
+    if profile.rate_limiter == "redis_sliding_window":
+        limiter = RedisSlidingWindowLimiter(redis, limit)
+        if profile.circuit_breakers:  # phase3: degrade instead of failing (seed §5.5)
+            limiter = FallbackLimiter(limiter, breakers)
     return AppState(
         settings=settings,
         profile=profile,
         redis=redis,
         db=db,
-        cache=Cache(redis if profile.cache else None),
+        cache=Cache(redis if profile.cache else None, breakers),
         limiter=limiter,
         breakers=breakers,
         stripe=StripeGateway(settings.stripe_key, settings.stripe_url, breakers),

@@ -1,6 +1,8 @@
 """Charts (matplotlib, Agg backend) rendered to PNG bytes for embedding in the HTML.
 
-Time charts shade fault windows (faults.jsonl) in red and steady-state steps in grey.
+Time charts shade fault windows (faults.jsonl) in red, steady-state steps in grey, and mark
+incidents (incidents.jsonl: a service that stopped answering) with a dashed line and hatching,
+purple when unplanned, over the time the service did not answer.
 Anything drawn from a model (USL curve beyond measured load, projected headroom) is dashed
 or hatched and labelled "projected".
 """
@@ -40,9 +42,11 @@ def _shade(ax, r: AnalysisResult) -> None:
         ax.axvspan(
             (st.step.start_us - start) / 1e6, (st.step.end_us - start) / 1e6, color="0.93", zorder=0
         )
+    last_s = _last_s(r)
     for i, f in enumerate(r.faults):
         try:
-            a, b = (f["start_us"] - start) / 1e6, (f["end_us"] - start) / 1e6
+            a = (f["start_us"] - start) / 1e6
+            b = last_s if f.get("end_us") is None else (f["end_us"] - start) / 1e6
         except (KeyError, TypeError):
             continue
         ax.axvspan(
@@ -57,6 +61,29 @@ def _shade(ax, r: AnalysisResult) -> None:
             transform=ax.get_xaxis_transform(),
             color="tab:red",
         )
+    _mark_incidents(ax, r, start, last_s)
+
+
+def _last_s(r: AnalysisResult) -> float:
+    """The chart's right edge: the last time bucket (a fault or incident left open ends there)."""
+    df = r.timeseries.frame
+    return float(df["t_s"].max()) if not df.empty else 0.0
+
+
+def _mark_incidents(ax, r: AnalysisResult, start: int, last_s: float) -> None:
+    for i, inc in enumerate(r.incidents):
+        try:
+            a = (inc["start_us"] - start) / 1e6
+            b = last_s if inc.get("end_us") is None else (inc["end_us"] - start) / 1e6
+        except (KeyError, TypeError):
+            continue
+        color = "tab:red" if inc.get("planned") else "tab:purple"
+        kind = "planned" if inc.get("planned") else "unplanned"
+        ax.axvline(a, color=color, ls="--", lw=1)
+        ax.axvspan(a, max(b, a), facecolor="none", edgecolor=color, hatch="//", lw=0, zorder=0,
+                   label=f"{kind} incident" if i == 0 else None)  # fmt: skip
+        ax.text(a, 0.9, f" {inc.get('service', '?')} down", fontsize=7, va="top",
+                transform=ax.get_xaxis_transform(), color=color)  # fmt: skip
 
 
 def latency_over_time(r: AnalysisResult) -> bytes:

@@ -49,6 +49,8 @@ def criterion_value(name: str, value: float | None, ci) -> str:
         return f"{ms(value)} {ci_ms(ci)}".strip()
     if unit == "ratio":
         return f"{pct(value)} {ci_pct(ci)}".strip()
+    if unit == "s":
+        return f"{num(value)} s {ci_num(ci)}".strip()
     return f"{num(value)} {ci_num(ci)}".strip()
 
 

@@ -200,6 +200,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
             for o in r.outcomes
         ],
         "faults": r.faults,
+        "incidents": r.incidents,
         "warnings": r.warnings,
     }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Comparison = Literal["lt", "le", "ge"]
-Unit = Literal["ms", "ratio", "count"]
+Unit = Literal["ms", "s", "ratio", "count"]
 _SYMBOL = {"lt": "<", "le": "<=", "ge": ">="}
 
 
@@ -50,8 +50,9 @@ class Criterion:
             raise ValueError(f"{self.name} must be a number")
         if self.unit == "ratio" and not 0 <= limit <= 1:
             raise ValueError(f"{self.name} is a fraction: give a value in [0, 1]")
-        if self.unit == "ms" and limit <= 0:
-            raise ValueError(f"{self.name} must be > 0 milliseconds")
+        if self.unit in ("ms", "s") and limit <= 0:
+            unit = "milliseconds" if self.unit == "ms" else "seconds"
+            raise ValueError(f"{self.name} must be > 0 {unit}")
         if self.unit == "count" and (limit < 0 or int(limit) != limit):
             raise ValueError(f"{self.name} must be a whole number >= 0")
         return float(limit)
@@ -64,6 +65,8 @@ class Criterion:
 def format_value(unit: Unit, value: float) -> str:
     if unit == "ms":
         return f"{value:g} ms"
+    if unit == "s":
+        return f"{value:g} s"
     if unit == "ratio":
         return f"{value:.2%}"
     return f"{value:g}"
@@ -126,6 +129,52 @@ CRITERIA: dict[str, Criterion] = {
             "analysis.gates:job_completion_rate",
             False,
             "background jobs completed / enqueued",
+        ),
+        # Graceful degradation (seed §5.5), one result per injected fault (faults.jsonl):
+        Criterion(
+            "fault_detect_s",
+            "time to detect",
+            "le",
+            "s",
+            "analysis.degradation:fault_detect_s",
+            False,
+            "fault start to the guarding circuit breaker (Stripe, OSRM, Redis) open",
+        ),
+        Criterion(
+            "fault_error_rate",
+            "catalogue/cart errors during the fault",
+            "lt",
+            "ratio",
+            "analysis.degradation:fault_error_rate",
+            False,
+            "share of catalogue and cart requests that failed during each fault",
+        ),
+        Criterion(
+            "fault_p95_ms",
+            "catalogue/cart P95 during the fault",
+            "lt",
+            "ms",
+            "analysis.degradation:fault_p95_ms",
+            False,
+            "P95 of catalogue and cart requests during each fault",
+        ),
+        Criterion(
+            "fault_order_failure_rate",
+            "order failures during the fault",
+            "lt",
+            "ratio",
+            "analysis.degradation:fault_order_failure_rate",
+            False,
+            "checkouts failed (not paid, deferred or declined) from a fault to its recovery",
+        ),
+        Criterion(
+            "fault_recovery_s",
+            "time to recover",
+            "le",
+            "s",
+            "analysis.degradation:fault_recovery_s",
+            False,
+            "fault end to breakers closed, no deferred payment and errors at the pre-fault rate",
         ),
     )
 }

@@ -128,10 +128,12 @@ def _replica_command(ctx: ServiceContext) -> str:
     primary = ctx.peers["postgres"]
     pgdata = str(ctx.data_dir / "pgdata")
     b = ctx.pg_bin
+    # Started again after a fault (same data directory): resume as the standby it was.
     return (
         "set -e; "
+        f"if [ ! -s {pgdata}/PG_VERSION ]; then "
         f"PGPASSWORD={REPLICATION_PASSWORD} {b}/pg_basebackup -h {primary.host} "
-        f"-p {primary.port} -U {REPLICATION_USER} -D {pgdata} -R -X stream -c fast; "
+        f"-p {primary.port} -U {REPLICATION_USER} -D {pgdata} -R -X stream -c fast; fi; "
         f"chmod 700 {pgdata}; "
         f"exec {b}/postgres {_postgres_server_args(ctx, pgdata)}"
     )

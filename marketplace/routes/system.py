@@ -7,6 +7,7 @@ OpenAPI schema).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from marketplace.errors import not_found
 from marketplace.state import AppState
 
 router = APIRouter(tags=["system"])
+QUEUE_SAMPLE_TIMEOUT_S = 1.0
 State = Annotated[AppState, Depends(get_state)]
 
 
@@ -36,7 +38,10 @@ async def active_profile(state: State) -> dict[str, Any]:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics(state: State) -> Response:
     if state.jobs is not None:
-        await state.jobs.sample_depth()
+        try:  # bounded: a frozen Redis must not take the service's metrics with it
+            await asyncio.wait_for(state.jobs.sample_depth(), QUEUE_SAMPLE_TIMEOUT_S)
+        except Exception:  # Redis down: the other series still answer (queue gauges stale)
+            metrics.REDIS_FALLBACKS.labels("metrics").inc()
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 
