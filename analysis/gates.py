@@ -22,7 +22,7 @@ import numpy as np
 
 from analysis import usl as usl_mod
 from analysis.counters import counter_over_period, hit_rate
-from analysis.headroom import _trend_draws, project_p95, sanitize_criterion
+from analysis.headroom import project_p95, sanitize_criterion, trend_draws
 from analysis.jobs import job_completion
 from analysis.outcomes import error_mask, load_period, window_mask
 from analysis.percentiles import proportion_ci
@@ -319,7 +319,7 @@ def error_rate(
     top = ctx.top
     loads = np.array([s.load for s in ctx.steps if s.n])
     rates = np.array([s.error_rate for s in ctx.steps if s.n])
-    trend = _trend_draws(loads, rates)
+    trend = trend_draws(loads, rates)
     if trend is None:
         return _result(
             ctx, spec, limit, route, top.error_rate, top.error_rate_ci, "projected",

@@ -62,8 +62,15 @@ class Headroom:
     sentence: str
 
 
-def _trend_draws(loads: np.ndarray, values: np.ndarray, seed: int = 0):
-    """Straight-line fit with parameter draws, or None when the slope is not significant."""
+def trend_draws(
+    loads: np.ndarray, values: np.ndarray, seed: int = 0
+) -> tuple[float, float, np.ndarray] | None:
+    """Straight-line fit of ``values`` vs load, with (slope, intercept) draws.
+
+    The draws carry the fit's uncertainty into a projection's interval (headroom
+    crossings here, projected gate criteria in :mod:`analysis.gates`). None when
+    the slope is not significantly positive: there is no trend to project.
+    """
     if len(np.unique(loads)) < 3:
         return None
     lr = stats.linregress(loads, values)
@@ -119,7 +126,7 @@ def crossing(name: str, limit: str, loads, values, threshold: float, unit: str =
             False,
             f"crossed between {a:.0f} and {b:.0f} (interpolated)",
         )
-    trend = _trend_draws(ld, vals)
+    trend = trend_draws(ld, vals)
     if trend is None:
         return Constraint(
             name,
@@ -205,7 +212,7 @@ def utilization_crossing(
     if measured.basis in ("measured", "not available") or not fit.ok:
         return measured
     pts = [(st.throughput_rps, v) for st, v in zip(steps, values, strict=True) if v is not None]
-    trend = _trend_draws(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    trend = trend_draws(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
     top = max(loads)
     if trend is None:
         return measured

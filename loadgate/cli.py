@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fixtures import cli as fixtures_cli
-from loadgate import report_cli, run_cli, stack_cli, verify_cli
+from loadgate import fixtures_cli, report_cli, run_cli, stack_cli, verify_cli
 
 app = typer.Typer(
     name="loadgate",

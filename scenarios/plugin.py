@@ -36,7 +36,7 @@ from scenarios.capture import RawCapture
 from scenarios.credentials import CredentialPool
 from scenarios.generator_probe import GeneratorProbe
 from scenarios.personas import PERSONA_USERS, PersonaUser
-from scenarios.plan import LoadPlan
+from scenarios.plan import LoadPlan, load_plan
 
 USERS_MESSAGE = "loadgate_users"
 _state: dict[str, Any] = {"total_users": 0, "capture": None, "probe": None}
@@ -64,7 +64,7 @@ def add_options(parser: Any) -> None:
 def plan_of(environment: Environment) -> LoadPlan | None:
     options = environment.parsed_options
     path = getattr(options, "loadgate_plan", "") if options else ""
-    return LoadPlan.load(path) if path else None
+    return load_plan(path) if path else None
 
 
 def credentials_path(environment: Environment) -> str:
