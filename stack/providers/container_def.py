@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from testcontainers.core.network import Network
 
 from stack import engine, ownership
 from stack.config import StackConfig
-from stack.providers.base import RunningService, peer_addresses
+from stack.providers.base import Peers, Ports, service_context
 from stack.spec import ServiceContext, ServiceSpec
 
 HOST = "127.0.0.1"
@@ -38,24 +37,20 @@ SHM_SIZE = "512m"
 """PostgreSQL's parallel queries use /dev/shm; Docker's 64 MB default is small."""
 
 
-def inside_ports(spec: ServiceSpec, host_ports: Mapping[str, int]) -> dict[str, int]:
+def inside_ports(spec: ServiceSpec, host_ports: Ports) -> dict[str, int]:
     """Bridge mode: each service listens on its usual ports inside its container."""
     return {name: spec.default_ports.get(name, port) for name, port in host_ports.items()}
 
 
-def service_context(
-    spec: ServiceSpec,
-    config: StackConfig,
-    ports: Mapping[str, int],
-    peers: Mapping[str, RunningService],
-    bridge: bool,
+def container_context(
+    spec: ServiceSpec, config: StackConfig, ports: Ports, peers: Peers, bridge: bool
 ) -> ServiceContext:
     """What the spec's command and files see: the image's paths, ports, peers."""
-    return ServiceContext(
-        name=spec.name,
-        config=config,
-        ports=dict(ports),
-        peers=peer_addresses(peers),
+    return service_context(
+        spec,
+        config,
+        ports,
+        peers,
         data_dir=DATA_DIR,
         config_dir=CONFIG_DIR,
         pg_bin=PG_BIN,
@@ -83,7 +78,7 @@ def container_for(
     *,
     image: str,
     stack_id: str,
-    host_ports: Mapping[str, int],
+    host_ports: Ports,
     config_dir: Path,
     osrm_data: Path | None,
     network: Network | None,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -45,7 +45,7 @@ from stack import engine, ownership
 from stack.config import StackConfig
 from stack.errors import DockerUnavailable, StackError
 from stack.providers import container_def, images
-from stack.providers.base import Provider, RunningService
+from stack.providers.base import Peers, Ports, Provider, RunningService
 from stack.providers.container_def import HOST
 from stack.spec import ServiceSpec
 
@@ -135,12 +135,7 @@ class ContainersProvider(Provider):
 
     # --- start --------------------------------------------------------------------
 
-    def start(
-        self,
-        spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
-    ) -> RunningService:
+    def start(self, spec: ServiceSpec, host_ports: Ports, peers: Peers) -> RunningService:
         container, inside_ports = self.define(spec, host_ports, peers)
         self._run(container, spec)
         return RunningService(
@@ -157,8 +152,8 @@ class ContainersProvider(Provider):
     def define(
         self,
         spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
+        host_ports: Ports,
+        peers: Peers,
     ) -> tuple[DockerContainer, dict[str, int]]:
         """The container for ``spec`` (not started) and the ports it listens on inside.
 
@@ -169,7 +164,7 @@ class ContainersProvider(Provider):
         bridge = self.network_mode == "bridge"
         assert self._network is not None or not bridge, "bridge mode needs the stack's network"
         inside_ports = container_def.inside_ports(spec, host_ports) if bridge else dict(host_ports)
-        ctx = container_def.service_context(spec, self.config, inside_ports, peers, bridge)
+        ctx = container_def.container_context(spec, self.config, inside_ports, peers, bridge)
         container = container_def.container_for(
             spec,
             ctx,

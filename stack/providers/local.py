@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -30,7 +29,7 @@ from stack.config import StackConfig
 from stack.errors import BinaryMissing, StackError
 from stack.osrm_map import ensure_map, osrm_bin_dir
 from stack.ownership import make_owned_temp_dir, reap_processes, reap_temp_dirs, spawn_owned
-from stack.providers.base import Provider, RunningService, peer_addresses
+from stack.providers.base import Peers, Ports, Provider, RunningService, service_context
 from stack.spec import ServiceContext, ServiceSpec
 
 HOST = "127.0.0.1"
@@ -136,12 +135,7 @@ class LocalProvider(Provider):
 
     # --- start / stop ---------------------------------------------------------
 
-    def start(
-        self,
-        spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
-    ) -> RunningService:
+    def start(self, spec: ServiceSpec, host_ports: Ports, peers: Peers) -> RunningService:
         assert self.root is not None, "prepare() must run before start()"
         service_root = self.root / spec.name
         data_dir, config_dir = service_root / "data", service_root / "conf"
@@ -170,18 +164,13 @@ class LocalProvider(Provider):
         )
 
     def _context(
-        self,
-        spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
-        data_dir: Path,
-        config_dir: Path,
+        self, spec: ServiceSpec, ports: Ports, peers: Peers, data_dir: Path, config_dir: Path
     ) -> ServiceContext:
-        return ServiceContext(
-            name=spec.name,
-            config=self.config,
-            ports=dict(host_ports),
-            peers=peer_addresses(peers),
+        return service_context(
+            spec,
+            self.config,
+            ports,
+            peers,
             data_dir=data_dir,
             config_dir=config_dir,
             pg_bin=self.pg_bin or Path("/usr/lib/postgresql/15/bin"),
