@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -150,6 +152,9 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         samplers.start()
         cluster.start()
         samplers.samplers.extend(ProcessSampler(n, pid) for n, pid in cluster.pids.items())
+        # The harness's own share of the box (samplers, capture, live view): on a machine
+        # it shares with the stack, its CPU is CPU the service did not get.
+        samplers.samplers.append(ProcessSampler("harness", os.getpid(), children=False))
         if options.remote_workers:
             console.print(
                 f"waiting for {options.remote_workers} remote worker(s): on each machine run "
@@ -270,9 +275,35 @@ def _drive(
     live.refresh()
     _record_load_start(run_dir)
     code = cluster.master.returncode if cluster.master else None
-    if code in (0, 1):  # 1: Locust saw failed requests, which analysis judges itself
-        return "completed", None
-    return "failed", f"the Locust master exited with code {code}"
+    if code not in (0, 1):  # 1: Locust saw failed requests, which analysis judges itself
+        return "failed", f"the Locust master exited with code {code}"
+    short = stopped_early(run_dir, plan.duration_s)
+    return ("failed", short) if short else ("completed", None)
+
+
+#: A plan that ends this many seconds early has not been run (Locust's own stop takes ~1 s).
+EARLY_STOP_TOLERANCE_S = 10.0
+
+
+def stopped_early(run_dir: Path, plan_s: float, now: datetime | None = None) -> str | None:
+    """Why the load ended before the plan did, or None.
+
+    Locust's master stops the whole test, with exit code 0, when its last worker misses
+    heartbeats for 3 s: on an overloaded box a run could otherwise end after half a
+    minute and still be recorded as "completed".
+    """
+    try:
+        started = json.loads((run_dir / rundir.TEST_START_FILE).read_text())["load_started_at"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None  # the load never started: Locust's own exit code and logs say why
+    elapsed = ((now or datetime.now(UTC)) - datetime.fromisoformat(started)).total_seconds()
+    if elapsed >= plan_s - EARLY_STOP_TOLERANCE_S:
+        return None
+    return (
+        f"Locust stopped after {elapsed:.0f} s of the plan's {plan_s:.0f} s (a worker that "
+        "misses heartbeats for 3 s stops the test: an overloaded box or a crashed worker; "
+        "see locust/*.log)"
+    )
 
 
 def _record_load_start(run_dir: Path) -> bool:

@@ -15,6 +15,7 @@ into rates over its own windows, so no rate is computed twice.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -44,19 +45,46 @@ class Sampler(Protocol):
     def sample(self) -> Iterable[Row]: ...
 
 
+def count_fds(pid: int) -> tuple[int, int]:
+    """(open fds, sockets among them) of one process; (0, 0) if it is gone.
+
+    Sockets, not "TCP connections": psutil's ``Process.net_connections`` re-reads the
+    kernel's whole TCP table for *each* process, and that table is slow to produce under
+    load (~80 ms a read with 1,400 sockets). With the Postgres backends that took more than
+    a second per 1 Hz tick: the sampler thread used two thirds of a core of the two the
+    service under test was running on (issue 10). A socket fd is a readlink away.
+    """
+    fds = sockets = 0
+    try:
+        entries = list(os.scandir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0, 0
+    for entry in entries:
+        fds += 1
+        try:
+            if os.readlink(entry.path).startswith("socket:["):
+                sockets += 1
+        except OSError:
+            continue
+    return fds, sockets
+
+
 @dataclass
 class ProcessSampler:
-    """CPU, memory, fds and sockets of one process tree (a service or a worker)."""
+    """CPU, memory, open fds and sockets of one process tree (a service or a worker)."""
 
     name: str
     pid: int
     source: str = ""
+    children: bool = True
+    """False for the harness itself, whose children (Locust, local services) have their
+    own samplers and would be counted twice."""
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
 
     def sample(self) -> Iterable[Row]:
         root = psutil.Process(self.pid)
-        tree = [root, *root.children(recursive=True)]
-        cpu = rss = fds = conns = 0.0
+        tree = [root, *root.children(recursive=True)] if self.children else [root]
+        cpu = rss = fds = sockets = 0.0
         for proc in tree:
             # cpu_percent needs the same Process object across calls.
             proc = self._procs.setdefault(proc.pid, proc)
@@ -64,16 +92,17 @@ class ProcessSampler:
                 with proc.oneshot():
                     cpu += proc.cpu_percent(None)
                     rss += proc.memory_info().rss
-                    fds += proc.num_fds()
-                    conns += len(proc.net_connections(kind="tcp"))
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+            n_fds, n_sockets = count_fds(proc.pid)
+            fds += n_fds
+            sockets += n_sockets
         source = self.source or f"process:{self.name}"
         return [
             (source, "cpu_percent", cpu, ""),
             (source, "rss_bytes", rss, ""),
             (source, "open_fds", fds, ""),
-            (source, "tcp_connections", conns, ""),
+            (source, "sockets", sockets, ""),
         ]
 
 
@@ -238,9 +267,12 @@ class PrometheusSampler:
 
     url: str
     name: str = "service"
+    _client: httpx.Client | None = None
 
     def sample(self) -> Iterable[Row]:
-        text = httpx.get(self.url, timeout=2).text
+        # One client for the run: a new one per second costs an SSL context each time.
+        self._client = self._client or httpx.Client(timeout=2)
+        text = self._client.get(self.url).text
         rows: list[Row] = []
         derived = dict.fromkeys((d[0] for d in DERIVED_COUNTERS), 0.0)
         for family in text_string_to_metric_families(text):
