@@ -11,20 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COUNTER_METRICS = frozenset(
-    {
-        "keyspace_hits",
-        "keyspace_misses",
-        "cache_hits",
-        "cache_misses",
-        "stripe_calls",
-        "db_connection_errors",
-        "jobs_enqueued",
-        "jobs_completed",
-        "jobs_failed",
-    }
-)
-
 
 def counter_delta(
     samples: pd.DataFrame,

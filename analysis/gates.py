@@ -16,13 +16,14 @@ pooled gate and for each route under ``gate.routes``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from analysis import usl as usl_mod
 from analysis.counters import counter_over_period, hit_rate
-from analysis.headroom import _trend_draws, project_p95, sanitize_criterion
+from analysis.headroom import project_p95, sanitize_criterion, trend_draws
 from analysis.jobs import job_completion
 from analysis.outcomes import error_mask, load_period, window_mask
 from analysis.percentiles import proportion_ci
@@ -382,7 +383,7 @@ def error_rate(
     top = ctx.top
     loads = np.array([s.load for s in ctx.steps if s.n])
     rates = np.array([s.error_rate for s in ctx.steps if s.n])
-    trend = _trend_draws(loads, rates)
+    trend = trend_draws(loads, rates)
     if trend is None:
         return _result(
             ctx, spec, limit, route, top.error_rate, top.error_rate_ci, "projected",
@@ -422,36 +423,50 @@ def db_connection_errors(
 ) -> CriterionResult:
     """Counted over the whole load period (not only steady windows): an error during a
     ramp or the drain is still an error the architecture made."""
-    ref = ctx.step or ctx.top
-    if ref is None:
-        return _not_reached(ctx, spec, limit, route)
     start, end = load_period(ctx.run)
-    value, how = counter_over_period(ctx.run.samples, "service", DB_CONNECTION_ERRORS, start, end)
-    if value is None:
-        return _insufficient(ctx, spec, limit, route, how, ref.load)
-    measured = ctx.step is not None
-    return _result(
-        ctx, spec, limit, route, value, None, "measured" if measured else "projected",
-        ref.load if measured else ctx.gate_load,
-        how if measured else f"{how}; gate load not applied",
+    return _sampled_at_gate(
+        ctx, spec, limit, route,
+        lambda ref: counter_over_period(
+            ctx.run.samples, "service", DB_CONNECTION_ERRORS, start, end
+        ),
+        "{how}; gate load not applied",
     )  # fmt: skip
 
 
 def cache_hit_rate(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> CriterionResult:
+    return _sampled_at_gate(
+        ctx, spec, limit, route,
+        lambda ref: hit_rate(ctx.run.samples, ref.step.start_us, ref.step.end_us),
+        "{how} at {load:.0f}; gate load not applied",
+    )  # fmt: skip
+
+
+def _sampled_at_gate(
+    ctx: GateContext,
+    spec: Criterion,
+    limit: float,
+    route: str | None,
+    read: Callable[[StepStats], tuple[float | None, str]],
+    projected: str,
+) -> CriterionResult:
+    """A value read from the samples at the gate step; without one, at the top step.
+
+    ``read`` gives the value and how it was obtained for a reference step. Read at
+    the top step it is labelled projected (``projected`` formats its detail from
+    ``how`` and ``load``), so it can never make a PASS.
+    """
     ref = ctx.step or ctx.top
     if ref is None:
         return _not_reached(ctx, spec, limit, route)
-    rate, src = hit_rate(ctx.run.samples, ref.step.start_us, ref.step.end_us)
-    if rate is None:
-        return _insufficient(ctx, spec, limit, route, src, ref.load)
-    measured = ctx.step is not None
-    return _result(
-        ctx, spec, limit, route, rate, None, "measured" if measured else "projected",
-        ref.load if measured else ctx.gate_load,
-        src if measured else f"{src} at {ref.load:.0f}; gate load not applied",
-    )  # fmt: skip
+    value, how = read(ref)
+    if value is None:
+        return _insufficient(ctx, spec, limit, route, how, ref.load)
+    if ctx.step is not None:
+        return _result(ctx, spec, limit, route, value, None, "measured", ref.load, how)
+    detail = projected.format(how=how, load=ref.load)
+    return _result(ctx, spec, limit, route, value, None, "projected", ctx.gate_load, detail)
 
 
 def job_completion_rate(

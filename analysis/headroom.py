@@ -62,8 +62,15 @@ class Headroom:
     sentence: str
 
 
-def _trend_draws(loads: np.ndarray, values: np.ndarray, seed: int = 0):
-    """Straight-line fit with parameter draws, or None when the slope is not significant."""
+def trend_draws(
+    loads: np.ndarray, values: np.ndarray, seed: int = 0
+) -> tuple[float, float, np.ndarray] | None:
+    """Straight-line fit of ``values`` vs load, with (slope, intercept) draws.
+
+    The draws carry the fit's uncertainty into a projection's interval (headroom
+    crossings here, projected gate criteria in :mod:`analysis.gates`). None when
+    the slope is not significantly positive: there is no trend to project.
+    """
     if len(np.unique(loads)) < 3:
         return None
     lr = stats.linregress(loads, values)
@@ -119,16 +126,12 @@ def crossing(name: str, limit: str, loads, values, threshold: float, unit: str =
             False,
             f"crossed between {a:.0f} and {b:.0f} (interpolated)",
         )
-    trend = _trend_draws(ld, vals)
+    trend = trend_draws(ld, vals)
     if trend is None:
-        return Constraint(
+        return _not_reached(
             name,
             limit,
-            "not reached",
-            None,
-            None,
             top,
-            False,
             f"max {vals.max():.4g}{unit} of {threshold:.4g}{unit}; "
             "no significant upward trend to project",
         )
@@ -138,18 +141,26 @@ def crossing(name: str, limit: str, loads, values, threshold: float, unit: str =
         d = (threshold - draws[:, 1]) / draws[:, 0]
     d = np.where(draws[:, 0] > 0, d, np.inf)
     lo, hi = np.percentile(d, [2.5, 97.5], method="inverted_cdf")
-    return bounded(
-        Constraint(
-            name,
-            limit,
-            "projected",
-            float(load),
-            (float(lo), float(hi)),
-            top,
-            False,
-            f"linear trend {slope:.4g}{unit} per unit load; max measured {vals.max():.4g}{unit}",
-        )
+    return _projected(
+        name,
+        limit,
+        float(load),
+        (float(lo), float(hi)),
+        top,
+        f"linear trend {slope:.4g}{unit} per unit load; max measured {vals.max():.4g}{unit}",
     )
+
+
+def _not_reached(name: str, limit: str, top: float, detail: str) -> Constraint:
+    """Not crossed at any measured load, nor projectable: ``top`` is a lower bound."""
+    return Constraint(name, limit, "not reached", None, None, top, False, detail)
+
+
+def _projected(
+    name: str, limit: str, load: float, ci: tuple[float, float], top: float, detail: str
+) -> Constraint:
+    """A model-based crossing, under the reporting rules of :func:`bounded`."""
+    return bounded(Constraint(name, limit, "projected", load, ci, top, False, detail))
 
 
 def bounded(c: Constraint) -> Constraint:
@@ -205,7 +216,7 @@ def utilization_crossing(
     if measured.basis in ("measured", "not available") or not fit.ok:
         return measured
     pts = [(st.throughput_rps, v) for st, v in zip(steps, values, strict=True) if v is not None]
-    trend = _trend_draws(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    trend = trend_draws(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
     top = max(loads)
     if trend is None:
         return measured
@@ -217,14 +228,10 @@ def utilization_crossing(
     hit = np.flatnonzero(x_point >= x_need)
     detail = f"needs {x_need:,.1f} req/s ({slope:.4g}{unit} per req/s)"
     if not hit.size:
-        return Constraint(
+        return _not_reached(
             name,
             limit,
-            "not reached",
-            None,
-            None,
             top,
-            False,
             f"{detail}; above the USL's "
             + (f"X_max {fit.x_max:,.1f} req/s" if fit.x_max is not None else "reach")
             + ": throughput saturates first",
@@ -233,20 +240,9 @@ def utilization_crossing(
     pd = fit.draws()
     xs = usl_mod.usl_model(grid[None, :], pd[:, :1], pd[:, 1:2], pd[:, 2:3])
     lo, hi = _first_crossing_interval(grid, xs >= x_need_draws[:, None])
-    return bounded(
-        Constraint(
-            name,
-            limit,
-            "projected",
-            load,
-            (lo, hi),
-            top,
-            False,
-            f"{detail}; the USL delivers it at about {load:,.0f} users"
-            if not usl_mod.beyond_range(load, top)
-            else detail,
-        )
-    )
+    if not usl_mod.beyond_range(load, top):
+        detail += f"; the USL delivers it at about {load:,.0f} users"
+    return _projected(name, limit, load, (lo, hi), top, detail)
 
 
 def _first_crossing_interval(grid: np.ndarray, reached: np.ndarray) -> tuple[float, float]:
@@ -285,30 +281,16 @@ def latency_constraint(
     hit = np.flatnonzero(point_curve >= slo_ms)
     top = max(loads)
     if not hit.size:
-        return Constraint(
+        return _not_reached(
             name,
             limit,
-            "not reached",
-            None,
-            None,
             top,
-            False,
             f"USL projection stays under the SLO up to {EXTRAPOLATION_LIMIT:g}x measured load",
         )
     load = float(grid[hit[0]])
     lo, hi = _first_crossing_interval(grid, p95_draws >= slo_ms)
-    return bounded(
-        Constraint(
-            name,
-            limit,
-            "projected",
-            load,
-            (lo, hi),
-            top,
-            False,
-            f"USL response time N/X(N) - Z scaled by P95/mean = {ratio:.2f}",
-        )
-    )
+    detail = f"USL response time N/X(N) - Z scaled by P95/mean = {ratio:.2f}"
+    return _projected(name, limit, load, (lo, hi), top, detail)
 
 
 def project_p95(
@@ -434,28 +416,20 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
                     "%",
                 )
             )
-    maxc = [v for v in _resource_series(steps, "postgres", "max_connections") if v]
-    if maxc:
-        cons.append(
-            crossing(
-                "DB connections",
-                f"max_connections = {max(maxc):.0f}",
-                loads,
-                _db_connections(steps),
-                float(max(maxc)),
-            )
-        )
-    pool = [v for v in _resource_series(steps, "pgbouncer", "pool_size") if v]
-    if pool:
-        cons.append(
-            crossing(
-                "PgBouncer pool",
-                f"pool_size = {max(pool):.0f}",
-                loads,
-                _resource_series(steps, "pgbouncer", "sv_active"),
-                float(max(pool)),
-            )
-        )
+    pools = (  # (constraint, source, its size's metric, connections in use per step)
+        ("DB connections", "postgres", "max_connections", lambda: _db_connections(steps)),
+        (
+            "PgBouncer pool",
+            "pgbouncer",
+            "pool_size",
+            lambda: _resource_series(steps, "pgbouncer", "sv_active"),
+        ),
+    )
+    for name, source, size_metric, in_use in pools:
+        size = max((v for v in _resource_series(steps, source, size_metric) if v), default=None)
+        if size:
+            limit = f"{size_metric} = {size:.0f}"
+            cons.append(crossing(name, limit, loads, in_use(), float(size)))
     if any(v is not None for v in _resource_series(steps, "pgbouncer", "cl_waiting")):
         cons.append(
             crossing(

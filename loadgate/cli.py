@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from fixtures import cli as fixtures_cli
 from loadgate import (
     ci_cli,
     config_cli,
+    fixtures_cli,
     plan_cli,
     report_cli,
     run_cli,

@@ -4,9 +4,9 @@ The harness never invents its own distribution layer: it starts the real
 ``locust`` command as a headless master that waits for ``N`` workers, and
 ``N`` ``locust --worker`` processes on this machine. Remote machines join the
 same master with ``loadgate worker --master HOST`` (plain ``locust --worker``
-underneath). Every process runs in its own session with a parent-death
-signal, like the stack's services, so a killed harness leaves no generator
-behind.
+underneath). Every process is an owned child like the stack's services
+(:func:`stack.ownership.spawn_owned`: own session, parent-death signal, owner
+tag), so a killed harness leaves no generator behind.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from loadgate.constants import DEFAULT_SEED
 from runformat.schemas import DRAIN_TIMEOUT_S, REQUEST_TIMEOUT_S
+from stack.ownership import spawn_owned
 from stack.ports import free_port
-from stack.providers.local import OWNER_ENV, die_with_parent
 
 __all__ = ["DRAIN_TIMEOUT_S", "REQUEST_TIMEOUT_S", "LocustCluster", "default_worker_count"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -137,19 +137,8 @@ class LocustCluster:
             )
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
-        log = open(self.run_dir / "locust" / f"{name}.log", "ab")  # noqa: SIM115
-        parent = os.getpid()
-        with log:
-            return subprocess.Popen(
-                [*locust_command(), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-                start_new_session=True,
-                env={**os.environ, OWNER_ENV: str(parent)},
-                preexec_fn=lambda: die_with_parent(parent),
-            )
+        with open(self.run_dir / "locust" / f"{name}.log", "ab") as log:
+            return spawn_owned([*locust_command(), *args], log, REPO_ROOT, os.environ)
 
     @property
     def pids(self) -> dict[str, int]:

@@ -322,17 +322,6 @@ def _load_fixtures(
     return credentials
 
 
-def _flush_caches(stack: Stack) -> None:
-    """Fixtures replaced the data: drop what the service may have cached before."""
-    import redis
-
-    client = redis.Redis.from_url(stack.url("redis"))
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 def _fixture_progress(event: object, progress: Progress) -> None:
     """Report each finished fixture step (the loader also reports step starts)."""
     seconds = getattr(event, "seconds", None)

@@ -326,9 +326,9 @@ class ContainerSampler:
 
     def sample(self) -> Iterable[Row]:
         if self._process is None:
-            import docker
+            from stack.engine import connect_engine
 
-            client = docker.from_env(timeout=5)
+            client = connect_engine(timeout=5)
             try:
                 pid = int(client.containers.get(self.container_id).attrs["State"]["Pid"])
             finally:

@@ -25,8 +25,8 @@ from stack.config import (
     StackConfig,
     StripeRealism,
 )
-from stack.engine import reap_leftovers
 from stack.errors import ServiceNotReady, StackError
+from stack.providers.choice import reap_leftovers
 from stack.services import SERVICES
 from stack.stack import ServiceStatus, Stack
 from stack.state import clear_state, read_state, state_dir, write_state

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from loadgate.constants import DEFAULT_SEED
 from scenarios.credentials import CredentialPool
-from scenarios.plan import LoadPlan
+from scenarios.plan import LoadPlan, load_plan
 
 if TYPE_CHECKING:
     from loadgate.phase_config import Defaults
@@ -29,13 +29,7 @@ def _option(environment: Any, name: str, default: Any) -> Any:
 def plan_of(environment: Any) -> LoadPlan | None:
     """``--loadgate-plan`` (``plan.json`` of a resolved phase), or None without one."""
     path = _option(environment, "loadgate_plan", "")
-    return _read_plan(str(path)) if path else None
-
-
-@functools.cache
-def _read_plan(path: str) -> LoadPlan:
-    """Once per process and path: the plan does not change during a run."""
-    return LoadPlan.load(path)
+    return load_plan(str(path)) if path else None
 
 
 @functools.cache

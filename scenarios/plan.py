@@ -3,11 +3,14 @@
 Written by ``loadgate run`` as ``plan.json`` (a resolved phase: model,
 stages, think times, persona mix, traffic) and read by every Locust process through
 ``--loadgate-plan``, so the master's shape and the workers' open-model
-arrival drivers follow the same numbers without any shared state.
+arrival drivers follow the same numbers without any shared state. Within one
+process the file is read once (:func:`load_plan`), whichever part asks first
+(the plugin at init, the shape, the open model, the traffic context).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,3 +101,17 @@ class LoadPlan:
         _, before = self.level_before(stage)
         share = (t - stage.start_s) / (stage.end_s - stage.start_s)
         return before + (target - before) * share
+
+
+def load_plan(path: Path | str) -> LoadPlan:
+    """The plan at ``path``, read and parsed once per process.
+
+    A run writes its ``plan.json`` once, before any Locust process starts, so
+    a cached copy is the file's content for the life of the process.
+    """
+    return _read_plan(Path(path).resolve())
+
+
+@functools.cache
+def _read_plan(path: Path) -> LoadPlan:
+    return LoadPlan.load(path)

@@ -49,10 +49,6 @@ class StripeRealism:
     rate_limit_per_s: float = 100.0
     """Requests per second before HTTP 429 ``rate_limit_error``; 0 disables."""
 
-    @property
-    def latency_enabled(self) -> bool:
-        return self.latency_max_ms > 0
-
     @classmethod
     def off(cls) -> StripeRealism:
         """A Stripe mock that answers at once and never rate-limits."""

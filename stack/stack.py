@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stack import engine
 from stack.config import StackConfig
 from stack.errors import ServiceNotReady, StackError, UnknownService
 from stack.ports import free_port, require_free
+from stack.providers import choice
 from stack.providers.base import Provider, RunningService
 from stack.services import SERVICES, marketplace_needs
 from stack.spec import ServiceSpec
@@ -117,7 +117,7 @@ class Stack:
         self.started_at = time.monotonic()
         self._check_fixed_ports()
         try:
-            self.provider = engine.make_provider(self.config, self.stack_id, self.progress)
+            self.provider = choice.make_provider(self.config, self.stack_id, self.progress)
             self.progress(f"provider: {self.provider.name}")
             self.provider.prepare(self.specs)
             for wave in dependency_waves(self.specs):

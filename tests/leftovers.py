@@ -8,7 +8,9 @@ from pathlib import Path
 
 import psutil
 
-from stack.providers.local import STACK_ENV, TEMP_PREFIX
+from stack.engine import connect_engine, docker_problem
+from stack.ownership import LABEL_STACK, STACK_ENV
+from stack.providers import containers, local
 
 
 def processes_of(stack_id: str) -> list[psutil.Process]:
@@ -23,19 +25,18 @@ def processes_of(stack_id: str) -> list[psutil.Process]:
 
 
 def temp_dirs_of(owner_pid: int, stack_id: str) -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{owner_pid}-{stack_id}-*"))
+    """Either provider's temp trees of one stack."""
+    root = Path(tempfile.gettempdir())
+    prefixes = (local.TEMP_PREFIX, containers.TEMP_PREFIX)
+    return [path for p in prefixes for path in root.glob(f"{p}{owner_pid}-{stack_id}-*")]
 
 
 def containers_of(stack_id: str | None = None) -> list[str]:
-    from stack.engine import docker_problem
-
     if docker_problem() is not None:
         return []
-    import docker
-
-    client = docker.from_env()
+    client = connect_engine()
     try:
-        label = f"loadgate.stack={stack_id}" if stack_id else "loadgate.stack"
+        label = f"{LABEL_STACK}={stack_id}" if stack_id else LABEL_STACK
         return [c.name for c in client.containers.list(all=True, filters={"label": label})]
     finally:
         client.close()

@@ -27,22 +27,23 @@ import docker
 import psycopg
 import pytest
 
+from stack import engine as docker_engine
 from stack.config import DB_NAME, StackConfig
 from stack.errors import DockerUnavailable
-from stack.ports import free_port
-from stack.providers import containers
-from stack.providers.base import RunningService
-from stack.providers.containers import (
+from stack.ownership import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_STARTED,
     LABEL_SERVICE,
     LABEL_STACK,
-    ContainersProvider,
-    context_digest,
     owner_alive,
     owner_labels,
 )
+from stack.ports import free_port
+from stack.providers import containers, images
+from stack.providers.base import RunningService
+from stack.providers.containers import ContainersProvider
+from stack.providers.images import context_digest
 from stack.services import PGBOUNCER, POSTGRES, REDIS
 from stack.spec import ServiceSpec
 from tests.support import require_provider
@@ -58,7 +59,7 @@ CONFIG = StackConfig(provider="containers", network="host")
 @pytest.fixture(scope="module")
 def engine() -> Iterator[docker.DockerClient]:
     require_provider("containers")
-    client = docker.from_env()
+    client = docker_engine.connect_engine()
     yield client
     client.close()
 
@@ -125,6 +126,24 @@ def test_unreachable_engine_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch)
     assert "unix:///nonexistent/loadgate-test-docker.sock" in message
     assert "scripts/docker-engine.sh" in message and "--provider local" in message
     provider.close()
+
+
+def test_one_way_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quiet check and the connection agree: both go through stack.engine."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/loadgate-test-docker.sock")
+    problem = docker_engine.docker_problem()
+    assert problem is not None and "\n" not in problem
+    with pytest.raises(DockerUnavailable):
+        docker_engine.connect_engine(docker_engine.CONNECT_TIMEOUT_S)
+
+
+def test_an_answering_engine_has_no_problem(engine: docker.DockerClient) -> None:
+    assert docker_engine.docker_problem() is None
+    client = docker_engine.connect_engine(docker_engine.CONNECT_TIMEOUT_S)
+    try:
+        assert client.ping()
+    finally:
+        client.close()
 
 
 def test_missing_base_image_names_the_setup_script(engine: docker.DockerClient) -> None:
@@ -198,7 +217,7 @@ def test_changed_context_gives_a_new_image(
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY hello.txt /hello.txt\n"
     )
     (image_dir / "hello.txt").write_text("one\n")
-    monkeypatch.setattr(containers, "IMAGES_DIR", tmp_path)
+    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path)
     messages: list[str] = []
     provider.progress = messages.append
     built: list[str] = []
@@ -344,7 +363,7 @@ def test_reap_leftovers_removes_dead_owners_temp_dirs() -> None:
 
 
 def test_auto_network_is_host_without_a_bridge(engine: docker.DockerClient) -> None:
-    if containers.has_bridge_network(engine):
+    if docker_engine.has_bridge_network(engine):
         pytest.skip("this engine has a bridge network; bridge mode is not exercised here")
     provider = ContainersProvider(replace(CONFIG, network="auto"), f"auto-{os.getpid()}")
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stack.config import StackConfig
-from stack.spec import Address, ServiceSpec
+from stack.spec import Address, ServiceContext, ServiceSpec
 
 
 @dataclass
@@ -51,9 +51,25 @@ class RunningService:
         return self.ports["main"]
 
 
-def peer_addresses(peers: Mapping[str, RunningService]) -> dict[str, Address]:
+Ports = Mapping[str, int]
+"""Port numbers by port name (``main``, ...)."""
+Peers = Mapping[str, RunningService]
+"""Running services a service depends on, by service name."""
+
+
+def peer_addresses(peers: Peers) -> dict[str, Address]:
     """How a service reaches each of its dependencies (their peer host and main port)."""
     return {name: Address(p.peer_host, p.peer_ports["main"]) for name, p in peers.items()}
+
+
+def service_context(
+    spec: ServiceSpec, config: StackConfig, ports: Ports, peers: Peers, **where: Any
+) -> ServiceContext:
+    """What ``spec``'s command and files render from; ``where`` holds the provider's
+    side of it (data, config and binary paths, the bind address) as the service sees it."""
+    return ServiceContext(
+        name=spec.name, config=config, ports=dict(ports), peers=peer_addresses(peers), **where
+    )
 
 
 class Provider(ABC):
@@ -75,12 +91,7 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    def start(
-        self,
-        spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
-    ) -> RunningService:
+    def start(self, spec: ServiceSpec, host_ports: Ports, peers: Peers) -> RunningService:
         """Start one service listening on ``host_ports``; do not wait for it."""
 
     @abstractmethod

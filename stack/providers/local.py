@@ -5,28 +5,22 @@ from the OS packages, OSRM from the ``osrm-bindings`` wheel, the Stripe mock
 from localstripe. Each service gets its own temporary directory tree
 (``/tmp/loadgate-stack-<owner pid>-<stack id>-*``) that is removed at teardown.
 
-Why the process plumbing: teardown must hold even when the harness is
-SIGKILLed. Each child runs in its own session (so a terminal's Ctrl-C reaches
-the harness first, which then stops services in order) with a parent-death
-signal (so the kernel kills it when the harness dies) and carries
-``LOADGATE_OWNER_PID`` in its environment, so the next ``loadgate`` start can
-find and kill anything that still escaped, and delete leftover temp trees.
+Teardown must hold even when the harness is SIGKILLed: each service is an
+owned child (:func:`stack.ownership.spawn_owned`: own session, parent-death
+signal, owner tag in its environment), so the next ``loadgate`` start can find
+and kill anything that still escaped, and delete leftover temp trees.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -34,14 +28,12 @@ import psutil
 from stack.config import StackConfig
 from stack.errors import BinaryMissing, StackError
 from stack.osrm_map import ensure_map, osrm_bin_dir
-from stack.providers.base import Provider, RunningService, peer_addresses
+from stack.ownership import make_owned_temp_dir, reap_processes, reap_temp_dirs, spawn_owned
+from stack.providers.base import Peers, Ports, Provider, RunningService, service_context
 from stack.spec import ServiceContext, ServiceSpec
 
 HOST = "127.0.0.1"
 TEMP_PREFIX = "loadgate-stack-"
-OWNER_ENV = "LOADGATE_OWNER_PID"
-STACK_ENV = "LOADGATE_STACK_ID"
-_PR_SET_PDEATHSIG = 1
 
 
 def find_pg_bin() -> Path | None:
@@ -54,14 +46,6 @@ def find_pg_bin() -> Path | None:
             return Path(candidate)
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Runs in the child just before exec: die when the harness dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the harness died before prctl took effect
-        os._exit(1)
 
 
 def _wait_group_gone(pgid: int, timeout: float) -> None:
@@ -121,8 +105,7 @@ class LocalProvider(Provider):
                     "localstripe is not installed: pip install localstripe "
                     "(or reinstall loadgate with its dependencies)"
                 ) from exc
-        self.root = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{self.stack_id}-"))
-        self.root.chmod(0o755)  # the postgres user must traverse it
+        self.root = make_owned_temp_dir(TEMP_PREFIX, self.stack_id)  # postgres traverses it
 
     def _require_postgres_tools(self, names: set[str]) -> None:
         self.pg_bin = find_pg_bin()
@@ -152,12 +135,7 @@ class LocalProvider(Provider):
 
     # --- start / stop ---------------------------------------------------------
 
-    def start(
-        self,
-        spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
-    ) -> RunningService:
+    def start(self, spec: ServiceSpec, host_ports: Ports, peers: Peers) -> RunningService:
         assert self.root is not None, "prepare() must run before start()"
         service_root = self.root / spec.name
         data_dir, config_dir = service_root / "data", service_root / "conf"
@@ -186,18 +164,13 @@ class LocalProvider(Provider):
         )
 
     def _context(
-        self,
-        spec: ServiceSpec,
-        host_ports: Mapping[str, int],
-        peers: Mapping[str, RunningService],
-        data_dir: Path,
-        config_dir: Path,
+        self, spec: ServiceSpec, ports: Ports, peers: Peers, data_dir: Path, config_dir: Path
     ) -> ServiceContext:
-        return ServiceContext(
-            name=spec.name,
-            config=self.config,
-            ports=dict(host_ports),
-            peers=peer_addresses(peers),
+        return service_context(
+            spec,
+            self.config,
+            ports,
+            peers,
             data_dir=data_dir,
             config_dir=config_dir,
             pg_bin=self.pg_bin or Path("/usr/lib/postgresql/15/bin"),
@@ -222,29 +195,19 @@ class LocalProvider(Provider):
         cwd: Path,
         log_path: Path,
     ) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "PATH": self._path(),
-            OWNER_ENV: str(os.getpid()),
-            STACK_ENV: self.stack_id,
-            **spec.env(ctx),
-        }
+        env = {**os.environ, "PATH": self._path(), **spec.env(ctx)}
         if user is not None:
             env["HOME"] = user.pw_dir
-        parent_pid = os.getpid()
         with open(log_path, "ab") as log:
-            return subprocess.Popen(
+            return spawn_owned(
                 ["/bin/sh", "-c", command],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
+                log,
+                cwd,
+                env,
+                stack_id=self.stack_id,
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
-                preexec_fn=lambda: die_with_parent(parent_pid),
             )
 
     def exit_code(self, service: RunningService) -> int | None:
@@ -291,30 +254,4 @@ class LocalProvider(Provider):
     @classmethod
     def reap_leftovers(cls) -> list[str]:
         """Kill orphaned service processes and delete temp trees of dead owners."""
-        reaped = [*cls._reap_processes(), *cls._reap_temp_dirs()]
-        return reaped
-
-    @staticmethod
-    def _reap_processes() -> list[str]:
-        reaped = []
-        for proc in psutil.process_iter(["pid", "name"]):
-            try:
-                owner = proc.environ().get(OWNER_ENV)
-            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue
-            if owner and owner.isdigit() and not psutil.pid_exists(int(owner)):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.kill()
-                    reaped.append(f"process {proc.info['pid']} ({proc.info['name']})")
-        return reaped
-
-    @staticmethod
-    def _reap_temp_dirs() -> list[str]:
-        reaped = []
-        pattern = re.compile(rf"^{TEMP_PREFIX}(\d+)-")
-        for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
-            match = pattern.match(path.name)
-            if match and not psutil.pid_exists(int(match.group(1))):
-                shutil.rmtree(path, ignore_errors=True)
-                reaped.append(f"temp dir {path}")
-        return reaped
+        return [*reap_processes(), *reap_temp_dirs(TEMP_PREFIX)]

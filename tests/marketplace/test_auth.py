@@ -171,7 +171,7 @@ def test_fixtures_load_without_a_secret_says_where_to_get_one(
 ) -> None:
     from typer.testing import CliRunner
 
-    from fixtures.cli import app
+    from loadgate.fixtures_cli import app
 
     monkeypatch.setenv("LOADGATE_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("LOADGATE_AUTH_SECRET", raising=False)
