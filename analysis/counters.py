@@ -31,7 +31,13 @@ def counter_delta(
         sel &= samples["ts_us"] >= start_us
     if end_us is not None:
         sel &= samples["ts_us"] < end_us
-    win = samples[sel]
+    return positive_increments(samples[sel])
+
+
+def positive_increments(win: pd.DataFrame) -> float | None:
+    """Sum of the positive increments of every labelled series in ``win`` (samples of one
+    counter), None when empty: a counter that resets (a restarted service) is skipped over
+    rather than counted as a negative delta."""
     if win.empty:
         return None
     total = 0.0

@@ -149,8 +149,17 @@ def evaluate(
     return gate
 
 
-#: Criteria measured over the whole load period, not per step (see their evaluators).
-WHOLE_PERIOD = ("db_connection_errors", "job_completion_rate")
+#: Criteria measured over the whole load period or over fault windows, not per step (see
+#: their evaluators): ``evaluate_step`` leaves them out.
+WHOLE_PERIOD = (
+    "db_connection_errors",
+    "job_completion_rate",
+    "fault_detect_s",
+    "fault_error_rate",
+    "fault_p95_ms",
+    "fault_order_failure_rate",
+    "fault_recovery_s",
+)
 
 
 def evaluate_step(
@@ -164,18 +173,14 @@ def evaluate_step(
     """
     spec = run.gate_spec
     ctx = GateContext(run, steps, fit, spec, st.load, st, st)
-    out = [
-        _criterion(ctx, CRITERIA[n], lim, None)
-        for n, lim in spec.criteria.items()
+    wanted = [(n, lim, None) for n, lim in spec.criteria.items()]
+    wanted += [(n, lim, r) for r, criteria in spec.routes.items() for n, lim in criteria.items()]
+    return [
+        result
+        for n, lim, route in wanted
         if n not in WHOLE_PERIOD
+        for result in _criterion(ctx, CRITERIA[n], lim, route)
     ]
-    for route, criteria in spec.routes.items():
-        out += [
-            _criterion(ctx, CRITERIA[n], lim, route)
-            for n, lim in criteria.items()
-            if n not in WHOLE_PERIOD
-        ]
-    return out
 
 
 def _incidents(gate: GateResult, run: Run, ref: StepStats | None) -> None:

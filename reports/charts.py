@@ -24,7 +24,7 @@ DPI = 96
 SIZE = (9.5, 3.6)
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -106,7 +106,7 @@ def latency_over_time(r: AnalysisResult) -> bytes:
         "grey = steady-state steps)",
         fontsize=10,
     )
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def throughput_vs_users(r: AnalysisResult) -> bytes:
@@ -162,7 +162,7 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
     ax.set_ylabel("throughput (req/s)")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Throughput vs concurrency with the Universal Scalability Law", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def errors_by_class(r: AnalysisResult) -> bytes:
@@ -191,7 +191,7 @@ def errors_by_class(r: AnalysisResult) -> bytes:
     ax.set_ylabel("error rate (%)")
     ax.legend(fontsize=8)
     ax.set_title("Error rate by class per step (measured)", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def resources(r: AnalysisResult) -> bytes:
@@ -214,7 +214,7 @@ def resources(r: AnalysisResult) -> bytes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle("Resource use per service (measured)", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def headroom(r: AnalysisResult) -> bytes:
@@ -258,7 +258,7 @@ def headroom(r: AnalysisResult) -> bytes:
     ax.set_xlabel("load at which the constraint is reached (users)")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Headroom per constraint (red = binding; hatched = projected)", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 CHARTS = {

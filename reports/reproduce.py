@@ -13,7 +13,6 @@ report (``reports.html``): inline CSS, PNGs as data URIs, no script, no network.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from loadgate.reproduce.metrics import Metric  # noqa: E402
 from loadgate.reproduce.registry import Reproduction  # noqa: E402
 from loadgate.reproduce.verdict import Outcome, SideResult  # noqa: E402
 from reports import fmt  # noqa: E402
+from reports.charts import png_bytes  # noqa: E402
 from reports.html import CSS  # noqa: E402
 
 JSON_FILE, MD_FILE, HTML_FILE = "reproduce.json", "reproduce.md", "reproduce.html"
@@ -149,16 +149,6 @@ def document(
 
 # --- charts -----------------------------------------------------------------------------
 
-DPI = 96  # as the run report's charts
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
-    return buf.getvalue()
-
 
 def _series(doc: dict, label: str, value) -> tuple[list, list, list]:
     steps = doc["sides"][label]["steps"]
@@ -221,7 +211,7 @@ def charts(doc: dict) -> list[tuple[str, bytes | str]]:
             "breaking point, band = its bracket)",
             fontsize=9,
         )
-        out.append(("before vs after over load", _png(fig)))
+        out.append(("before vs after over load", png_bytes(fig)))
     except Exception as exc:  # noqa: BLE001 - a chart illustrates the tables; never fatal
         plt.close("all")
         out.append(("before vs after over load", f"chart not drawn: {type(exc).__name__}: {exc}"))

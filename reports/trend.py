@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.trend import SCHEMA, Trend, TrendPoint  # noqa: E402
 from reports import fmt  # noqa: E402
-from reports.charts import SIZE, _png  # noqa: E402
+from reports.charts import SIZE, png_bytes  # noqa: E402
 from reports.html import CSS  # noqa: E402
 
 TREND_CSS = """
@@ -110,7 +110,7 @@ def _metric_chart(trend: Trend, title: str, ylabel: str, value, ci, limit=None) 
     ax.set_title(title, fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _binding_chart(trend: Trend) -> bytes:
@@ -152,7 +152,7 @@ def _binding_chart(trend: Trend) -> bytes:
     ax.set_title(
         "Binding constraint: load at which it is reached (open marker = projected)", fontsize=10
     )
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def charts(trend: Trend) -> dict[str, bytes | str]:

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from analysis.counters import counter_over_period, hit_rate
+from analysis.counters import counter_over_period, hit_rate, positive_increments
 from analysis.runs import Run
 from analysis.steps import StepStats
 
@@ -63,17 +62,6 @@ def _series(run: Run, source: str, metric: str, window: Window, labels: dict | N
     return win
 
 
-def _delta(win: pd.DataFrame) -> float | None:
-    """Positive increments of every labelled series in ``win`` (a counter reset is skipped)."""
-    if win.empty:
-        return None
-    total = 0.0
-    for _, series in win.sort_values("ts_us").groupby("labels", observed=True)["value"]:
-        inc = np.diff(series.to_numpy())
-        total += float(inc[inc > 0].sum())
-    return total
-
-
 def _requests(run: Run, start_us: int, end_us: int, endpoint: str | None = None) -> int:
     ev = run.events
     m = (ev.ts_us >= start_us) & (ev.ts_us < end_us)
@@ -89,7 +77,7 @@ def per_request(
 
     def measure(run: Run, window: Window) -> float | None:
         win = _series(run, source, metric, window, labels)
-        delta = _delta(win)
+        delta = positive_increments(win)
         if delta is None or win["ts_us"].nunique() < 2:
             return None
         n = _requests(run, int(win["ts_us"].min()), int(win["ts_us"].max()), endpoint)
@@ -108,8 +96,8 @@ def histogram_mean_ms(family: str) -> Callable[[Run, Window], float | None]:
     """Mean of a Prometheus histogram over the window: Δsum / Δcount, in ms."""
 
     def measure(run: Run, window: Window) -> float | None:
-        total = _delta(_series(run, "service", f"{family}_sum", window))
-        count = _delta(_series(run, "service", f"{family}_count", window))
+        total = positive_increments(_series(run, "service", f"{family}_sum", window))
+        count = positive_increments(_series(run, "service", f"{family}_count", window))
         return 1000.0 * total / count if total is not None and count else None
 
     return measure
@@ -170,7 +158,7 @@ STRIPE_ERRORS = Metric(
     "stripe_errors",
     "Stripe calls failed (429 rate limit and other errors)",
     "",
-    lambda run, window: _delta(
+    lambda run, window: positive_increments(
         _series(run, "service", "marketplace_external_calls_total", window,
                 {"service": "stripe", "outcome": "error"})
     ),
