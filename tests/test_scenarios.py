@@ -276,9 +276,7 @@ def _shares(weights: dict[str, float]) -> dict[str, float]:
 
 def test_personas_take_mix_and_think_time_from_the_plan(tmp_path: Path) -> None:
     overrides = "persona_mix = { buyer = 3, admin = 1 }\nthink_time_s = [0.5, 0.7]"
-    text = DEFAULT_CONFIG.read_text().replace(
-        'fixture_size = "phase1"', f'fixture_size = "phase1"\n{overrides}'
-    )
+    text = DEFAULT_CONFIG.read_text().replace("[phases.1]\n", f"[phases.1]\n{overrides}\n", 1)
     config = tmp_path / "phases.toml"
     config.write_text(text)
     plan = tmp_path / "plan.json"
