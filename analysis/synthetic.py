@@ -274,6 +274,43 @@ def _users_at(spec: SyntheticSpec, t: np.ndarray) -> np.ndarray:
     return np.maximum(users, 1)
 
 
+class _SampleColumns:
+    """Columns of a samples table, filled one series at a time, written once.
+
+    One writer for every synthetic samples file, so they all keep SAMPLE_SCHEMA."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list] = {
+            "ts_us": [],
+            "source": [],
+            "metric": [],
+            "value": [],
+            "labels": [],
+        }
+
+    def add(self, ts_us: np.ndarray, source: str, metric: str, values, label: str = "") -> None:
+        n = ts_us.size
+        self.cols["ts_us"].append(ts_us)
+        self.cols["source"] += [source] * n
+        self.cols["metric"] += [metric] * n
+        self.cols["value"].append(np.asarray(values, dtype=float))
+        self.cols["labels"] += [label] * n
+
+    def write(self, path: Path) -> None:
+        c = self.cols
+        table = pa.table(
+            {
+                "ts_us": np.concatenate(c["ts_us"]),
+                "source": c["source"],
+                "metric": c["metric"],
+                "value": np.concatenate(c["value"]),
+                "labels": c["labels"],
+            },
+            schema=SAMPLE_SCHEMA,
+        )
+        pq.write_table(table, path)
+
+
 def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:
     (path / "samples").mkdir(parents=True, exist_ok=True)
     end = stages(spec)[-1]["end_s"]
@@ -305,35 +342,17 @@ def _write_samples(spec: SyntheticSpec, path: Path, rng: np.random.Generator) ->
         "completed": np.floor(np.linspace(0, spec.jobs[1], n)),
         "failed": np.floor(np.linspace(0, spec.jobs[0] - spec.jobs[1], n)),
     }
-    cols = {"ts_us": [], "source": [], "metric": [], "value": [], "labels": []}
+    cols = _SampleColumns()
     ts = START_US + (t * 1e6).astype(np.int64)
     for (src, metric), values in series.items():
-        cols["ts_us"].append(ts)
-        cols["source"] += [src] * n
-        cols["metric"] += [metric] * n
-        cols["value"].append(np.asarray(values, dtype=float))
-        cols["labels"] += [""] * n
+        cols.add(ts, src, metric, values)
     for outcome, values in queue_series.items():
-        cols["ts_us"].append(ts)
-        cols["source"] += ["service"] * n
-        cols["metric"] += [QUEUE_METRIC.format(outcome)] * n
-        cols["value"].append(values)
-        cols["labels"] += ['{"queue": "batches"}'] * n
+        cols.add(ts, "service", QUEUE_METRIC.format(outcome), values, '{"queue": "batches"}')
     _generator_samples(spec, t, x, noise[3], rng, cols)
-    table = pa.table(
-        {
-            "ts_us": np.concatenate(cols["ts_us"]),
-            "source": cols["source"],
-            "metric": cols["metric"],
-            "value": np.concatenate(cols["value"]),
-            "labels": cols["labels"],
-        },
-        schema=SAMPLE_SCHEMA,
-    )
-    pq.write_table(table, path / "samples" / "sampler-0000.parquet")
+    cols.write(path / "samples" / "sampler-0000.parquet")
 
 
-def _generator_samples(spec, t, x, noise, rng, cols) -> None:
+def _generator_samples(spec, t, x, noise, rng, cols: _SampleColumns) -> None:
     """Each worker's probe: CPU at 1 Hz, event-loop lag at 1 / LAG_INTERVAL_S Hz."""
     lag_t = np.arange(0, t[-1] + 1 if t.size else 0, LAG_INTERVAL_S)
     for w in range(spec.workers):
@@ -344,11 +363,9 @@ def _generator_samples(spec, t, x, noise, rng, cols) -> None:
             (t, GENERATOR_CPU_METRIC, cpu),
             (lag_t, LAG_METRIC, lag),
         ):
-            cols["ts_us"].append(START_US + (times * 1e6).astype(np.int64))
-            cols["source"] += [GENERATOR_SOURCE] * times.size
-            cols["metric"] += [metric] * times.size
-            cols["value"].append(np.asarray(values, dtype=float))
-            cols["labels"] += [label] * times.size
+            cols.add(
+                START_US + (times * 1e6).astype(np.int64), GENERATOR_SOURCE, metric, values, label
+            )
 
 
 #: Sample unit per rate unit of a demand series (cpu_percent: 100 = one core busy).
@@ -369,7 +386,7 @@ def _write_demand_samples(spec: SyntheticSpec, path: Path) -> None:
     end = stages(spec)[-1]["end_s"]
     ticks = START_US + (np.arange(0, end + 2, 1.0) * 1e6).astype(np.int64)
     second = np.searchsorted(ticks, ev["ts_us"].to_numpy(np.int64), side="right")  # (k-1, k]
-    cols = {"ts_us": [], "source": [], "metric": [], "value": [], "labels": []}
+    cols = _SampleColumns()
     for key, demand in spec.demands.items():
         source, metric = key.split("/", 1)
         busy = np.full(ticks.size, float(demand.get("background", 0.0)))
@@ -380,22 +397,8 @@ def _write_demand_samples(spec: SyntheticSpec, path: Path) -> None:
         busy[0] = 0.0
         if metric not in DEMAND_GAUGES:
             busy = np.cumsum(np.clip(busy, 0, None))
-        cols["ts_us"].append(ticks)
-        cols["source"] += [source] * ticks.size
-        cols["metric"] += [metric] * ticks.size
-        cols["value"].append(busy * DEMAND_SAMPLE_UNIT.get(metric, 1.0))
-        cols["labels"] += [""] * ticks.size
-    table = pa.table(
-        {
-            "ts_us": np.concatenate(cols["ts_us"]),
-            "source": cols["source"],
-            "metric": cols["metric"],
-            "value": np.concatenate(cols["value"]),
-            "labels": cols["labels"],
-        },
-        schema=SAMPLE_SCHEMA,
-    )
-    pq.write_table(table, path / "samples" / "demands-0000.parquet")
+        cols.add(ticks, source, metric, busy * DEMAND_SAMPLE_UNIT.get(metric, 1.0))
+    cols.write(path / "samples" / "demands-0000.parquet")
 
 
 def _write_arrivals(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> None:

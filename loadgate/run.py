@@ -340,6 +340,7 @@ def _samplers(stack: Stack | None) -> list[Sampler]:
             {s.name: s.url for s in services},
             {s.name: s.pid for s in services if s.pid},
             {s.name: s.container_id for s in services if s.container_id},
+            locate=lambda name: stack.services[name].pid,
         )
     return samplers
 

@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -79,10 +79,24 @@ class ProcessSampler:
     children: bool = True
     """False for the harness itself, whose children (Locust, local services) have their
     own samplers and would be counted twice."""
+    locate: Callable[[], int] | None = None
+    """Where the process is now, for a service that a fault restarts under a new pid
+    (``stack.services[name].pid``); without it a restarted service's samples stop."""
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
 
+    def _root(self) -> psutil.Process:
+        try:
+            return psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            current = self.locate() if self.locate is not None else self.pid
+            if current == self.pid:
+                raise
+            self.pid = current
+            self._procs.clear()
+            return psutil.Process(self.pid)
+
     def sample(self) -> Iterable[Row]:
-        root = psutil.Process(self.pid)
+        root = self._root()
         tree = [root, *root.children(recursive=True)] if self.children else [root]
         cpu = rss = fds = sockets = 0.0
         for proc in tree:
@@ -336,7 +350,11 @@ class ContainerSampler:
             if pid <= 0:
                 raise RuntimeError(f"container {self.container_id[:12]} is not running")
             self._process = ProcessSampler(self.name, pid)
-        return self._process.sample()
+        try:
+            return self._process.sample()
+        except psutil.NoSuchProcess:
+            self._process = None  # restarted: a new pid, looked up on the next tick
+            raise
 
 
 class SamplerLoop:
@@ -385,13 +403,18 @@ def stack_samplers(
     urls: Mapping[str, str],
     pids: Mapping[str, int] | None = None,
     containers: Mapping[str, str] | None = None,
+    locate: Callable[[str], int] | None = None,
 ) -> list[Sampler]:
     """The samplers for a stack: one per service it has, plus its processes.
 
     ``pids`` are local service processes, ``containers`` container ids (the
     containers provider); each service is sampled by whichever it has.
+    ``locate(name)`` gives a local service's current pid after a restart.
     """
-    samplers: list[Sampler] = [ProcessSampler(n, pid) for n, pid in (pids or {}).items()]
+    samplers: list[Sampler] = [
+        ProcessSampler(n, pid, locate=(lambda n=n: locate(n)) if locate else None)
+        for n, pid in (pids or {}).items()
+    ]
     samplers += [ContainerSampler(n, cid) for n, cid in (containers or {}).items()]
     if "postgres" in urls:
         samplers.append(PostgresSampler(urls["postgres"]))

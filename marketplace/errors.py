@@ -48,6 +48,13 @@ class DbUnavailable(ApiError):
         super().__init__(503, "db_unavailable", message, {"Retry-After": "1"})
 
 
+class QueueUnavailable(ApiError):
+    """The job queue (Redis) did not take a job in time: retry later, nothing was queued."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "queue_unavailable", message, {"Retry-After": "5"})
+
+
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
@@ -89,7 +96,7 @@ _DESCRIPTIONS = {
     422: "Request validation failed",
     429: "Rate limited (see Retry-After)",
     502: "The payment provider failed",
-    503: "No database connection in time (see Retry-After)",
+    503: "No database connection, or the job queue, in time (see Retry-After)",
 }
 
 

@@ -37,6 +37,7 @@ from arq.jobs import Job
 from arq.worker import Retry, Worker, func
 
 from marketplace import metrics
+from marketplace.errors import QueueUnavailable
 from marketplace.state import AppState
 
 log = logging.getLogger("marketplace.jobs")
@@ -206,17 +207,29 @@ class JobQueue:
                 log.info("reconciler re-enqueued %d deferred payment(s)", queued)
 
     async def reconcile_payments(self) -> int:
-        """Re-enqueue deferred payments whose retry chain is gone; returns how many."""
+        """Re-enqueue deferred payments and pending payouts whose job is gone (lost with
+        Redis, or never queued while it was down); returns how many."""
         async with self.state.db.write() as conn:
             cur = await conn.execute(
                 "SELECT id, consumer_id FROM orders WHERE status = 'payment_pending'"
                 " AND updated_at < now() - make_interval(secs => %s) ORDER BY id LIMIT 500",
                 (RECONCILE_AFTER_S,),
             )
-            rows = await cur.fetchall()
+            orders = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT id FROM payouts WHERE status = 'pending'"
+                " AND created_at < now() - make_interval(secs => %s) ORDER BY id LIMIT 500",
+                (self.payout_delay_s + RECONCILE_AFTER_S,),
+            )
+            payouts = await cur.fetchall()
         queued = 0
-        for row in rows:
+        for row in orders:
             queued += await self._enqueue_retry(row["id"], row["consumer_id"])
+        for row in payouts:
+            job_id = f"process_payout_job:{row['id']}"
+            queued += await self._enqueue_counted(
+                "payouts", "process_payout_job", (row["id"],), job_id, None
+            )
         return queued
 
     async def stop(self) -> None:
@@ -233,14 +246,32 @@ class JobQueue:
         return self.state.profile.payout_delay_s if override is None else override
 
     async def enqueue(self, function: str, *args: Any) -> str:
+        """Queue a batch generation or a payout; :class:`QueueUnavailable` (503) when
+        Redis does not take it within :data:`ENQUEUE_TIMEOUT_S` -- never a bare 500."""
         queue = queue_of(function)
-        job_id = f"{function}:{uuid.uuid4().hex}"
         defer = self.payout_delay_s if queue == "payouts" else None
-        await self.pool.enqueue_job(
-            function, *args, _job_id=job_id, _queue_name=_queue_name(queue), _defer_by=defer
-        )
-        await count(self.pool, queue, "enqueued")
+        # One job per payout, so the reconciler's re-enqueue is a no-op while it exists.
+        job_id = f"{function}:{args[0] if queue == 'payouts' else uuid.uuid4().hex}"
+        await self._enqueue_counted(queue, function, args, job_id, defer)
         return job_id
+
+    async def _enqueue_counted(
+        self, queue: str, function: str, args: tuple, job_id: str, defer: float | None
+    ) -> int:
+        """1 when the job was queued, 0 when a job with this id already exists."""
+        try:
+            job = await asyncio.wait_for(  # a frozen Redis must not hang the request
+                self.pool.enqueue_job(
+                    function, *args, _job_id=job_id, _queue_name=_queue_name(queue), _defer_by=defer
+                ),
+                ENQUEUE_TIMEOUT_S,
+            )
+            if job is None:
+                return 0
+            await asyncio.wait_for(count(self.pool, queue, "enqueued"), ENQUEUE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - Redis down or frozen: the caller decides
+            raise QueueUnavailable(f"job queue unavailable ({type(exc).__name__})") from exc
+        return 1
 
     async def enqueue_payment_retry(self, order_id: int, consumer_id: int) -> str:
         await self._enqueue_retry(order_id, consumer_id)
@@ -249,21 +280,9 @@ class JobQueue:
     async def _enqueue_retry(self, order_id: int, consumer_id: int) -> int:
         """1 when a new retry chain was queued, 0 when this order's chain exists."""
         job_id = f"retry_payment_job:{order_id}"  # one retry chain per order
-        job = await asyncio.wait_for(  # a frozen Redis must not hang the checkout
-            self.pool.enqueue_job(
-                "retry_payment_job",
-                order_id,
-                consumer_id,
-                _job_id=job_id,
-                _queue_name=_queue_name("payments"),
-                _defer_by=PAYMENT_RETRY_DELAY_S,
-            ),
-            ENQUEUE_TIMEOUT_S,
+        return await self._enqueue_counted(
+            "payments", "retry_payment_job", (order_id, consumer_id), job_id, PAYMENT_RETRY_DELAY_S
         )
-        if job is None:  # this order's retry chain already exists
-            return 0
-        await count(self.pool, "payments", "enqueued")
-        return 1
 
     async def status(self, job_id: str) -> dict[str, Any]:
         queue = queue_of(job_id.split(":", 1)[0]) if ":" in job_id else "batches"

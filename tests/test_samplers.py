@@ -55,3 +55,38 @@ def test_host_sampler_reports_whole_host_cpu(tmp_path):
     frame = pd.read_parquet(tmp_path / "samples")
     cpu = frame[(frame.source == "host") & (frame.metric == "host_cpu_percent")]["value"]
     assert len(cpu) >= 3 and cpu.between(0, 100).all()
+
+
+def test_process_sampler_follows_a_restarted_service():
+    """A fault restarts a local service under a new pid: the sampler finds it again
+    through ``locate`` instead of failing every tick from then on."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from loadgate.samplers import ProcessSampler
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    first = subprocess.Popen(sleeper)
+    current = {"pid": first.pid}
+    following = ProcessSampler("svc", first.pid, locate=lambda: current["pid"])
+    blind = ProcessSampler("svc", first.pid)
+    try:
+        assert {m for _, m, _, _ in following.sample()} >= {"cpu_percent", "rss_bytes"}
+        first.kill()
+        first.wait()
+        second = subprocess.Popen(sleeper)
+        current["pid"] = second.pid
+        try:
+            rows = {m: v for _, m, v, _ in following.sample()}
+            assert following.pid == second.pid
+            assert rows["rss_bytes"] > 0
+            with pytest.raises(psutil.NoSuchProcess):
+                list(blind.sample())
+        finally:
+            second.kill()
+            second.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()

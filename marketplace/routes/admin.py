@@ -37,7 +37,7 @@ class BatchRequest(BaseModel):
 
 @router.post(
     "/admin/batches/generate",
-    responses={202: {"description": "Generation queued (job id to poll)"}, **responses(400)},
+    responses={202: {"description": "Generation queued (job id to poll)"}, **responses(400, 503)},
 )
 async def generate(state: State, user: Admin, body: BatchRequest) -> JSONResponse:
     if state.jobs is not None:

@@ -16,7 +16,7 @@ from marketplace import payouts
 from marketplace.auth import Principal
 from marketplace.cache import PRODUCTS_AVAILABLE
 from marketplace.deps import ID_MAX, get_state, role
-from marketplace.errors import bad_request, not_found, responses
+from marketplace.errors import QueueUnavailable, bad_request, not_found, responses
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 from marketplace.validation import clean_query
@@ -91,13 +91,22 @@ async def my_payouts(state: State, user: Payee) -> dict[str, Any]:
 @router.post(
     "/payouts",
     status_code=201,
-    responses={202: {"description": "Payout queued (job id to poll)"}, **responses(409)},
+    responses={
+        202: {"description": "Payout queued (job id to poll), or deferred (phase3, queue down)"},
+        **responses(409, 503),
+    },
 )
 async def request_payout(state: State, user: Payee) -> JSONResponse:
     """Pay out the available balance: at once (201) or through the job queue (202)."""
     payout = await payouts.request_payout(state, user.profile_id, user.role)
     await state.db.note_write(user.profile_id)
     if state.jobs is not None:
-        job_id = await state.jobs.enqueue("process_payout_job", payout["id"])
+        try:
+            job_id = await state.jobs.enqueue("process_payout_job", payout["id"])
+        except QueueUnavailable:
+            if not state.profile.circuit_breakers:
+                raise
+            # Phase 3 fallback: the payout is recorded; the reconciler queues it later.
+            return JSONResponse({**payout, "status": "deferred"}, status_code=202)
         return JSONResponse({**payout, "job_id": job_id, "status": "queued"}, status_code=202)
     return JSONResponse(await payouts.process_payout(state, payout["id"]), status_code=201)

@@ -221,7 +221,10 @@ EXTRA_ENV = {
 }
 
 
-def start_service(world: World, profile: str, tmp: Path) -> Service:
+def start_service(
+    world: World, profile: str, tmp: Path, env_overrides: dict[str, str] | None = None
+) -> Service:
+    """The service in ``profile`` on the world's stack (``env_overrides``: e.g. its own Redis)."""
     world.ensure_schema(profile)
     port = free_port()
     env = {
@@ -236,8 +239,9 @@ def start_service(world: World, profile: str, tmp: Path) -> Service:
         "LOADGATE_RATE_LIMIT_PER_MIN": "100000",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"prom-{profile}"),
         **EXTRA_ENV.get(profile, {}),
+        **(env_overrides or {}),
     }
-    log_path = tmp / f"service-{profile}.log"
+    log_path = tmp / f"service-{profile}-{port}.log"
     proc = subprocess.Popen(
         [
             PYTHON,

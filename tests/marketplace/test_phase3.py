@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +97,81 @@ def test_osrm_failure_falls_back_to_haversine(phase3: Service) -> None:
     fallback, live = asyncio.run(run())
     assert fallback == "haversine/opened"
     assert live == "osrm_trip"
+
+
+def _paid_order_farmer(svc: Service) -> dict[str, str]:
+    """A farmer with an available balance: one consumer's paid order of their product."""
+    from tests.marketplace.conftest import token
+
+    products = svc.world.product_ids("phase3")
+    _, auth = svc.consumer()
+    with svc.client() as c:
+        c.post("/cart/items", json={"product_id": products[70], "quantity": 1}, headers=auth)
+        r = c.post("/checkout", json={}, headers=auth)
+        assert r.status_code == 201, r.text
+    with svc.world.connect("phase3") as conn:
+        farmer_id = conn.execute(
+            "SELECT f.profile_id FROM products p"
+            " JOIN farm_profiles f ON f.id = p.farm_profile_id WHERE p.id = %s",
+            (products[70],),
+        ).fetchone()["profile_id"]
+    return token(farmer_id, "farmer")
+
+
+def test_queue_down_defers_payouts_and_refuses_batches(services: Any, tmp_path: Path) -> None:
+    """Redis frozen (a phase-3 fault): a payout is recorded and answered 202 "deferred",
+    batch generation 503 with Retry-After -- never a 500 -- and once Redis answers again
+    the reconciler queues the deferred payout, which is then paid."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.marketplace.conftest import free_port, start_service
+
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    svc = None
+    try:
+        world = services("phase3").world
+        svc = start_service(
+            world, "phase3", tmp_path, {"LOADGATE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        )
+        farmer = _paid_order_farmer(svc)
+        _, admin = svc.user("admin")
+        os.kill(redis_proc.pid, signal.SIGSTOP)
+        try:
+            with svc.client() as c:
+                payout = c.post("/payouts", headers=farmer)
+                batches = c.post(
+                    "/admin/batches/generate",
+                    json={"delivery_date": str(dt.date.today())},
+                    headers=admin,
+                )
+        finally:
+            os.kill(redis_proc.pid, signal.SIGCONT)
+        assert payout.status_code == 202 and payout.json()["status"] == "deferred", payout.text
+        assert batches.status_code == 503, batches.text
+        assert batches.json()["error"]["code"] == "queue_unavailable"
+        assert batches.headers["Retry-After"] == "5"
+        payout_id = payout.json()["id"]
+        # reconciler: every 15 s, for payouts older than the payout delay (1 s) + 30 s
+        deadline = time.monotonic() + 90
+        with world.connect("phase3") as conn:
+            while time.monotonic() < deadline:
+                status = conn.execute(
+                    "SELECT status FROM payouts WHERE id = %s", (payout_id,)
+                ).fetchone()["status"]
+                if status == "paid":
+                    break
+                time.sleep(1)
+        assert status == "paid", svc.log_path.read_text()[-2000:]
+    finally:
+        if svc is not None:
+            os.killpg(svc.proc.pid, signal.SIGTERM)
+            svc.proc.wait(timeout=15)
+        redis_proc.kill()
+        redis_proc.wait()
