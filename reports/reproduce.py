@@ -234,7 +234,11 @@ def _bp_text(bp: dict) -> str:
             f"`{bp['step']}`), binding: {bp['binding_constraint']}{sat}"
         )
     held = bp["held_up_to"]
-    held_text = f"held every criterion up to {held:,.0f} users" if held else "never held"
+    held_text = (
+        f"held every criterion up to {held:,.0f} users"
+        if held
+        else "no criterion failed, but no step had every criterion decided"
+    )
     return f"did not break ({held_text}){sat}"
 
 

@@ -106,14 +106,14 @@ def _paid_order_farmer(svc: Service) -> dict[str, str]:
     products = svc.world.product_ids("phase3")
     _, auth = svc.consumer()
     with svc.client() as c:
-        c.post("/cart/items", json={"product_id": products[70], "quantity": 1}, headers=auth)
+        c.post("/cart/items", json={"product_id": products[-2], "quantity": 1}, headers=auth)
         r = c.post("/checkout", json={}, headers=auth)
         assert r.status_code == 201, r.text
     with svc.world.connect("phase3") as conn:
         farmer_id = conn.execute(
             "SELECT f.profile_id FROM products p"
             " JOIN farm_profiles f ON f.id = p.farm_profile_id WHERE p.id = %s",
-            (products[70],),
+            (products[-2],),
         ).fetchone()["profile_id"]
     return token(farmer_id, "farmer")
 
