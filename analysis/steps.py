@@ -26,6 +26,7 @@ from analysis.intervals import (
 from analysis.percentiles import (
     PERCENTILES,
     QuantileEstimate,
+    log_latency,
     max_ms,
     quantiles_with_ci,
 )
@@ -148,13 +149,15 @@ def assign_steps(ts_us: np.ndarray, steps: list[Step]) -> np.ndarray:
 
 
 def latency_stats(
-    values_us: np.ndarray, seconds: tuple[np.ndarray, int] | None = None
+    values_us: np.ndarray,
+    seconds: tuple[np.ndarray, int] | None = None,
+    logs: np.ndarray | None = None,
 ) -> LatencyStats:
     """Latency summary; ``seconds`` (second of each record, window seconds) makes the
-    percentile intervals dependence-aware."""
+    percentile intervals dependence-aware.  ``logs``: see ``quantiles_with_ci``."""
     return LatencyStats(
         n=int(values_us.size),
-        percentiles=quantiles_with_ci(values_us, PERCENTILES, seconds=seconds),
+        percentiles=quantiles_with_ci(values_us, PERCENTILES, seconds=seconds, logs=logs),
         max_ms=max_ms(values_us),
         mean_ms=float(values_us.mean()) / 1000.0 if values_us.size else None,
     )
@@ -264,6 +267,8 @@ def compute_step_stats(
     ts = ev.ts_us[order]
     err_codes = ev.error_class.codes[order]
     users = ev.users[order]
+    logs = log_latency(lat)  # once; every step and (step, endpoint) slices it
+    n_cls = max(len(ev.error_class.categories), 1)
     class_code = {c: ev.error_class.code_of(c) for c in ERROR_CLASSES}
     err_cats = np.array([c not in ("", "none", "ok") for c in ev.error_class.categories] or [False])
     is_err = err_cats[err_codes] if err_codes.size else np.zeros(0, dtype=bool)
@@ -277,12 +282,13 @@ def compute_step_stats(
         n = b - a
         sec, n_sec = second_index(ts[sl], step.start_us, step.end_us)  # this step only
         rate, rate_ci = _throughput(sec, n_sec, step)
+        class_counts = np.bincount(err_codes[sl], minlength=n_cls)  # one pass, all classes
         by_class = {
-            c: int(np.count_nonzero(err_codes[sl] == code)) if code >= 0 else 0
-            for c, code in class_code.items()
+            c: int(class_counts[code]) if code >= 0 else 0 for c, code in class_code.items()
         }
         n_err = int(np.count_nonzero(is_err[sl]))
-        cycle_s = (float(np.median(users[sl])) / rate) if rate > 0 and n else think_mean
+        users_observed = float(np.median(users[sl])) if n else 0.0
+        cycle_s = (users_observed / rate) if rate > 0 and n else think_mean
         corrected, note, source = _corrected(run, lat[sl], intended[sl], cycle_s)
         endpoints = []
         for e in range(n_ep):
@@ -295,16 +301,16 @@ def compute_step_stats(
                     n=eb - ea,
                     throughput_rps=(eb - ea) / step.duration_s,
                     error_rate=float(np.count_nonzero(is_err[ea:eb])) / (eb - ea),
-                    latency=latency_stats(lat[ea:eb], (sec[ea - a : eb - a], n_sec)),
+                    latency=latency_stats(lat[ea:eb], (sec[ea - a : eb - a], n_sec), logs[ea:eb]),
                 )
             )
         err_ci, err_note = _error_interval(sec, n_sec, is_err[sl])
-        latency = latency_stats(lat[sl], (sec, n_sec))
+        latency = latency_stats(lat[sl], (sec, n_sec), logs[sl])
         out.append(
             StepStats(
                 step=step,
                 n=n,
-                users_observed=float(np.median(users[sl])) if n else 0.0,
+                users_observed=users_observed,
                 throughput_rps=rate,
                 throughput_ci=rate_ci,
                 latency=latency,
