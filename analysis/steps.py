@@ -263,7 +263,8 @@ def compute_step_stats(
     order = inside[np.argsort(key.astype(key_dtype), kind="stable")]  # radix sort on uint16
     counts = np.bincount(key, minlength=len(steps) * n_ep).reshape(len(steps), n_ep)
     lat = ev.latency_us[order]
-    intended = ev.intended_latency_us[order]
+    # only the open model's correction reads the intended-start latency
+    intended = ev.intended_latency_us[order] if run.model == "open" else None
     ts = ev.ts_us[order]
     err_codes = ev.error_class.codes[order]
     users = ev.users[order]
@@ -289,7 +290,9 @@ def compute_step_stats(
         n_err = int(np.count_nonzero(is_err[sl]))
         users_observed = float(np.median(users[sl])) if n else 0.0
         cycle_s = (users_observed / rate) if rate > 0 and n else think_mean
-        corrected, note, source = _corrected(run, lat[sl], intended[sl], cycle_s)
+        corrected, note, source = _corrected(
+            run, lat[sl], None if intended is None else intended[sl], cycle_s
+        )
         endpoints = []
         for e in range(n_ep):
             ea, eb = int(offsets[s * n_ep + e]), int(offsets[s * n_ep + e + 1])
@@ -330,7 +333,7 @@ def compute_step_stats(
 
 
 def _corrected(
-    run: Run, lat: np.ndarray, intended: np.ndarray, cycle_s: float
+    run: Run, lat: np.ndarray, intended: np.ndarray | None, cycle_s: float
 ) -> tuple[np.ndarray | None, str, np.ndarray]:
     """Open model: latency from intended start.  Closed model: HdrHistogram back-fill.
 
