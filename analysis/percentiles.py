@@ -123,7 +123,10 @@ def quantiles_with_ci(
         wanted = _dependent_ranks(values_us, part, wanted, seconds, confidence, result, logs)
     if wanted:
         kth = sorted({k - 1 for r in wanted.values() for k in (r.lo, r.mid, r.hi)})
-        part = np.partition(part, kth)
+        if part is values_us:  # the caller's array: select on a copy
+            part = np.partition(part, kth)
+        else:  # already our own partitioned copy: select in place, no second copy
+            part.partition(kth)
         for p, r in wanted.items():
             result[p] = QuantileEstimate(
                 p,
