@@ -56,7 +56,8 @@ class AnalysisResult:
 
 def analyze(run: Run) -> AnalysisResult:
     step_list = steps.build_steps(run)
-    stats = steps.compute_step_stats(run, step_list)
+    step_of = steps.assign_steps(run.events.ts_us, step_list)  # shared by both tables
+    stats = steps.compute_step_stats(run, step_list, step_of)
     fit = saturation.fit_usl(stats, run.model)
     warns = list(run.warnings)
     if not step_list:
@@ -83,7 +84,7 @@ def analyze(run: Run) -> AnalysisResult:
         resources=timeseries.resources(run),
         faults=run.faults,
         warnings=warns,
-        routes=steps.route_table(run, step_list),
+        routes=steps.route_table(run, step_list, step_of),
         outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
         incidents=degradation.incidents(run),
     )

@@ -51,24 +51,31 @@ def error_mask(run: Run) -> np.ndarray:
 
 
 def route_outcomes(run: Run, start_us: int, end_us: int) -> list[RouteOutcomes]:
-    """Per-route request, error and outcome counts in [start_us, end_us)."""
+    """Per-route request, error and outcome counts in [start_us, end_us).
+
+    One pass of ``bincount`` over (route, outcome) pairs rather than a mask of every
+    record per route: at tens of millions of records the per-route masks dominated.
+    """
     ev = run.events
     inside = window_mask(run, start_us, end_us)
-    errors = error_mask(run)
+    n_ep = len(ev.endpoint.categories)
     n_codes = max(len(ev.outcome.categories), 1)
+    ep = ev.endpoint.codes[inside].astype(np.int64)
+    requests = np.bincount(ep, minlength=n_ep)
+    errors = np.bincount(ep[error_mask(run)[inside]], minlength=n_ep)
+    pairs = np.bincount(ep * n_codes + ev.outcome.codes[inside], minlength=n_ep * n_codes)
+    pairs = pairs.reshape(-1, n_codes)
     out = []
     for code, route in enumerate(ev.endpoint.categories):
-        m = inside & (ev.endpoint.codes == code)
-        n = int(np.count_nonzero(m))
+        n = int(requests[code])
         if not n:
             continue
-        counts = np.bincount(ev.outcome.codes[m], minlength=n_codes)
         outcomes = {
             ev.outcome.categories[k]: int(c)
-            for k, c in enumerate(counts)
+            for k, c in enumerate(pairs[code])
             if c and ev.outcome.categories[k]
         }
-        out.append(RouteOutcomes(route, n, int(np.count_nonzero(errors[m])), outcomes))
+        out.append(RouteOutcomes(route, n, int(errors[code]), outcomes))
     return sorted(out, key=lambda r: r.route)
 
 

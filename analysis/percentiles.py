@@ -89,13 +89,16 @@ def quantiles_with_ci(
     ps: tuple[float, ...] = PERCENTILES,
     confidence: float = CONFIDENCE,
     seconds: tuple[np.ndarray, int] | None = None,
+    logs: np.ndarray | None = None,
 ) -> dict[float, QuantileEstimate]:
     """Percentiles of raw µs latencies with intervals.
 
     ``seconds`` is ``(second of every record, number of seconds)`` of the window (see
     ``intervals.second_index``).  With it the intervals account for dependence over time
     (batch means, ``analysis.intervals``); without it the records are taken as
-    independent and the exact order-statistic interval is used.
+    independent and the exact order-statistic interval is used.  ``logs``: the records'
+    ``log_latency`` when the caller already has it (callers that summarise a sample and
+    its parts take the logarithm of every record once).
     """
     n = int(values_us.shape[0])
     wanted: dict[float, _Ranks] = {}
@@ -117,10 +120,13 @@ def quantiles_with_ci(
     part = values_us
     if seconds is not None:
         part = np.partition(values_us, sorted({r.mid - 1 for r in wanted.values()}))
-        wanted = _dependent_ranks(values_us, part, wanted, seconds, confidence, result)
+        wanted = _dependent_ranks(values_us, part, wanted, seconds, confidence, result, logs)
     if wanted:
         kth = sorted({k - 1 for r in wanted.values() for k in (r.lo, r.mid, r.hi)})
-        part = np.partition(part, kth)
+        if part is values_us:  # the caller's array: select on a copy
+            part = np.partition(part, kth)
+        else:  # already our own partitioned copy: select in place, no second copy
+            part.partition(kth)
         for p, r in wanted.items():
             result[p] = QuantileEstimate(
                 p,
@@ -151,6 +157,7 @@ def _dependent_ranks(
     seconds: tuple[np.ndarray, int],
     confidence: float,
     result: dict[float, QuantileEstimate],
+    logs: np.ndarray | None = None,
 ) -> dict[float, _Ranks]:
     """Woodruff interval: a dependence-aware interval for the share of records at or
     below the point estimate, mapped back to order statistics.
@@ -163,7 +170,7 @@ def _dependent_ranks(
     sec, n_sec = seconds
     n = int(values_us.shape[0])
     totals = per_second(sec, n_sec)
-    memory = mean_log_per_second(values_us, sec, n_sec, totals)
+    memory = mean_log_per_second(values_us, sec, n_sec, totals, logs)
     below = _per_second_below(values_us, sec, n_sec, {p: part[r.mid - 1] for p, r in iid.items()})
     out: dict[float, _Ranks] = {}
     for p, ranks in iid.items():
@@ -204,8 +211,17 @@ def _per_second_below(
     return {p: cum[:, ordered.index(x)] for p, x in thresholds.items()}
 
 
+def log_latency(values_us: np.ndarray) -> np.ndarray:
+    """Natural log of every latency (µs, floored at 1) as ``mean_log_per_second`` uses."""
+    return np.log(np.maximum(values_us, 1).astype(float))
+
+
 def mean_log_per_second(
-    values_us: np.ndarray, sec: np.ndarray, n_sec: int, totals: np.ndarray
+    values_us: np.ndarray,
+    sec: np.ndarray,
+    n_sec: int,
+    totals: np.ndarray,
+    logs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mean log-latency per second (empty seconds at the overall mean).
 
@@ -214,7 +230,8 @@ def mean_log_per_second(
     below a tail quantile carries the same state through a threshold plus binomial
     noise, which hides its memory.  Its autocorrelation time bounds the batch length.
     """
-    logs = np.log(np.maximum(values_us, 1).astype(float))
+    if logs is None:
+        logs = log_latency(values_us)
     sums = per_second(sec, n_sec, logs)
     mean = float(logs.mean()) if logs.size else 0.0
     return np.where(totals > 0, sums / np.maximum(totals, 1), mean)

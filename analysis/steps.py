@@ -26,6 +26,7 @@ from analysis.intervals import (
 from analysis.percentiles import (
     PERCENTILES,
     QuantileEstimate,
+    log_latency,
     max_ms,
     quantiles_with_ci,
 )
@@ -140,17 +141,23 @@ def assign_steps(ts_us: np.ndarray, steps: list[Step]) -> np.ndarray:
     if not edges.size:
         return np.full(ts_us.shape, -1, dtype=np.int32)
     pos = np.searchsorted(edges, ts_us, side="right")
-    return np.where(pos % 2 == 1, (pos - 1) // 2, -1).astype(np.int32)
+    # One gather from a table of len(edges) + 1 entries: odd positions are inside step
+    # (pos - 1) // 2, even ones between steps (fewer passes over the records).
+    table = np.arange(edges.size + 1, dtype=np.int32)
+    table = np.where(table % 2 == 1, (table - 1) // 2, -1).astype(np.int32)
+    return table[pos]
 
 
 def latency_stats(
-    values_us: np.ndarray, seconds: tuple[np.ndarray, int] | None = None
+    values_us: np.ndarray,
+    seconds: tuple[np.ndarray, int] | None = None,
+    logs: np.ndarray | None = None,
 ) -> LatencyStats:
     """Latency summary; ``seconds`` (second of each record, window seconds) makes the
-    percentile intervals dependence-aware."""
+    percentile intervals dependence-aware.  ``logs``: see ``quantiles_with_ci``."""
     return LatencyStats(
         n=int(values_us.size),
-        percentiles=quantiles_with_ci(values_us, PERCENTILES, seconds=seconds),
+        percentiles=quantiles_with_ci(values_us, PERCENTILES, seconds=seconds, logs=logs),
         max_ms=max_ms(values_us),
         mean_ms=float(values_us.mean()) / 1000.0 if values_us.size else None,
     )
@@ -239,10 +246,16 @@ def step_resources(samples: pd.DataFrame, step: Step) -> dict[str, dict[str, flo
     return out
 
 
-def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
-    """Per-step and per-(step, endpoint) statistics from one grouping sort."""
+def compute_step_stats(
+    run: Run, steps: list[Step], step_of: np.ndarray | None = None
+) -> list[StepStats]:
+    """Per-step and per-(step, endpoint) statistics from one grouping sort.
+
+    ``step_of``: ``assign_steps(run.events.ts_us, steps)`` when the caller already has it
+    (one pass over the records fewer)."""
     ev = run.events
-    step_of = assign_steps(ev.ts_us, steps)
+    if step_of is None:
+        step_of = assign_steps(ev.ts_us, steps)
     inside = np.flatnonzero(step_of >= 0)
     n_ep = max(len(ev.endpoint.categories), 1)
     key = step_of[inside].astype(np.int64) * n_ep + ev.endpoint.codes[inside]
@@ -250,10 +263,13 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
     order = inside[np.argsort(key.astype(key_dtype), kind="stable")]  # radix sort on uint16
     counts = np.bincount(key, minlength=len(steps) * n_ep).reshape(len(steps), n_ep)
     lat = ev.latency_us[order]
-    intended = ev.intended_latency_us[order]
+    # only the open model's correction reads the intended-start latency
+    intended = ev.intended_latency_us[order] if run.model == "open" else None
     ts = ev.ts_us[order]
     err_codes = ev.error_class.codes[order]
     users = ev.users[order]
+    logs = log_latency(lat)  # once; every step and (step, endpoint) slices it
+    n_cls = max(len(ev.error_class.categories), 1)
     class_code = {c: ev.error_class.code_of(c) for c in ERROR_CLASSES}
     err_cats = np.array([c not in ("", "none", "ok") for c in ev.error_class.categories] or [False])
     is_err = err_cats[err_codes] if err_codes.size else np.zeros(0, dtype=bool)
@@ -267,13 +283,16 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
         n = b - a
         sec, n_sec = second_index(ts[sl], step.start_us, step.end_us)  # this step only
         rate, rate_ci = _throughput(sec, n_sec, step)
+        class_counts = np.bincount(err_codes[sl], minlength=n_cls)  # one pass, all classes
         by_class = {
-            c: int(np.count_nonzero(err_codes[sl] == code)) if code >= 0 else 0
-            for c, code in class_code.items()
+            c: int(class_counts[code]) if code >= 0 else 0 for c, code in class_code.items()
         }
         n_err = int(np.count_nonzero(is_err[sl]))
-        cycle_s = (float(np.median(users[sl])) / rate) if rate > 0 and n else think_mean
-        corrected, note, source = _corrected(run, lat[sl], intended[sl], cycle_s)
+        users_observed = float(np.median(users[sl])) if n else 0.0
+        cycle_s = (users_observed / rate) if rate > 0 and n else think_mean
+        corrected, note, source = _corrected(
+            run, lat[sl], None if intended is None else intended[sl], cycle_s
+        )
         endpoints = []
         for e in range(n_ep):
             ea, eb = int(offsets[s * n_ep + e]), int(offsets[s * n_ep + e + 1])
@@ -285,16 +304,16 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
                     n=eb - ea,
                     throughput_rps=(eb - ea) / step.duration_s,
                     error_rate=float(np.count_nonzero(is_err[ea:eb])) / (eb - ea),
-                    latency=latency_stats(lat[ea:eb], (sec[ea - a : eb - a], n_sec)),
+                    latency=latency_stats(lat[ea:eb], (sec[ea - a : eb - a], n_sec), logs[ea:eb]),
                 )
             )
         err_ci, err_note = _error_interval(sec, n_sec, is_err[sl])
-        latency = latency_stats(lat[sl], (sec, n_sec))
+        latency = latency_stats(lat[sl], (sec, n_sec), logs[sl])
         out.append(
             StepStats(
                 step=step,
                 n=n,
-                users_observed=float(np.median(users[sl])) if n else 0.0,
+                users_observed=users_observed,
                 throughput_rps=rate,
                 throughput_ci=rate_ci,
                 latency=latency,
@@ -314,7 +333,7 @@ def compute_step_stats(run: Run, steps: list[Step]) -> list[StepStats]:
 
 
 def _corrected(
-    run: Run, lat: np.ndarray, intended: np.ndarray, cycle_s: float
+    run: Run, lat: np.ndarray, intended: np.ndarray | None, cycle_s: float
 ) -> tuple[np.ndarray | None, str, np.ndarray]:
     """Open model: latency from intended start.  Closed model: HdrHistogram back-fill.
 
@@ -366,14 +385,16 @@ class RouteTable:
     endpoints: list[EndpointStats]
 
 
-def route_table(run: Run, steps: list[Step]) -> RouteTable:
+def route_table(run: Run, steps: list[Step], step_of: np.ndarray | None = None) -> RouteTable:
     """Whole-run per-route table over the steady-state windows only (the default).
 
     Ramps are left out on purpose: while users spawn, the generator's own spawning stalls
     show up as latency that is not the service's, and warm-up mixes cold caches in.
+    ``step_of``: as in ``compute_step_stats``.
     """
     ev = run.events
-    step_of = assign_steps(ev.ts_us, steps)
+    if step_of is None:
+        step_of = assign_steps(ev.ts_us, steps)
     inside = step_of >= 0
     covered = sum(s.duration_s for s in steps)
     stages = run.stages

@@ -40,7 +40,14 @@ def build(run: Run) -> TimeSeries:
     nb = int(bucket.max()) + 1 if bucket.size else 1
     counts = np.bincount(bucket, minlength=nb)
     users = np.bincount(bucket, weights=ev.users, minlength=nb) / np.maximum(counts, 1)
-    lbin = np.floor(np.log(np.maximum(ev.latency_us, 1)) / np.log(BIN_RATIO)).astype(np.int64)
+    # Same arithmetic as floor(log(max(lat, 1)) / log(BIN_RATIO)), in place: one float
+    # buffer for the 10M-record case instead of four temporaries.
+    logs = np.maximum(ev.latency_us, 1).astype(float)
+    np.log(logs, out=logs)
+    np.divide(logs, np.log(BIN_RATIO), out=logs)
+    np.floor(logs, out=logs)
+    lbin = logs.astype(np.int64)
+    del logs
     lo = int(lbin.min()) if lbin.size else 0
     nl = int(lbin.max()) - lo + 1 if lbin.size else 1
     hist = np.bincount(bucket * nl + (lbin - lo), minlength=nb * nl).reshape(nb, nl)

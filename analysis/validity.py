@@ -338,7 +338,8 @@ def window_coverage(run: Run, st: StepStats) -> Check:
     bin_s = max(1.0, COVERAGE_RECORDS_PER_BIN * dur / inside.size)
     bins = max(1, math.floor(dur / bin_s))
     idx = ((inside - st.step.start_us) / (bin_s * 1e6)).astype(np.int64)
-    covered = np.unique(idx[idx < bins]).size / bins
+    # occupied bins by a bincount (O(n)), not np.unique (a sort of the window's records)
+    covered = int(np.count_nonzero(np.bincount(idx[idx < bins], minlength=bins))) / bins
     return Check(
         "window_coverage",
         st.step.name,
