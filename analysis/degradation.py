@@ -292,7 +292,10 @@ def _recovery(run: Run, m: FaultMeasure, all_faults: list[dict]) -> int:
     code = ev.endpoint.code_of(CHECKOUT)
     pending = ev.outcome.code_of(PAYMENT_PENDING)
     if code >= 0 and pending >= 0:
-        sel = (ev.ts_us >= m.end_us) & (ev.ts_us < horizon) & (ev.endpoint.codes == code)
+        # Answered before the next fault began: a checkout still running when it starts
+        # is deferred by that fault, not by this one.
+        ended = ev.ts_us + ev.latency_us
+        sel = (ev.ts_us >= m.end_us) & (ended < horizon) & (ev.endpoint.codes == code)
         sel &= ev.outcome.codes == pending
         if sel.any():
             signs.append(int(ev.ts_us[sel].max()) + 1)
@@ -314,7 +317,7 @@ def _last_error_burst(run: Run, start: int, horizon: int, baseline: float) -> in
     """End of the last 5 s window in [start, horizon) with more errors than ``baseline``
     explains (binomial upper tail < SIGNIFICANCE): its last error; ``start`` if none."""
     ts = run.events.ts_us
-    sel = (ts >= start) & (ts < horizon)
+    sel = (ts >= start) & (ts + run.events.latency_us < horizon)  # answered before the next
     if not sel.any():
         return start
     t, err = ts[sel], error_mask(run)[sel]

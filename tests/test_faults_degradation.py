@@ -211,3 +211,21 @@ def test_comparison_command_prints_the_table_and_rejects_no_runs(graceful, capsy
     assert "| stripe-errors:1.0@200s+30s (at 200 s) |" in capsys.readouterr().out
     assert degradation_cli.main([]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_a_checkout_the_next_fault_deferred_is_not_this_faults_degradation(tmp_path):
+    """A checkout started just before the next fault and answered during it was deferred
+    by that fault: it must not count as the previous fault still degrading (which
+    censored its recovery in a real run: "follows only 0 s after the last sign")."""
+    second = {**FAULT, "id": 2, "text": "stripe-errors:1.0@300s+20s",
+              "start_us": START_US + 300 * S, "end_us": START_US + 320 * S,
+              "recovered_us": START_US + 321 * S}  # fmt: skip
+    gate = {"users": 100, "target_users": 80, "criteria": {"p95_ms": 3000, **LIMITS}}
+    path = write_run(tmp_path / "run", SyntheticSpec(gate=gate, faults=[FAULT, second]))
+    straddling = {"ts_us": START_US + 300 * S - 200_000, "name": "/checkout", "method": "POST",
+                  "status": 202, "latency_us": 300_000, "error_class": "",
+                  "outcome": "payment_pending"}  # fmt: skip
+    _events(path, [*_checkouts(205, 250, "payment_pending", 202), straddling])
+    _breaker(path, 204, 250)
+    first = degradation.measure(load_run(path))[0]
+    assert first.recovery_s == pytest.approx(19.5, abs=0.1) and not first.recovery_censored
