@@ -14,8 +14,13 @@ and to the credentials writer; the service refuses to start without one.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
@@ -73,11 +78,40 @@ _HOW_TO_MAKE_ONE = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(
 
 def issue_token(profile_id: int, role: str, secret: str, ttl_s: int = 24 * 3600) -> str:
     """A signed token for ``profile_id`` acting as ``role``, valid ``ttl_s`` seconds."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
+    return issue_tokens([(profile_id, role)], secret, ttl_s)[0]
+
+
+def issue_tokens(
+    subjects: Iterable[tuple[int, str]], secret: str, ttl_s: int = 24 * 3600
+) -> list[str]:
+    """:func:`issue_token` for many ``(profile_id, role)`` at once, byte for byte.
+
+    Why not a loop over ``jwt.encode``: it costs ~45 us a token (100k consumers:
+    4.5 s of a fixture load). Here the header is encoded once, the HMAC is keyed
+    once and copied per token, and the claims (an int and a known role) are
+    formatted without a JSON encoder: ~5 us a token. The result is what PyJWT makes
+    of the same claims (compact JSON, sorted header), which a test checks.
+    """
+    key = require_secret(secret).encode()
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
     now = int(time.time())
-    claims = {"sub": str(profile_id), "role": role, "iat": now, "exp": now + int(ttl_s)}
-    return jwt.encode(claims, require_secret(secret), algorithm=ALGORITHM)
+    exp = now + int(ttl_s)
+    header = _b64(json.dumps({"alg": ALGORITHM, "typ": "JWT"}, separators=(",", ":")).encode())
+    tokens = []
+    for profile_id, role in subjects:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        claims = f'{{"sub":"{int(profile_id)}","role":"{role}","iat":{now},"exp":{exp}}}'
+        signing_input = f"{header}.{_b64(claims.encode())}".encode()
+        mac = keyed.copy()
+        mac.update(signing_input)
+        tokens.append(f"{signing_input.decode()}.{_b64(mac.digest())}")
+    return tokens
+
+
+def _b64(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def verify_token(token: str, secret: str) -> Principal:

@@ -191,6 +191,12 @@ def test_random_road_points(osrm_url: str, pbf: Path) -> None:
     assert all(box.contains(lon, lat) for lon, lat in points)
     assert random_road_points(osrm_url, 30, seed=1, bbox=box) == points
     assert random_road_points(osrm_url, 30, seed=2, bbox=box) != points
+    coords = ";".join(f"{lon},{lat}" for lon, lat in points)
+    table = httpx.get(f"{osrm_url}/table/v1/driving/{coords}", timeout=10).json()
+    unreachable = [
+        (i, j) for i, row in enumerate(table["durations"]) for j, d in enumerate(row) if d is None
+    ]
+    assert unreachable == [], "every pool point is reachable from every other"
 
 
 def test_route_and_trip_between_points(osrm_url: str, pbf: Path) -> None:

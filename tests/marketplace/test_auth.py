@@ -39,6 +39,7 @@ from marketplace.auth import (
     SecretError,
     generate_secret,
     issue_token,
+    issue_tokens,
     require_secret,
     verify_token,
 )
@@ -71,6 +72,25 @@ def test_there_is_no_default_secret() -> None:
     signed = issue_token(1, "admin", generate_secret())
     with pytest.raises(AuthError, match="no signing secret"):
         verify_token(signed, "")
+
+
+def test_batch_tokens_are_what_pyjwt_signs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixtures' fast signer makes PyJWT's exact bytes, and PyJWT verifies them."""
+    import marketplace.auth as auth
+
+    monkeypatch.setattr(auth.time, "time", lambda: 1_700_000_000.4)
+    secret = generate_secret()
+    subjects = [(1, "consumer"), (2**40, "farmer"), (7, "driver"), (9, "admin")]
+    tokens = issue_tokens(subjects, secret, ttl_s=3600)
+    for (profile_id, role), signed in zip(subjects, tokens, strict=True):
+        claims = {"sub": str(profile_id), "role": role, "iat": 1_700_000_000, "exp": 1_700_003_600}
+        assert signed == jwt.encode(claims, secret, algorithm="HS256")
+        assert (
+            jwt.decode(signed, secret, algorithms=["HS256"], options={"verify_exp": False})
+            == claims
+        )
+    with pytest.raises(ValueError, match="unknown role"):
+        issue_tokens([(1, "consumer"), (2, "root")], secret)
 
 
 def test_every_stack_config_generates_its_own_secret() -> None:
