@@ -85,18 +85,19 @@ def _print_step(event: StepEvent) -> None:
 def _print_report(run: int, report: LoadReport) -> None:
     """Where the wall time went, by phase of the load.
 
-    The phases run one after another except ANALYZE, which overlaps the
-    credentials step (so the phases add up to a bit more than the wall time).
+    Drawing the tables overlaps the truncate and the COPY (the per-table steps
+    include it), and ANALYZE overlaps the credentials step, so the phases add up
+    to more than the wall time; "of which" lines are inside the line above them.
     """
     seconds = report.step_seconds
     copy = sum(seconds.get(t, 0.0) for t in LOAD_ORDER)
     phases = {
         "setup (migrate, address pool)": seconds.get("migrate", 0.0) + seconds["address pool"],
-        "generate (numpy/pyarrow)": seconds["generate"],
-        "COPY (render + server)": copy + seconds.get("truncate", 0.0),
+        "draw + COPY (truncate, tables)": copy + seconds.get("truncate", 0.0),
+        "  of which drawing (numpy)": report.generate_seconds,
         "indexes + keys + FKs": seconds["indexes"] + seconds.get("sequences", 0.0),
         "analyze (during credentials)": seconds["analyze"],
-        "credentials (mint wait + write)": seconds.get("credentials", 0.0),
+        "credentials (wait + write)": seconds.get("credentials", 0.0),
     }
     print(f"run {run} breakdown:")
     for phase, value in phases.items():
