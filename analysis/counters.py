@@ -63,7 +63,12 @@ def hit_rate(
 
 
 def counter_over_period(
-    samples: pd.DataFrame, source: str, metric: str, start_us: int, end_us: int
+    samples: pd.DataFrame,
+    source: str,
+    metric: str,
+    start_us: int,
+    end_us: int,
+    tiled: bool = False,
 ) -> tuple[float | None, str]:
     """Increase of a counter over a whole period, bracketed by samples outside it.
 
@@ -72,6 +77,11 @@ def counter_over_period(
     and last second of the load are counted too.  Returns ``(None, why)`` — "unknown",
     never 0 — when the counter was not sampled or either bracketing sample is missing
     (a run killed before its final sample, a sampler that failed).
+
+    ``tiled`` is for periods that follow each other (the levels of a ramp): each
+    increment between two samples is counted by the period its later sample falls in,
+    ``(start_us, end_us]``, so adjacent periods never both count the second around
+    their boundary and their counts add up.
     """
     if samples.empty:
         return None, f"{source} {metric} not sampled"
@@ -89,6 +99,9 @@ def counter_over_period(
         if not before.size or not after.size:
             edge = "before the load started" if not before.size else "after the load ended"
             return None, f"unknown: no {metric} sample {edge}"
-        inc = np.diff(values[before[-1] : after[0] + 1])
+        last = int(np.searchsorted(ts, end_us, side="right")) if tiled else after[0] + 1
+        inc = np.diff(values[before[-1] : last])
         total += float(inc[inc > 0].sum())
+    if tiled:
+        return total, f"{metric} increments whose later sample falls in the period"
     return total, f"{metric} from the last sample before the load to the first after it"

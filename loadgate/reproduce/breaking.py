@@ -107,10 +107,11 @@ def _judged(c: gates.CriterionResult, limit: float) -> Judged:
 
 def _db_errors(run: Run, start_us: int, st: StepStats, limit: float) -> Judged:
     """DB connection errors from the end of the previous steady window (the ramp into
-    this level included) to the end of this one: an exact count, bracketed by samples."""
+    this level included) to the end of this one: an exact count, tiled so that the
+    levels' counts add up to the load's."""
     spec = CRITERIA["db_connection_errors"]
     value, _how = counter_over_period(
-        run.samples, "service", DB_CONNECTION_ERRORS, start_us, st.step.end_us
+        run.samples, "service", DB_CONNECTION_ERRORS, start_us, st.step.end_us, tiled=True
     )
     if value is None:
         return Judged(spec.describe(limit, None), gates.INSUFFICIENT, None, None, 0.0)

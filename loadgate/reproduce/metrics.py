@@ -87,9 +87,11 @@ def per_request(
 
 
 def counted(source: str, metric: str) -> Callable[[Run, Window], float | None]:
-    """Counter increase over the window, bracketed by the samples just outside it (an
-    exact count: no interval needed)."""
-    return lambda run, window: counter_over_period(run.samples, source, metric, *window)[0]
+    """Counter increase over the window (an exact count: no interval needed), tiled so
+    that the levels of one load never both count the second at their boundary."""
+    return lambda run, window: counter_over_period(
+        run.samples, source, metric, *window, tiled=True
+    )[0]
 
 
 def histogram_mean_ms(family: str) -> Callable[[Run, Window], float | None]:

@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import brentq
 
 from analysis import analyze, load_run
-from analysis.counters import counter_delta, hit_rate
+from analysis.counters import counter_delta, counter_over_period, hit_rate
 from analysis.gates import CriterionResult
 from analysis.headroom import BEYOND, Constraint, crossing, leadership_sentence, sanitize_criterion
 from analysis.saturation import find_knee
@@ -120,6 +120,33 @@ def test_counters_and_hit_rate():
     assert counter_delta(s, "service", "nothing") is None
     rate, src = hit_rate(s)
     assert abs(rate - 160 / 195) < 1e-12 and "service" in src
+
+
+def test_tiled_periods_add_up_to_the_whole_load():
+    """Levels [0, 10 s) and [10 s, 20 s) with samples at 0, 9.5, 10.5, 19.5, 20.5 s: the
+    increment between 9.5 s and 10.5 s belongs to one level only when tiled."""
+    second = 1_000_000
+    ts = [0, 9.5, 10.5, 19.5, 20.5]
+    s = pd.DataFrame(
+        {
+            "ts_us": [int(t * second) for t in ts],
+            "source": ["service"] * 5,
+            "metric": ["db_connection_errors"] * 5,
+            "value": [0, 3, 10, 12, 13],
+            "labels": [""] * 5,
+        }
+    )
+    levels = [(0, 10 * second), (10 * second, 20 * second)]
+    whole, _ = counter_over_period(s, "service", "db_connection_errors", 0, 20 * second)
+    bracketed = [counter_over_period(s, "service", "db_connection_errors", *w)[0] for w in levels]
+    tiled = [
+        counter_over_period(s, "service", "db_connection_errors", *w, tiled=True)[0] for w in levels
+    ]
+    assert whole == 13 and bracketed == [10, 10]  # the boundary second counted twice
+    assert tiled == [3, 9] and sum(tiled) <= whole  # the last half second is the next's
+    # A period with no sample at or after its end is unknown, tiled or not.
+    late = counter_over_period(s, "service", "db_connection_errors", 0, 30 * second, tiled=True)
+    assert late[0] is None and "after the load ended" in late[1]
 
 
 def test_sentence_names_the_constraint_and_says_slo_only_for_slos():
