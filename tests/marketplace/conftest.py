@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from marketplace.auth import issue_token
 from marketplace.migrate import migrate
 from marketplace.profiles import get_profile
+from stack.ownership import spawn_owned
 
 pytestmark = pytest.mark.integration
 
@@ -242,26 +243,15 @@ def start_service(
         **(env_overrides or {}),
     }
     log_path = tmp / f"service-{profile}-{port}.log"
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "marketplace",
-            "--profile",
-            profile,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # Owned like the stack's own services: a SIGKILLed pytest takes the service (and,
+    # through the service's own parent-death signal, its workers) with it.
+    proc = spawn_owned(
+        [PYTHON, "-m", "marketplace", "--profile", profile, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "2"],
+        log_path.open("wb"),
+        REPO,
+        env,
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
