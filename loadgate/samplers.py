@@ -14,6 +14,7 @@ into rates over its own windows, so no rate is computed twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -259,6 +260,10 @@ class PostgresSampler:
             )
         return self._conn
 
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
     def sample(self) -> Iterable[Row]:
         conn = self._connection()
         rows: list[Row] = []
@@ -310,18 +315,34 @@ _POOL_COLUMNS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait")
 
 @dataclass
 class PgBouncerSampler:
-    """SHOW POOLS / SHOW STATS from PgBouncer's admin console."""
+    """SHOW POOLS / SHOW STATS from PgBouncer's admin console.
+
+    One admin connection for the run, opened again after PgBouncer restarts (a login a
+    second was a cost of the harness, not of the stack). Admin-console clients are not
+    in the ``blueharvests`` pool, so they change none of its numbers.
+    """
 
     dsn: str
     name: str = "pgbouncer"
     database: str = "blueharvests"
+    _conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            admin = self.dsn.rsplit("/", 1)[0] + "/pgbouncer"
+            self._conn = psycopg.connect(
+                admin, autocommit=True, prepare_threshold=None, connect_timeout=2
+            )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     def sample(self) -> Iterable[Row]:
-        admin = self.dsn.rsplit("/", 1)[0] + "/pgbouncer"
         rows: list[Row] = []
-        with psycopg.connect(
-            admin, autocommit=True, prepare_threshold=None, connect_timeout=2
-        ) as conn:
+        conn = self._connection()
+        try:
             cur = conn.execute("SHOW POOLS")
             names = [c.name for c in cur.description or []]
             for record in cur.fetchall():
@@ -356,6 +377,9 @@ class PgBouncerSampler:
                         "total_query_time",
                     ):
                         rows.append((self.name, column, float(stats.get(column) or 0), ""))
+        except psycopg.Error:
+            conn.close()  # PgBouncer went away: connect again on the next tick
+            raise
         return rows
 
 
@@ -499,6 +523,11 @@ class SamplerLoop:
         self._thread.join(timeout=5)
         self.sample_once()
         self.batches.close()
+        for sampler in self.samplers:  # connections held for the run
+            close = getattr(sampler, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
     def sample_once(self) -> None:
         ts = now_us()

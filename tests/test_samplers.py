@@ -11,7 +11,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from loadgate.samplers import SamplerLoop, stack_samplers
+from loadgate.samplers import PgBouncerSampler, SamplerLoop, stack_samplers
 from stack.config import PG_MAX_CONNECTIONS
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,13 @@ def test_sampler_loop_records_every_service(full_stack, tmp_path):
     assert values("process:postgres", "rss_bytes").max() > 1_000_000
     labels = frame[(frame.source == "postgres") & (frame.metric == "connections")]["labels"]
     assert all("state" in json.loads(text) for text in labels)
+    assert values("process:postgres", "open_fds").min() > 0
+    assert values("process:postgres", "sockets").max() >= 1  # the sampler's own connection
+    # One admin connection for the run, closed by stop; a closed one is opened again.
+    bouncer = next(s for s in loop.samplers if isinstance(s, PgBouncerSampler))
+    assert bouncer._conn is not None and bouncer._conn.closed
+    assert {m for _, m, _, _ in bouncer.sample()} >= {"cl_active", "total_xact_count"}
+    bouncer.close()
 
 
 def test_host_sampler_reports_whole_host_cpu(tmp_path):
