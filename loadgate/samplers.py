@@ -108,7 +108,7 @@ class ProcessTable:
 
     Finding a process tree means reading the ``stat`` of *every* process on the host
     (psutil's ``children(recursive=True)`` does the same). With one tree per sampled
-    service that was a dozen full scans a second; the samplers of one tick now share
+    service that was about ten full scans a second; the samplers of one tick now share
     one scan.
     """
 
@@ -127,11 +127,9 @@ class ProcessTable:
                     children.setdefault(parent, []).append(child)
                 self._children, self._read_at = children, time.monotonic()
             children = self._children
-        found, queue = [], list(children.get(pid, ()))
-        while queue:
-            child = queue.pop(0)
-            found.append(child)
-            queue.extend(children.get(child, ()))
+        found = list(children.get(pid, ()))
+        for child in found:  # the list grows as it is walked: breadth first
+            found.extend(children.get(child, ()))
         return found
 
 
@@ -148,8 +146,8 @@ class ProcessSampler:
 
     ``cpu_percent``, ``rss_bytes`` and ``open_fds`` are sampled every tick; ``sockets``
     every ``sockets_every_s`` (rows only on the ticks that count them): a Postgres under
-    load has thousands of fds, and a readlink each per second was a sixth of the
-    harness's CPU.
+    load has thousands of fds, and a readlink each per second was about a tenth of the
+    harness's profile.
     """
 
     name: str
