@@ -101,7 +101,7 @@ def test_lines_written_before_start_are_copied_and_stop_takes_the_rest(ticker, t
     """Whatever the container wrote before the streamer started is copied; after
     ``stop`` the file holds every line up to then, each once."""
     client, container = ticker
-    time.sleep(0.5)  # some lines before the streamer exists
+    wait_for(lambda: b"tick 2\n" in container.logs(), "lines before the streamer exists")
     service = SimpleNamespace(name="ticker", log_path=None, container_id=container.id)
     stack = SimpleNamespace(services={"ticker": service}, provider=SimpleNamespace(client=client))
     streamer = LogStreamer(stack, tmp_path / "logs")  # type: ignore[arg-type]
