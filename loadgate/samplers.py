@@ -14,6 +14,7 @@ into rates over its own windows, so no rate is computed twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -45,33 +46,109 @@ class Sampler(Protocol):
     def sample(self) -> Iterable[Row]: ...
 
 
-def count_fds(pid: int) -> tuple[int, int]:
-    """(open fds, sockets among them) of one process; (0, 0) if it is gone.
+def count_fds(pid: int) -> int:
+    """Open fds of one process; 0 if it is gone.
+
+    One ``stat`` of ``/proc/PID/fd``, whose size is the number of open fds (Linux 6.2+),
+    instead of listing the directory; older kernels report 0 there and the directory
+    is listed.
+    """
+    path = f"/proc/{pid}/fd"
+    try:
+        size = os.stat(path).st_size
+        return size if size > 0 else len(os.listdir(path))
+    except OSError:
+        return 0
+
+
+def count_sockets(pid: int) -> int:
+    """Sockets among one process's fds (0 if it is gone): a readlink per fd.
 
     Sockets, not "TCP connections": psutil's ``Process.net_connections`` re-reads the
     kernel's whole TCP table for *each* process, and that table is slow to produce under
     load (~80 ms a read with 1,400 sockets). With the Postgres backends that took more than
     a second per 1 Hz tick: the sampler thread used two thirds of a core of the two the
-    service under test was running on (issue 10). A socket fd is a readlink away.
+    service under test was running on (issue 10). Still a readlink per fd, thousands a
+    second under load, so :class:`ProcessSampler` counts them every few seconds only.
     """
-    fds = sockets = 0
+    sockets = 0
     try:
         entries = list(os.scandir(f"/proc/{pid}/fd"))
     except OSError:
-        return 0, 0
+        return 0
     for entry in entries:
-        fds += 1
         try:
             if os.readlink(entry.path).startswith("socket:["):
                 sockets += 1
         except OSError:
             continue
-    return fds, sockets
+    return sockets
+
+
+def read_ppids() -> dict[int, int]:
+    """pid -> parent pid of every process on the host, from ``/proc/PID/stat``."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name may hold spaces and parentheses: the fields follow the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split(b" ", 2)
+        if len(fields) >= 2:
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+class ProcessTable:
+    """Who is whose child, read from ``/proc`` at most once per ``max_age_s``.
+
+    Finding a process tree means reading the ``stat`` of *every* process on the host
+    (psutil's ``children(recursive=True)`` does the same). With one tree per sampled
+    service that was about ten full scans a second; the samplers of one tick now share
+    one scan.
+    """
+
+    def __init__(self, max_age_s: float = 0.5) -> None:
+        self.max_age_s = max_age_s
+        self._children: dict[int, list[int]] = {}
+        self._read_at = -float("inf")
+        self._lock = threading.Lock()
+
+    def descendants(self, pid: int) -> list[int]:
+        """Every process below ``pid`` (children, their children...), parents first."""
+        with self._lock:
+            if time.monotonic() - self._read_at > self.max_age_s:
+                children: dict[int, list[int]] = {}
+                for child, parent in read_ppids().items():
+                    children.setdefault(parent, []).append(child)
+                self._children, self._read_at = children, time.monotonic()
+            children = self._children
+        found = list(children.get(pid, ()))
+        for child in found:  # the list grows as it is walked: breadth first
+            found.extend(children.get(child, ()))
+        return found
+
+
+PROCESS_TABLE = ProcessTable()
+"""Shared by every :class:`ProcessSampler` of the process (one scan per tick)."""
+
+SOCKETS_EVERY_S = 5.0
+"""Seconds between two socket counts of one process tree (a readlink per fd)."""
 
 
 @dataclass
 class ProcessSampler:
-    """CPU, memory, open fds and sockets of one process tree (a service or a worker)."""
+    """CPU, memory, open fds and sockets of one process tree (a service or a worker).
+
+    ``cpu_percent``, ``rss_bytes`` and ``open_fds`` are sampled every tick; ``sockets``
+    every ``sockets_every_s`` (rows only on the ticks that count them): a Postgres under
+    load has thousands of fds, and a readlink each per second was about a tenth of the
+    harness's profile.
+    """
 
     name: str
     pid: int
@@ -82,42 +159,67 @@ class ProcessSampler:
     locate: Callable[[], int] | None = None
     """Where the process is now, for a service that a fault restarts under a new pid
     (``stack.services[name].pid``); without it a restarted service's samples stop."""
+    table: ProcessTable = field(default_factory=lambda: PROCESS_TABLE)
+    sockets_every_s: float = SOCKETS_EVERY_S
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
+    _sockets_at: float = -float("inf")
 
     def _root(self) -> psutil.Process:
         try:
-            return psutil.Process(self.pid)
+            root = psutil.Process(self.pid)
         except psutil.NoSuchProcess:
             current = self.locate() if self.locate is not None else self.pid
             if current == self.pid:
                 raise
             self.pid = current
             self._procs.clear()
-            return psutil.Process(self.pid)
+            self._sockets_at = -float("inf")
+            root = psutil.Process(self.pid)
+        # cpu_percent needs the same Process object across calls.
+        return self._procs.setdefault(root.pid, root)
+
+    def _tree(self, root: psutil.Process) -> list[psutil.Process]:
+        """The root and its descendants, as the Process objects of earlier ticks."""
+        if not self.children:
+            return [root]
+        tree = [root]
+        for pid in self.table.descendants(root.pid):
+            proc = self._procs.get(pid)
+            if proc is None:
+                try:
+                    proc = self._procs[pid] = psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    continue
+            tree.append(proc)
+        alive = {p.pid for p in tree}
+        for pid in [p for p in self._procs if p not in alive]:
+            del self._procs[pid]  # gone: a later process may reuse its pid
+        return tree
 
     def sample(self) -> Iterable[Row]:
-        root = self._root()
-        tree = [root, *root.children(recursive=True)] if self.children else [root]
+        tree = self._tree(self._root())
+        count_now = time.monotonic() - self._sockets_at >= self.sockets_every_s
         cpu = rss = fds = sockets = 0.0
         for proc in tree:
-            # cpu_percent needs the same Process object across calls.
-            proc = self._procs.setdefault(proc.pid, proc)
             try:
                 with proc.oneshot():
                     cpu += proc.cpu_percent(None)
                     rss += proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            n_fds, n_sockets = count_fds(proc.pid)
-            fds += n_fds
-            sockets += n_sockets
+            fds += count_fds(proc.pid)
+            if count_now:
+                sockets += count_sockets(proc.pid)
         source = self.source or f"process:{self.name}"
-        return [
+        rows = [
             (source, "cpu_percent", cpu, ""),
             (source, "rss_bytes", rss, ""),
             (source, "open_fds", fds, ""),
-            (source, "sockets", sockets, ""),
         ]
+        if count_now:
+            self._sockets_at = time.monotonic()
+            rows.append((source, "sockets", sockets, ""))
+        return rows
 
 
 @dataclass
@@ -155,6 +257,10 @@ class PostgresSampler:
                 self.dsn, autocommit=True, connect_timeout=2, application_name="loadgate-sampler"
             )
         return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     def sample(self) -> Iterable[Row]:
         conn = self._connection()
@@ -207,18 +313,34 @@ _POOL_COLUMNS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait")
 
 @dataclass
 class PgBouncerSampler:
-    """SHOW POOLS / SHOW STATS from PgBouncer's admin console."""
+    """SHOW POOLS / SHOW STATS from PgBouncer's admin console.
+
+    One admin connection for the run, opened again after PgBouncer restarts (a login a
+    second was a cost of the harness, not of the stack). Admin-console clients are not
+    in the ``blueharvests`` pool, so they change none of its numbers.
+    """
 
     dsn: str
     name: str = "pgbouncer"
     database: str = "blueharvests"
+    _conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            admin = self.dsn.rsplit("/", 1)[0] + "/pgbouncer"
+            self._conn = psycopg.connect(
+                admin, autocommit=True, prepare_threshold=None, connect_timeout=2
+            )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     def sample(self) -> Iterable[Row]:
-        admin = self.dsn.rsplit("/", 1)[0] + "/pgbouncer"
         rows: list[Row] = []
-        with psycopg.connect(
-            admin, autocommit=True, prepare_threshold=None, connect_timeout=2
-        ) as conn:
+        conn = self._connection()
+        try:
             cur = conn.execute("SHOW POOLS")
             names = [c.name for c in cur.description or []]
             for record in cur.fetchall():
@@ -253,6 +375,9 @@ class PgBouncerSampler:
                         "total_query_time",
                     ):
                         rows.append((self.name, column, float(stats.get(column) or 0), ""))
+        except psycopg.Error:
+            conn.close()  # PgBouncer went away: connect again on the next tick
+            raise
         return rows
 
 
@@ -291,6 +416,24 @@ DERIVED_COUNTERS: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 
+_SKIPPED_SUFFIXES = ("_bucket", "_created")
+
+
+def without_skipped_series(text: str) -> str:
+    """The exposition text without the histogram buckets and ``_created`` lines.
+
+    They are skipped anyway; dropping their lines before the (pure Python) parser sees
+    them saves most of its work, since buckets are most of the lines.
+    """
+    kept = []
+    for line in text.splitlines():
+        name = line.partition("{")[0].partition(" ")[0]
+        if not line.startswith("#") and name.endswith(_SKIPPED_SUFFIXES):
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
 @dataclass
 class PrometheusSampler:
     """The service's own /metrics: counters, gauges, histogram sums and counts.
@@ -308,12 +451,12 @@ class PrometheusSampler:
     def sample(self) -> Iterable[Row]:
         # One client for the run: a new one per second costs an SSL context each time.
         self._client = self._client or httpx.Client(timeout=2)
-        text = self._client.get(self.url).text
+        text = without_skipped_series(self._client.get(self.url).text)
         rows: list[Row] = []
         derived = dict.fromkeys((d[0] for d in DERIVED_COUNTERS), 0.0)
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                if s.name.endswith(("_bucket", "_created")):
+                if s.name.endswith(_SKIPPED_SUFFIXES):
                     continue
                 rows.append((self.name, s.name, float(s.value), _labels(**s.labels)))
                 for metric, source_name, wanted in DERIVED_COUNTERS:
@@ -378,6 +521,11 @@ class SamplerLoop:
         self._thread.join(timeout=5)
         self.sample_once()
         self.batches.close()
+        for sampler in self.samplers:  # connections held for the run
+            close = getattr(sampler, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
     def sample_once(self) -> None:
         ts = now_us()

@@ -9,9 +9,29 @@ as ready.
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import psycopg
 import redis
+
+_http_client: httpx.Client | None = None
+_http_lock = threading.Lock()
+
+
+def _http() -> httpx.Client:
+    """One HTTP client for every probe of the process.
+
+    ``httpx.get`` builds a client, and with it an SSL context that loads the whole CA
+    bundle, on every call: with three HTTP services probed once a second during a run,
+    that was a third of the harness's CPU (issue 10). Keep-alive is off, so each probe
+    still opens a fresh connection, as a new client of the service would.
+    """
+    global _http_client
+    with _http_lock:
+        if _http_client is None:
+            _http_client = httpx.Client(timeout=2, limits=httpx.Limits(max_keepalive_connections=0))
+        return _http_client
 
 
 def probe_postgres(dsn: str) -> None:
@@ -39,11 +59,11 @@ def probe_redis(url: str) -> None:
 
 def probe_osrm(url: str) -> None:
     """osrm-routed answers JSON with a ``code`` once its map is loaded."""
-    response = httpx.get(f"{url}/nearest/v1/driving/0,0", timeout=2)
+    response = _http().get(f"{url}/nearest/v1/driving/0,0")
     if "code" not in response.json():
         raise RuntimeError(f"unexpected OSRM answer: {response.text[:200]}")
 
 
 def probe_http_ok(url: str) -> None:
-    response = httpx.get(url, timeout=2)
+    response = _http().get(url)
     response.raise_for_status()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 
 import pandas as pd
 import psycopg
 import pytest
 
-from loadgate.samplers import SamplerLoop, stack_samplers
+from loadgate.samplers import PgBouncerSampler, SamplerLoop, stack_samplers
 from stack.config import PG_MAX_CONNECTIONS
 
 pytestmark = pytest.mark.integration
@@ -42,6 +44,13 @@ def test_sampler_loop_records_every_service(full_stack, tmp_path):
     assert values("process:postgres", "rss_bytes").max() > 1_000_000
     labels = frame[(frame.source == "postgres") & (frame.metric == "connections")]["labels"]
     assert all("state" in json.loads(text) for text in labels)
+    assert values("process:postgres", "open_fds").min() > 0
+    assert values("process:postgres", "sockets").max() >= 1  # the sampler's own connection
+    # One admin connection for the run, closed by stop; a closed one is opened again.
+    bouncer = next(s for s in loop.samplers if isinstance(s, PgBouncerSampler))
+    assert bouncer._conn is not None and bouncer._conn.closed
+    assert {m for _, m, _, _ in bouncer.sample()} >= {"cl_active", "total_xact_count"}
+    bouncer.close()
 
 
 def test_host_sampler_reports_whole_host_cpu(tmp_path):
@@ -90,3 +99,139 @@ def test_process_sampler_follows_a_restarted_service():
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def _tree_of_sleepers():
+    """A child process holding a socket pair, with a grandchild of its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import socket, subprocess, sys, threading, time\n"
+        "a, b = socket.socketpair()\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "threading.Thread(target=g.wait, daemon=True).start()  # reaps it when killed\n"
+        "print(g.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    grandchild = int(child.stdout.readline())
+    return child, grandchild
+
+
+def test_process_sampler_covers_the_tree_with_one_shared_process_table():
+    """Descendants come from one /proc scan shared by the samplers of a tick, and the
+    tree's fds and sockets are still counted (sockets every few seconds only)."""
+    import psutil
+
+    from loadgate.samplers import ProcessSampler, ProcessTable, count_fds, count_sockets
+
+    child, grandchild = _tree_of_sleepers()
+    try:
+        table = ProcessTable(max_age_s=3600)  # one scan for the whole test
+        assert table.descendants(child.pid) == [grandchild]
+        assert table.descendants(grandchild) == []
+        assert child.pid in table.descendants(os.getpid())
+        assert count_sockets(child.pid) >= 2  # the socket pair
+        assert count_fds(child.pid) >= count_sockets(child.pid) + 3  # stdio too
+        assert count_fds(os.getpid()) == len(os.listdir(f"/proc/{os.getpid()}/fd")) - 1
+
+        sampler = ProcessSampler("svc", child.pid, table=table, sockets_every_s=3600)
+        first = {m: v for _, m, v, _ in sampler.sample()}
+        assert set(sampler._procs) == {child.pid, grandchild}
+        expected_fds = count_fds(child.pid) + count_fds(grandchild)
+        assert first["open_fds"] == expected_fds
+        assert first["sockets"] >= 2
+        second = {m: v for _, m, v, _ in sampler.sample()}
+        assert "sockets" not in second and second["open_fds"] == expected_fds
+        every_tick = ProcessSampler("svc", child.pid, table=table, sockets_every_s=0)
+        assert all("sockets" in {m for _, m, _, _ in every_tick.sample()} for _ in range(2))
+
+        psutil.Process(grandchild).kill()
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(grandchild):
+            assert time.monotonic() < deadline, "the killed grandchild was not reaped"
+            time.sleep(0.05)
+        fresh = ProcessTable()
+        sampler.table = fresh
+        list(sampler.sample())
+        assert set(sampler._procs) == {child.pid}  # the gone pid is forgotten
+    finally:
+        child.kill()
+        child.wait()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(grandchild).kill()
+
+
+def test_prometheus_prefilter_drops_only_what_the_parser_would_skip():
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from loadgate.samplers import without_skipped_series
+
+    registry = CollectorRegistry()
+    requests = Counter("app_requests", "r", ["path", "status"], registry=registry)
+    latency = Histogram("app_latency_seconds", "l", ["path"], registry=registry)
+    Gauge("app_bucket_size", "a gauge whose name contains 'bucket'", registry=registry).set(3)
+    for path in ("/a", "/b{x}", "/c d"):
+        requests.labels(path, "200").inc(2)
+        latency.labels(path).observe(0.2)
+    text = generate_latest(registry).decode()
+
+    def kept(exposition: str) -> list[tuple[str, dict, float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(exposition)
+            for s in family.samples
+            if not s.name.endswith(("_bucket", "_created"))
+        ]
+
+    filtered = without_skipped_series(text)
+    assert kept(filtered) == kept(text)
+    series = [line for line in filtered.splitlines() if line and not line.startswith("#")]
+    assert not [line for line in series if "_bucket{" in line or "_created" in line]
+    assert len(filtered) < len(text) / 2
+    assert ("app_bucket_size", {}, 3.0) in kept(filtered)
+
+
+def test_http_probes_share_one_client_and_still_open_a_connection_each():
+    """One client (one SSL context) for every probe; each probe a new connection, as a
+    new client of the service would make; a service that does not answer fails it."""
+    import http.server
+    import threading
+
+    from stack import probes
+
+    connections = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            connections.append(self.client_address)
+            super().setup()
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/health"
+    try:
+        probes.probe_http_ok(url)
+        probes.probe_http_ok(url)
+        assert probes._http() is probes._http()
+        assert len(connections) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any failure means "not answering"
+        probes.probe_http_ok(url)
