@@ -1,6 +1,7 @@
 """The seed's own numbers the capacity plan is set beside (issue 13, item 4).
 
-Two things from the scaling plan (``shared/seed/000_b353d20b31785ea5.txt``):
+Two things from the Blue Harvests scaling plan ("Scaling Blue Harvests to 100,000
+Concurrent Users", November 2025):
 
 * ``calculate_capacity``: §6.5's ``calculateCapacity`` as written (TypeScript), with
   JavaScript's arithmetic (x / 0 is Infinity, so a run without errors has an infinite

@@ -29,7 +29,7 @@ from reports import plan_charts
 from reports.html import CSS
 
 SCHEMA = "loadgate.plan/1"
-#: A projected "ready" is never drawn as a pass (DESIGN.md): the projected colours.
+#: A projected "ready" is never drawn as a pass (README "Reading a verdict"): the projected colours.
 VERDICT_CLASS = {"ready": "PROJECTED-PASS", "not ready": "PROJECTED-FAIL"}
 
 

@@ -175,7 +175,7 @@ def test_phase_0_without_criteria_is_no_gate_exit_0_only_if_valid(tmp_path):
 
 
 def test_run_exit_codes_after_the_load(runs, tmp_path):
-    """What ``loadgate run`` returns once the load has ended (README "Exit codes")."""
+    """What ``loadgate run`` returns once the load has ended (docs/commands.md, exit codes)."""
     assert finish(runs["pass"], "completed", 100, report=True) == 0
     assert finish(runs["fail"], "completed", 100, report=True) == 1
     assert finish(runs["pass"], "timed_out", 100, report=True) == 3  # not completed: 3
