@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from analysis import usl as usl_mod  # noqa: E402
 from analysis.analyze import AnalysisResult  # noqa: E402
+from reports import fmt  # noqa: E402
 
 DPI = 96
 SIZE = (9.5, 3.6)
@@ -133,7 +134,7 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
             y[m],
             "-",
             color="tab:orange",
-            label=f"USL fit (σ={fit.sigma:.3g}, κ={fit.kappa:.2g}, R²={fit.r2:.3f})",
+            label=f"USL fit (σ={fmt.coef(fit.sigma, 3)}, κ={fmt.coef(fit.kappa, 2)}, R²={fit.r2:.3f})",
         )
         ax.plot(grid[~m], y[~m], "--", color="tab:orange", label="USL projected")
         if fit.n_star is not None and fit.n_star <= right:
