@@ -168,14 +168,14 @@ def test_mser_truncation_is_recorded_per_step(tmp_path):
         assert st.step.duration_s == pytest.approx(GATE_HOLD_S - st.step.truncated_s, abs=1)
 
 
-@pytest.mark.parametrize("n, decided", [(100, INCONCLUSIVE), (40_000, PASS)])
+@pytest.mark.parametrize("n, decided", [(100, INCONCLUSIVE), (60_000, PASS)])
 def test_zero_errors_follow_the_rule_of_three(n, decided):
     """No error in n requests bounds the rate near 3 / n: 100 requests cannot show < 1 %,
-    40,000 can show < 0.01 %."""
+    60,000 can show < 0.01 % (the bound is ~4.2 / n here: Wilson at t on 29 df)."""
     from analysis.intervals import ratio_interval
 
     limit = 0.01 if n == 100 else 0.0001
     ri = ratio_interval(np.zeros(60), np.full(60, n / 60))
     assert ri.ok and ri.low == pytest.approx(0.0, abs=1e-12)
-    assert ri.high == pytest.approx(3 / n, rel=0.45)
+    assert 3 / n < ri.high < 4.5 / n
     assert (PASS if ri.high < limit else INCONCLUSIVE) == decided
