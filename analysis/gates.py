@@ -72,6 +72,7 @@ class GateResult:
     advice: list[str] = field(default_factory=list)  # what to change
     host_cpu_percent: float | None = None  # whole host, at the gate step (or top step)
     load_unit: str = "users"
+    lost_files: int = 0  # events files that did not parse (named among ``reasons``)
 
     @property
     def exit_code(self) -> int:
@@ -146,8 +147,38 @@ def evaluate(
     gate = GateResult(load, st.step.name if st else None, results, Verdict.NO_GATE)
     gate.load_unit = "arrivals/s" if run.model == "open" else "users"
     _decide(gate, checks or [], st or top, spec)
+    _lost_data(gate, run, st or top)
     _incidents(gate, run, st or top)
     return gate
+
+
+def _lost_data(gate: GateResult, run: Run, ref: StepStats | None) -> None:
+    """Unreadable events files are named beside the verdict with the seconds of the gate
+    window they cover; the window-coverage check (``validity.window_coverage``) counts
+    those seconds as holes and decides whether the verdict stands."""
+    from analysis.validity import lost_in_window, lost_text
+
+    if not run.lost_events:
+        return
+    gate.lost_files = len(run.lost_events)
+    if ref is None:
+        return
+    lost = lost_in_window(run, ref.step.start_us, ref.step.end_us)
+    if not lost:
+        gate.reasons.append(
+            f"{len(run.lost_events)} unreadable events file(s), none in the gate window"
+        )
+        return
+    window = fmt_window(ref.step.start_us - run.start_us, ref.step.end_us - run.start_us)
+    stands = "the verdict stands" if gate.verdict != Verdict.INVALID else "see window_coverage"
+    gate.reasons.append(
+        f"lost data: {lost_text(lost, run.start_us)} (gate window {window}); their requests "
+        f"are in no statistic, and window coverage counts them as holes: {stands}"
+    )
+
+
+def fmt_window(a_us: int, b_us: int) -> str:
+    return f"{a_us / 1e6:.0f}–{b_us / 1e6:.0f} s"
 
 
 #: Criteria measured over the whole load period or over fault windows, not per step (see

@@ -559,3 +559,27 @@ def truncate_last_events_file(path: str | Path) -> Path:
     bad = events / "zz-killed.parquet"
     bad.write_bytes(good[: len(good) // 2])
     return bad
+
+
+def split_events_file(path: str | Path, name: str, parts: int) -> list[Path]:
+    """Rewrite ``events/<name>`` as ``parts`` files in time order, ``<stem>-00.parquet``...
+    (a writer that flushed every few seconds, as ``loadgate run``'s does)."""
+    src = Path(path) / "events" / name
+    table = pq.read_table(src)
+    table = table.sort_by("ts_us")
+    bounds = np.linspace(0, table.num_rows, parts + 1).astype(int)
+    out = []
+    for i in range(parts):
+        f = src.with_name(f"{src.stem}-{i:02d}.parquet")
+        pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]), f)
+        out.append(f)
+    src.unlink()
+    return out
+
+
+def truncate_events_file(path: str | Path) -> Path:
+    """Cut an events file in half in place, as a writer killed mid-write leaves it."""
+    f = Path(path)
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    return f

@@ -123,3 +123,57 @@ def test_manifest_accepts_one_dialect(base_run_dir, tmp_path, change, needle):
     (d / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(RunFormatError, match=needle):
         load_run(d)
+
+
+def test_lost_gate_data_is_named_in_the_verdict_block(base_run_dir, copy_run):
+    """One of ~20 flushes of a worker in the gate window cut in half: the verdict block
+    names the file and the seconds it covers; window coverage counts them as holes."""
+    from analysis.synthetic import split_events_file, stages, truncate_events_file
+    from analysis.synthetic import SyntheticSpec
+    from runformat.verdicts import Verdict
+
+    d = copy_run(base_run_dir)
+    last = len(stages(SyntheticSpec())) - 1  # the gate hold's files: w0-<last>, w1-<last>
+    parts = split_events_file(d, f"w0-{last:04d}.parquet", 20)
+    bad = truncate_events_file(parts[10])
+    with pytest.warns(UserWarning, match="truncated"):
+        run = load_run(d)
+    assert [f.name for f in run.lost_events] == [bad.name]
+    lost = run.lost_events[0]
+    assert lost.from_us is not None and lost.to_us is not None
+    assert 1.5e6 < lost.to_us - lost.from_us < 6e6  # one flush of ~3 s
+    result = analyze(run)
+    gate = result.gate
+    assert gate.lost_files == 1
+    text = next(r for r in gate.reasons if r.startswith("lost data"))
+    assert bad.name in text and "1 unreadable events file" in text and "gate window" in text
+    coverage = next(c for c in result.checks if c.name == "window_coverage" and
+                    c.step == gate.step)  # fmt: skip
+    assert coverage.observed < 1.0 and bad.name in coverage.detail
+    assert gate.verdict != Verdict.INVALID  # ~3 s of 55+ s: coverage still >= 90 %
+
+    # Half the records of a worker through the whole gate window: coverage decides INVALID.
+    for p in parts:
+        truncate_events_file(p)
+    with pytest.warns(UserWarning, match="truncated"):
+        gate = analyze(load_run(d)).gate
+    assert gate.verdict == Verdict.INVALID
+    assert any("window_coverage" in r for r in gate.reasons)
+    assert gate.lost_files == 20
+
+
+def test_missing_column_is_named(base_run_dir, copy_run):
+    """A file without a required column is a format error naming it; ``outcome`` (newer
+    than the first run directories) may be absent and reads as ""."""
+    import pyarrow.parquet as pq
+
+    d = copy_run(base_run_dir)
+    files = sorted((d / "events").glob("*.parquet"))
+    for f in files:
+        pq.write_table(pq.read_table(f).drop_columns(["outcome"]), f)
+    run = load_run(d)
+    assert set(run.events.outcome.categories) == {""}
+    assert analyze(run).gate.verdict is not None
+    pq.write_table(pq.read_table(files[0]).drop_columns(["users"]), files[0])
+    with pytest.raises(RunFormatError, match="missing column users"):
+        load_run(d)
