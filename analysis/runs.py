@@ -384,10 +384,31 @@ def _read_faults(path: Path, run_warnings: list[str]) -> list[dict[str, Any]]:
     return list(faults.values())
 
 
+def _require_config(path: Path, meta: Manifest) -> None:
+    """A manifest without its ``config`` (or its load shape) cannot be analysed: its gate
+    is unknown, and reading it as "no gate" would make NO GATE, exit 0, of any run."""
+    if not meta.config:
+        raise RunFormatError(
+            f"{path}: manifest.json has no config (the phase's resolved config: stages, "
+            "gate, validity; docs/run-directory.md): write it, or rerun with loadgate run"
+        )
+    if not meta.config.get("stages"):
+        raise RunFormatError(
+            f"{path}: manifest.json config has no stages (the load shape): write "
+            "config.stages as docs/run-directory.md lists them"
+        )
+    if (meta.phase or 0) >= 1 and "gate" not in meta.config:
+        raise RunFormatError(
+            f"{path}: manifest.json config has no gate, but phase {meta.phase} has one: "
+            "write config.gate ({users, criteria, ...}; docs/run-directory.md)"
+        )
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory; raises RunFormatError when it is not one."""
     path = Path(path)
     meta = read_manifest(path)
+    _require_config(path, meta)
     run_warnings: list[str] = []
     lost: list[LostFile] = []
     return Run(

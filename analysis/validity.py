@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.headroom import is_generator
 from analysis.runs import Run
 from analysis.steps import StepStats
 from runformat.schemas import (
@@ -39,6 +38,7 @@ from runformat.schemas import (
     HOST_CPU_METRIC,
     HOST_SOURCE,
     LAG_METRIC,
+    is_generator_worker_source,
 )
 
 #: Below this many requests a step's throughput has a relative error > 10% (Poisson).
@@ -223,7 +223,7 @@ def _peak(run: Run, st: StepStats, metrics: tuple[str, ...]) -> float | None:
     s = run.samples
     if s.empty:
         return None
-    workers = [x for x in pd.unique(s["source"]) if is_generator(str(x)) and "master" not in str(x)]
+    workers = [x for x in pd.unique(s["source"]) if is_generator_worker_source(str(x))]
     win = s[
         (s["ts_us"] >= st.step.start_us)
         & (s["ts_us"] < st.step.end_us)

@@ -26,7 +26,12 @@ def test_truncated_file_is_skipped_with_warning(base_run_dir, copy_run):
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(RunFormatError, match="manifest"):
         load_run(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"started_at": "2026-01-01T00:00:00Z"}))
+    manifest = {"started_at": "2026-01-01T00:00:00Z"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match="no config"):
+        load_run(tmp_path)
+    manifest["config"] = {"stages": [{"name": "h", "start_s": 0, "end_s": 60, "users": 1}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(RunFormatError, match="events"):
         load_run(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
@@ -176,4 +181,18 @@ def test_missing_column_is_named(base_run_dir, copy_run):
     assert analyze(run).gate.verdict is not None
     pq.write_table(pq.read_table(files[0]).drop_columns(["users"]), files[0])
     with pytest.raises(RunFormatError, match="missing column users"):
+        load_run(d)
+
+
+def test_phase_manifest_without_config_is_a_harness_error(base_run_dir, copy_run):
+    """Not NO GATE, exit 0: the gate is unknown (docs/run-directory.md, manifest.json)."""
+    d = copy_run(base_run_dir)
+    manifest = json.loads((d / "manifest.json").read_text())
+    config = manifest.pop("config")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match="no config"):
+        load_run(d)
+    manifest["config"] = {k: v for k, v in config.items() if k != "gate"}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match="no gate, but phase 1 has one"):
         load_run(d)
