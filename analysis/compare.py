@@ -340,8 +340,12 @@ def aligned_steps(run: Run, baseline: Run) -> tuple[list[Step], list[Step]]:
         for s in steps:
             extra = cut[s.name] - s.truncated_s
             if extra > 0:
-                s = replace(s, start_us=s.start_us + int(extra * 1e6), truncated_s=cut[s.name],
-                            truncation=f"{s.truncation}; {cut[s.name]:g} s to match the other run")
+                s = replace(
+                    s,
+                    start_us=s.start_us + int(extra * 1e6),
+                    truncated_s=cut[s.name],
+                    truncation=f"{s.truncation}; {cut[s.name]:g} s to match the other run",
+                )
             if s.end_us > s.start_us:
                 out.append(s)
         return out

@@ -376,7 +376,6 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
     )  # fmt: skip
 
 
-
 def _course_p95(ctx: GateContext, route: str | None, limit: float) -> sustain.Decision:
     """The P95's course through the gate step's window, batch by batch."""
     st = ctx.step
@@ -445,6 +444,7 @@ def _decided(
     if course.status == sustain.RISING:
         return done(INCONCLUSIVE, f"{detail}; {course.reason}")
     return done(INSUFFICIENT, f"{why_no_interval or 'no interval'}; {course.reason}")
+
 
 def _load_text(ctx: GateContext, st: StepStats) -> str:
     if ctx.run.model == "open":

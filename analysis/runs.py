@@ -241,7 +241,9 @@ def _require_columns(f: Path, columns: list[str]) -> list[str]:
     return [c for c in columns if c in names]
 
 
-def _lost_spans(files: list[Path], tables: dict[Path, pa.Table], lost: list[Path]) -> list[LostFile]:
+def _lost_spans(
+    files: list[Path], tables: dict[Path, pa.Table], lost: list[Path]
+) -> list[LostFile]:
     """Time each lost file would have covered, from its writer's neighbouring files."""
     import pyarrow.compute as pc
 

@@ -133,9 +133,7 @@ def batch_quantiles(
     return _batches(q, (end_us - start_us) / 1e6, k)
 
 
-def batch_ratios(
-    hits: np.ndarray, ts_us: np.ndarray, start_us: int, end_us: int
-) -> Batches | None:
+def batch_ratios(hits: np.ndarray, ts_us: np.ndarray, start_us: int, end_us: int) -> Batches | None:
     """Share of ``hits`` (a boolean per record) in each time batch."""
     hits = np.asarray(hits, dtype=bool)
     b, k = _batch_of(ts_us, start_us, end_us, hits.size)

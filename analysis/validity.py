@@ -374,7 +374,9 @@ def lost_text(lost: list[tuple[str, tuple[int, int]]], origin_us: int) -> str:
     """e.g. ``1 unreadable events file (w0-000012.parquet) covering 225–315 s``: seconds
     from the load start, as every report's time axis."""
     names = ", ".join(n for n, _ in lost)
-    spans = ", ".join(f"{(a - origin_us) / 1e6:.0f}–{(b - origin_us) / 1e6:.0f} s" for _, (a, b) in lost)
+    spans = ", ".join(
+        f"{(a - origin_us) / 1e6:.0f}–{(b - origin_us) / 1e6:.0f} s" for _, (a, b) in lost
+    )
     s = "s" if len(lost) > 1 else ""
     return f"{len(lost)} unreadable events file{s} ({names}) covering {spans} of the load"
 

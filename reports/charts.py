@@ -134,7 +134,10 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
             y[m],
             "-",
             color="tab:orange",
-            label=f"USL fit (σ={fmt.coef(fit.sigma, 3)}, κ={fmt.coef(fit.kappa, 2)}, R²={fit.r2:.3f})",
+            label=(
+                f"USL fit (σ={fmt.coef(fit.sigma, 3)}, κ={fmt.coef(fit.kappa, 2)}, "
+                f"R²={fit.r2:.3f})"
+            ),
         )
         ax.plot(grid[~m], y[~m], "--", color="tab:orange", label="USL projected")
         if fit.n_star is not None and fit.n_star <= right:

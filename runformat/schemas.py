@@ -83,6 +83,7 @@ def is_generator_worker_source(source: str) -> bool:
     """A sample of one generator worker (the master sends no requests)."""
     return is_generator_source(source) and source != GENERATOR_MASTER_SOURCE
 
+
 LAG_METRIC = "event_loop_lag_ms"  # sampled LAG_HZ times a second
 LAG_INTERVAL_S = 0.1
 GENERATOR_CPU_METRIC = "cpu_percent"  # the worker process, 100 = one core

@@ -133,8 +133,7 @@ def test_manifest_accepts_one_dialect(base_run_dir, tmp_path, change, needle):
 def test_lost_gate_data_is_named_in_the_verdict_block(base_run_dir, copy_run):
     """One of ~20 flushes of a worker in the gate window cut in half: the verdict block
     names the file and the seconds it covers; window coverage counts them as holes."""
-    from analysis.synthetic import split_events_file, stages, truncate_events_file
-    from analysis.synthetic import SyntheticSpec
+    from analysis.synthetic import SyntheticSpec, split_events_file, stages, truncate_events_file
     from runformat.verdicts import Verdict
 
     d = copy_run(base_run_dir)
