@@ -129,15 +129,13 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
         grid = np.linspace(1, right, 300)
         y = usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam)
         m = grid <= top
+        sigma, kappa = fmt.coef(fit.sigma, 3), fmt.coef(fit.kappa, 2)  # a numerical 0 as 0
         ax.plot(
             grid[m],
             y[m],
             "-",
             color="tab:orange",
-            label=(
-                f"USL fit (σ={fmt.coef(fit.sigma, 3)}, κ={fmt.coef(fit.kappa, 2)}, "
-                f"R²={fit.r2:.3f})"
-            ),
+            label=f"USL fit (σ={sigma}, κ={kappa}, R²={fit.r2:.3f})",
         )
         ax.plot(grid[~m], y[~m], "--", color="tab:orange", label="USL projected")
         if fit.n_star is not None and fit.n_star <= right:
