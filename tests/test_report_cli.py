@@ -240,3 +240,23 @@ def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(real_run, tmp_path):
     bad = _broken_copy(out, tmp_path / "bad", lambda m: m["config"].update(stages={"x": 1}))
     with pytest.raises(ReportError, match="config.stages"):
         report_run(bad, tmp_path / "r")
+
+
+def test_printed_verdict_block_has_every_criterion_row_in_a_log(runs, tmp_path):
+    """Piped (no terminal), the summary prints the criteria table with its rows, not a
+    header cut off by a fixed line count."""
+    result = run_cli(["report", str(runs["pass"]), "--out", str(tmp_path / "r")], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "criterion" in out and "status" in out
+    for row in ("P95 < 3000 ms", "errors < 1.00%"):
+        assert row in out, out
+    assert out.index("P95 < 3000 ms") > out.index("criterion")
+    assert "Steps (steady-state" not in out  # the verdict block only
+
+
+def test_a_numerical_zero_coefficient_prints_as_zero():
+    from reports import fmt
+
+    assert fmt.coef(3.906e-22) == "0" and fmt.coef(-1e-15) == "0"
+    assert fmt.coef(0.01234567) == "0.01235" and fmt.coef_ci((3.906e-22, 0.02)) == "[0–0.02]"
