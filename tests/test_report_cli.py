@@ -260,3 +260,27 @@ def test_a_numerical_zero_coefficient_prints_as_zero():
 
     assert fmt.coef(3.906e-22) == "0" and fmt.coef(-1e-15) == "0"
     assert fmt.coef(0.01234567) == "0.01235" and fmt.coef_ci((3.906e-22, 0.02)) == "[0–0.02]"
+
+
+def test_print_summary_keeps_the_table_after_a_long_verdict_block(tmp_path, monkeypatch):
+    """Many reasons before the table (lost files, incidents, advice): every row prints."""
+    import io
+
+    from rich.console import Console
+
+    from loadgate import report_cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(report_cli, "console", Console(file=buf, force_terminal=False, width=200))
+    notes = [f"> Reason: reason {i}  " for i in range(12)]
+    rows = [f"| crit{i} | {i} ms | measured | ✅ pass | d |" for i in range(5)]
+    md = tmp_path / "summary.md"
+    md.write_text("\n".join(
+        ["## loadgate — phase 1 gate: **PASS**", "", *notes, "",
+         "| criterion | value [95% CI] | basis | status | detail |", "|---|---|---|---|---|",
+         *rows, "", "### Steps (steady-state windows)", "", "| load |", "|---:|", "| 1 |"]
+    ))  # fmt: skip
+    report_cli.print_summary(md)
+    out = buf.getvalue()
+    assert all(f"crit{i}" in out for i in range(5)), out
+    assert "Steps" not in out
