@@ -192,7 +192,7 @@ def decide(b: Batches | None, limit: float, describe) -> Decision:
         return Decision(None, "window too short for time batches")
     y = b.values
     tr = hac_trend(b)
-    every = f"every {b.batch_s:.0f} s of the {b.window_s:.0f} s window"
+    every = f"every {b.batch_s:.3g} s of the {b.window_s:.0f} s window"
     rate = f"{describe(tr.slope)}/s"
     if bool(np.all(y >= limit)) and (tr.rising or tr.mean_ci[0] >= limit):
         why = f"above {describe(limit)} in {every}" + (f", rising {rate}" if tr.rising else "")
