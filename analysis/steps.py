@@ -172,28 +172,34 @@ def _truncate(sums: np.ndarray, counts: np.ndarray, start_s: float, end_s: float
     return mser_s, how
 
 
-def build_steps(run: Run) -> list[Step]:
+def build_steps(run: Run, until_us: int | None = None) -> list[Step]:
     """Hold stages minus their warm-up, as absolute µs windows.
 
     The warm-up of each hold is found, not assumed: MSER-5 on the hold's per-second mean
     log-latency (``mser_truncation``), bounded by ``MSER_MAX_FRACTION`` of the hold and
     never below the configured ``warmup_s`` (stage, else config; default 0).
+
+    ``until_us``: analyse a run still going (holding a gate step until it is decided):
+    every window ends there at the latest, holds not yet reached are left out, and the
+    truncation bound is half of the part of the hold already run.
     """
     start = run.start_us
+    until_s = None if until_us is None else (until_us - start) / 1e6
     warmup_cfg = run.config.get("warmup_s")
     sums, counts = _per_run_second(run)
     steps = []
     for stage in run.stages:
         if stage.kind != "hold":
             continue
-        dur = stage.end_s - stage.start_s
+        end_s = stage.end_s if until_s is None else min(stage.end_s, until_s)
+        dur = end_s - stage.start_s
         if stage.warmup_s is not None:
             floor = stage.warmup_s
         elif warmup_cfg is not None:
             floor = float(warmup_cfg)
         else:
             floor = 0.0
-        warm, how = _truncate(sums, counts, stage.start_s, stage.end_s, floor)
+        warm, how = _truncate(sums, counts, stage.start_s, end_s, floor)
         if dur - warm <= 0:
             continue
         steps.append(
@@ -203,7 +209,7 @@ def build_steps(run: Run) -> list[Step]:
                 users=stage.users,
                 rate=stage.rate,
                 start_us=start + int((stage.start_s + warm) * 1e6),
-                end_us=start + int(stage.end_s * 1e6),
+                end_us=start + int(end_s * 1e6),
                 truncated_s=warm,
                 truncation=how,
             )

@@ -179,3 +179,24 @@ def test_zero_errors_follow_the_rule_of_three(n, decided):
     assert ri.ok and ri.low == pytest.approx(0.0, abs=1e-12)
     assert 3 / n < ri.high < 4.5 / n
     assert (PASS if ri.high < limit else INCONCLUSIVE) == decided
+
+
+def test_a_run_still_going_is_analysed_up_to_its_data(tmp_path):
+    """``analyze(run, until_us)`` (holding the gate step): the gate window ends at
+    ``until_us``; an overloaded gate FAILs 50 s into its hold, a healthy one that is
+    not yet decided says so in its criterion statuses."""
+    from analysis.synthetic import START_US, stages
+
+    spec = _spec(1, **OVERLOAD)
+    hold = stages(spec)[-1]
+    until = START_US + int((hold["start_s"] + 50) * 1e6)
+    run = load_run(write_run(tmp_path / "partial", spec))
+    r = analyze(run, until_us=until)
+    st = r.steps[-1]
+    assert st.step.end_us == until and st.step.duration_s <= 50
+    assert r.gate.step == st.step.name
+    assert _p95(r).status == FAIL
+    # 10 s into the hold (5 s after the minimum warm-up): nothing decided, hold on
+    early = analyze(run, until_us=START_US + int((hold["start_s"] + 10) * 1e6))
+    assert {c.status for c in early.gate.criteria} <= {INSUFFICIENT, INCONCLUSIVE}
+    assert early.gate.verdict not in (Verdict.PASS, Verdict.FAIL)
