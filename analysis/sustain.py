@@ -17,13 +17,15 @@ inside the limit"); this module is that rule:
    remaining dependence.
 3. Decide:
 
-   - **fail**: every batch above the limit, and either the level's lower bound is above
-     it or the values rise significantly (the system is not sustaining the load); or a
-     significant rise whose level at the window's end is above the limit;
+   - **fail**: every batch above the limit, rising significantly, and the level at the
+     window's end above ``1 / FAR_FRACTION`` times the limit (the system is not
+     sustaining the load); or every batch above ``1 / FAR_FRACTION`` times the limit with
+     the trend's lower bound one window on still above the limit (far outside);
    - **pass** (far inside): every batch below ``FAR_FRACTION`` of the limit and the upper
      bound of the trend, carried one window length past the end, still below the limit;
-   - **rising**: a significant rise that reaches the limit within one more window: the
-     window is not steady state yet; the criterion is held, never passed;
+   - **rising**: a significant rise that may reach (or is above) the limit within one
+     more window, not yet far outside: the window is not steady state; the criterion is
+     held (INCONCLUSIVE), never passed, and failed only by its interval;
    - otherwise nothing: the dependence-aware interval decides.
 
 Everything is deterministic; O(n) over the records plus a regression on <= 30 points.
@@ -76,6 +78,7 @@ class Trend:
     end: float  # fitted level at the window's end
     end_ci: tuple[float, float]
     ahead_high: float  # upper bound of the level one more window past the end
+    ahead_low: float  # lower bound of the level one more window past the end
 
     @property
     def rising(self) -> bool:
@@ -180,6 +183,7 @@ def hac_trend(b: Batches, confidence: float = CONFIDENCE) -> Trend:
         end=end,
         end_ci=(end - tq * se_end, end + tq * se_end),
         ahead_high=ahead + tq * se_ahead,
+        ahead_low=ahead - tq * se_ahead,
     )
 
 
@@ -194,13 +198,18 @@ def decide(b: Batches | None, limit: float, describe) -> Decision:
     tr = hac_trend(b)
     every = f"every {b.batch_s:.3g} s of the {b.window_s:.0f} s window"
     rate = f"{describe(tr.slope)}/s"
-    if bool(np.all(y >= limit)) and (tr.rising or tr.mean_ci[0] >= limit):
-        why = f"above {describe(limit)} in {every}" + (f", rising {rate}" if tr.rising else "")
-        return Decision(FAIL, why, b, tr)
-    if tr.rising and tr.end_ci[0] >= limit:
+    far = limit / FAR_FRACTION
+    if bool(np.all(y >= limit)) and tr.rising and tr.end_ci[0] >= far:
         why = (
-            f"rising {rate} through the window to {describe(tr.end)} at its end "
-            f"(95% lower bound {describe(tr.end_ci[0])}, above {describe(limit)})"
+            f"above {describe(limit)} in {every}, rising {rate} to {describe(tr.end)} at its "
+            f"end (95% lower bound {describe(tr.end_ci[0])}, over {1 / FAR_FRACTION:g}x the "
+            "limit)"
+        )
+        return Decision(FAIL, why, b, tr)
+    if bool(np.all(y >= far)) and tr.ahead_low >= limit:
+        why = (
+            f"above {describe(limit)} in {every} (at least {describe(float(y.min()))}, over "
+            f"{1 / FAR_FRACTION:g}x the limit), and its trend stays above it one window on"
         )
         return Decision(FAIL, why, b, tr)
     if bool(np.all(y < FAR_FRACTION * limit)) and tr.ahead_high < limit:
@@ -212,8 +221,8 @@ def decide(b: Batches | None, limit: float, describe) -> Decision:
     if tr.rising and tr.ahead_high >= limit:
         why = (
             f"rising {rate} through the window ({describe(float(y[0]))} to "
-            f"{describe(float(y[-1]))}): not steady yet, it may reach {describe(limit)} "
-            "within one more window"
+            f"{describe(float(y[-1]))}): not steady yet, it may be above {describe(limit)} "
+            "within one more window; hold the step longer"
         )
         return Decision(RISING, why, b, tr)
     return Decision(None, f"{describe(float(y.min()))}–{describe(float(y.max()))} in {every}")

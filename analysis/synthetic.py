@@ -234,6 +234,22 @@ def _dependence(spec: SyntheticSpec, st: dict, t_in_stage: np.ndarray) -> np.nda
     return out
 
 
+def _hold_rate(spec: SyntheticSpec, st: dict) -> np.ndarray | None:
+    """Requests per second of a hold whose latency moves (AR(1) factor, drift): the
+    closed model's X(t) = N / (R(t) + Z), so Little's law holds in every part of the
+    hold, as it does in a real closed loop.  None when the latency does not move."""
+    if spec.latency_ar_sd <= 0 and not spec.latency_drift_per_s:
+        return None
+    seconds = int(math.ceil(st["end_s"] - st["start_s"]))
+    g = _dependence(spec, st, np.arange(seconds) + 0.5)
+    r = mean_response_s(spec, st["users"]) * spec.latency_scale
+    if spec.latency_clip_ms is not None:
+        r_t = np.clip(r * g, spec.latency_clip_ms[0] / 1e3, spec.latency_clip_ms[1] / 1e3)
+    else:
+        r_t = r * g
+    return st["users"] / (r_t + sum(spec.think_time_s) / 2)
+
+
 def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     dur = st["end_s"] - st["start_s"]
     if st["kind"] == "ramp":
@@ -242,8 +258,12 @@ def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[st
         frac = rng.random(n)
         users = np.maximum(np.round(u0 + (u1 - u0) * frac), 1).astype(np.int32)
     else:
-        n = int(usl_throughput(spec, st["users"]) * dur)
+        rate = _hold_rate(spec, st)
+        n = int(rate.sum()) if rate is not None else int(usl_throughput(spec, st["users"]) * dur)
         frac = rng.random(n)
+        if rate is not None:  # times follow the per-second rate (inverse CDF)
+            cdf = np.concatenate([[0.0], np.cumsum(rate)]) / rate.sum()
+            frac = np.interp(frac, cdf, np.linspace(0.0, 1.0, cdf.size))
         users = np.full(n, st["users"], dtype=np.int32)
     ts = START_US + ((st["start_s"] + frac * dur) * 1e6).astype(np.int64)
     weights = np.array([e[2] for e in ENDPOINTS])

