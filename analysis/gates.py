@@ -78,6 +78,17 @@ class GateResult:
     def exit_code(self) -> int:
         return self.verdict.exit_code
 
+    @property
+    def undecided(self) -> list[CriterionResult]:
+        """Criteria measured at the gate step that a longer hold could still decide
+        (``inconclusive``: interval straddles or still rising; ``insufficient data``:
+        too few or too dependent records).  Empty when the step decided everything."""
+        return [
+            c
+            for c in self.criteria
+            if c.status in (INCONCLUSIVE, INSUFFICIENT) and self.step is not None
+        ]
+
     def notes(self) -> list[str]:
         """Lines shown beside the verdict: why it is what it is, host CPU, what to change."""
         lines = [f"{self.verdict.value}: {self.verdict.meaning}"]

@@ -226,3 +226,14 @@ def test_a_run_still_going_is_analysed_up_to_its_data(tmp_path):
     early = analyze(run, until_us=START_US + int((hold["start_s"] + 10) * 1e6))
     assert {c.status for c in early.gate.criteria} <= {INSUFFICIENT, INCONCLUSIVE}
     assert early.gate.verdict not in (Verdict.PASS, Verdict.FAIL)
+
+
+def test_undecided_lists_what_a_longer_hold_could_decide(tmp_path):
+    spec = _spec(1, **OVERLOAD)
+    run = load_run(write_run(tmp_path / "und", spec))
+    from analysis.synthetic import START_US, stages
+
+    hold = stages(spec)[-1]
+    early = analyze(run, until_us=START_US + int((hold["start_s"] + 10) * 1e6)).gate
+    assert {c.name for c in early.undecided} == {"p95_ms", "error_rate"}
+    assert not [c for c in analyze(run).gate.undecided if c.name == "p95_ms"]
