@@ -99,6 +99,9 @@ MANIFEST_BREAKAGE = {
     "gate not an object": (lambda m: m["config"].update(gate=[1500]), "config.gate"),
     "think time wrong": (lambda m: m["config"].update(think_time_s="1-5"), "think_time_s"),
     "manifest not an object": (lambda m: (m.clear(), m.update(x=1)), "started_at"),
+    # not NO GATE, exit 0: a phase-1 run whose gate is unknown is a harness error
+    "config missing": (lambda m: m.pop("config"), "no config"),
+    "phase 1 gate missing": (lambda m: m["config"].pop("gate"), "no gate, but phase 1"),
 }
 
 
