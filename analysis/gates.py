@@ -180,7 +180,7 @@ def _lost_data(gate: GateResult, run: Run, ref: StepStats | None) -> None:
             f"{len(run.lost_events)} unreadable events file(s), none in the gate window"
         )
         return
-    window = fmt_window(ref.step.start_us - run.start_us, ref.step.end_us - run.start_us)
+    window = _window_text(ref.step.start_us - run.start_us, ref.step.end_us - run.start_us)
     stands = "the verdict stands" if gate.verdict != Verdict.INVALID else "see window_coverage"
     gate.reasons.append(
         f"lost data: {lost_text(lost, run.start_us)} (gate window {window}); their requests "
@@ -188,7 +188,7 @@ def _lost_data(gate: GateResult, run: Run, ref: StepStats | None) -> None:
     )
 
 
-def fmt_window(a_us: int, b_us: int) -> str:
+def _window_text(a_us: int, b_us: int) -> str:
     return f"{a_us / 1e6:.0f}–{b_us / 1e6:.0f} s"
 
 
@@ -353,8 +353,8 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
     omission: a request the generator sent late still waited from when it was due).
 
     Decided by its dependence-aware interval, or by its course through the window
-    (``analysis.sustain``): above the limit throughout or rising past it is FAIL, far
-    inside it throughout is PASS, rising toward it holds the criterion."""
+    (``analysis.sustain``): above the limit throughout and rising or far beyond it is
+    FAIL, far inside it throughout is PASS, rising toward it holds the criterion."""
     st = ctx.step
     if st is not None:
         open_model = ctx.run.model == "open"
