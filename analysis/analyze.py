@@ -54,8 +54,11 @@ class AnalysisResult:
         return self.gate.verdict
 
 
-def analyze(run: Run) -> AnalysisResult:
-    step_list = steps.build_steps(run)
+def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
+    """Every analysis of a run directory.  ``until_us``: the run is still going and its
+    data ends there (``steps.build_steps``); the gate's criterion statuses then say what
+    holding the gate step longer could decide (``inconclusive``, ``insufficient data``)."""
+    step_list = steps.build_steps(run, until_us)
     step_of = steps.assign_steps(run.events.ts_us, step_list)  # shared by both tables
     stats = steps.compute_step_stats(run, step_list, step_of)
     fit = saturation.fit_usl(stats, run.model)

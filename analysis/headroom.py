@@ -30,6 +30,7 @@ from analysis import usl as usl_mod
 from analysis.counters import counter_delta
 from analysis.runs import Run
 from analysis.steps import StepStats
+from runformat.schemas import is_generator_source
 
 CPU_PLANNING_LINE = 70.0  # percent of the cores available to the service
 MEMORY_PLANNING_LINE = 0.80  # fraction of the memory limit
@@ -329,7 +330,7 @@ def _resource_series(steps: list[StepStats], source: str, metric: str) -> list[f
 
 def is_generator(source: str) -> bool:
     """The load generator's own samples (never a constraint of the system under test)."""
-    return source == "generator" or source.startswith("process:locust")
+    return is_generator_source(source)  # one definition: runformat.schemas
 
 
 def _cpu_sources(steps: list[StepStats]) -> list[str]:

@@ -210,7 +210,7 @@ def render(r: AnalysisResult) -> str:
 <body><main>
 <h1>Blue Harvests — phase {r.phase} gate report</h1>
 <div class="meta">run {escape(r.run_id)} · profile {escape(str(r.profile))} · {r.model} model ·
-{escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at")))} ·
+{escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at") or "—"))} ·
 {r.n_records:,} requests · git {escape(str(r.manifest.get("git_sha", "")))}</div>
 <div class="verdict v-{escape(v)}"><div class="big">{escape(r.verdict)}</div>
 {"".join(f"<p>{escape(n)}</p>" for n in r.gate.notes())}

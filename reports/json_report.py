@@ -70,6 +70,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
             "step": r.gate.step,
             "reasons": r.gate.reasons,
             "advice": r.gate.advice,
+            "lost_files": r.gate.lost_files,
             "host_cpu_percent": _f(r.gate.host_cpu_percent),
             "criteria": [
                 {
@@ -95,6 +96,8 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "rate": _f(st.step.rate),
                 "start_us": st.step.start_us,
                 "end_us": st.step.end_us,
+                "truncated_s": _f(st.step.truncated_s),
+                "truncation": st.step.truncation,
                 "n": st.n,
                 "throughput_rps": _f(st.throughput_rps),
                 "throughput_ci": _f(fmt.hull(st.throughput_rps, st.throughput_ci)),
