@@ -71,6 +71,8 @@ class GateResult:
     advice: list[str] = field(default_factory=list)  # what to change
     host_cpu_percent: float | None = None  # whole host, at the gate step (or top step)
     load_unit: str = "users"
+    #: what binds, hardware or architecture (analysis.binding; set by analysis.analyze)
+    binds: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -85,6 +87,7 @@ class GateResult:
                 f"Whole-host CPU at the gate step: {self.host_cpu_percent:.0f}% "
                 "(stack and load generator on this machine)"
             )
+        lines += self.binds
         lines += [f"To change: {a}" for a in self.advice]
         return lines
 
