@@ -309,9 +309,7 @@ def _hardware_line(
         if req is None:
             return head + f" No measured CPU demand of {source}: cores needed not computed."
         out.requirement = req
-        ci = (
-            f" [{req.needed_ci[0]:.1f}–{req.needed_ci[1]:.1f}]" if req.needed_ci else ""
-        )
+        ci = f" [{req.needed_ci[0]:.1f}–{req.needed_ci[1]:.1f}]" if req.needed_ci else ""
         return (
             head + f" At the gate load ({gate_load:,.0f} {unit}) it needs ~{req.needed:.1f} "
             f"cores{ci} at the {req.planning_line:.0%} planning line (projected from measured "
@@ -341,9 +339,7 @@ def _architecture_line(run: Run, c: Constraint, out: Binding) -> str:
     out.fix = fix
     if fix is None:
         return head + " No later phase of the seed changes it."
-    return (
-        head + f" Only phase {fix.phase}'s architecture fixes it: {fix.what} ({fix.section})."
-    )
+    return head + f" Only phase {fix.phase}'s architecture fixes it: {fix.what} ({fix.section})."
 
 
 def _estimate(run: Run) -> dm.Demands | None:

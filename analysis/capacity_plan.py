@@ -394,9 +394,7 @@ def demand_at(
     if open_model:
         share = np.array([d.route_share.get(r, 0.0) for r in d.routes])
         zero = np.zeros_like(share)
-        users_load = UserLoad(
-            share, zero, np.tile(share, (DRAWS, 1)), np.tile(zero, (DRAWS, 1))
-        )
+        users_load = UserLoad(share, zero, np.tile(share, (DRAWS, 1)), np.tile(zero, (DRAWS, 1)))
     else:
         users_load = user_load(d, None, None, rng)
     return _project(res, model, users_load, load, None, util)
@@ -818,8 +816,8 @@ def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | No
     contradicted by the measurement.  A backtest error above 20 % marks it unreliable.
     """
     for g in measured:
-        if g.phase != m.phase:
-            continue
+        if g.phase != m.phase or g.verdict in ("PASS", "NO GATE"):
+            continue  # a measured pass on the run's hardware supports the projection
         more = [
             p
             for p in m.projections
@@ -836,9 +834,8 @@ def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | No
             m.caveats.append(
                 f"{said}; '{m.verdict}' assumes "
                 + ", ".join(
-                    f"{p.resource.label} {fmt_amount(p.required, 'cores')} "
-                    f"[{fmt_amount(p.required_ci[0], 'cores')}–"
-                    f"{fmt_amount(p.required_ci[1], 'cores')}] where the run had "
+                    f"{p.resource.label} {p.required:,.1f} "
+                    f"[{p.required_ci[0]:,.1f}–{p.required_ci[1]:,.1f}] where the run had "
                     f"{g.cores[p.resource.key]:g}"
                     for p in more
                 )
@@ -850,17 +847,20 @@ def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | No
                 f"{said}, although the projection needs no more cores than the run had: "
                 "what failed is not in these demands (see the run report's 'Binds' line)."
             )
-        elif g.verdict != "PASS":
+        else:
             m.caveats.append(f"{said}: the projection is not confirmed by a measurement.")
     if unreliable:
-        m.tags.append("unreliable: backtest error above 20 %")
+        m.tags.append(f"unreliable: backtest error above {RELIABLE_BACKTEST_ERROR:.0%}")
         m.caveats.append(unreliable)
+    m.tags = list(dict.fromkeys(m.tags))  # several runs of one phase: each tag once
 
 
 def reliability(backtests: list[Backtest]) -> str | None:
     """Why the projection is unreliable (the method's own backtest missed by more than
     20 %), else None."""
-    bad = [b for b in backtests if b.max_error is not None and b.max_error > RELIABLE_BACKTEST_ERROR]
+    bad = [
+        b for b in backtests if b.max_error is not None and b.max_error > RELIABLE_BACKTEST_ERROR
+    ]
     if not bad:
         return None
     worst = max(bad, key=lambda b: b.max_error)

@@ -402,7 +402,12 @@ def host_cpu_constraint(steps: list[StepStats], fit: usl_mod.USLFit) -> Constrai
     if not any(v is not None for v in values):
         return None
     c = utilization_crossing(
-        HOST_CPU, f"{CPU_PLANNING_LINE:.0f}% planning line", steps, values, CPU_PLANNING_LINE, fit,
+        HOST_CPU,
+        f"{CPU_PLANNING_LINE:.0f}% planning line",
+        steps,
+        values,
+        CPU_PLANNING_LINE,
+        fit,
         "%",
     )
     c.detail += "; whole host, load generator included: shown, never the binding constraint"
