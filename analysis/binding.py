@@ -303,7 +303,7 @@ def _hardware_line(
     if gate_load is None:
         return head + " No gate load configured: no size computed."
     if what == "CPU":
-        if demands is None:
+        if demands is None and _demand_key(source) is not None:
             demands = _estimate(run)
         req = cores_needed(run, steps, source, gate_load, demands)
         if req is None:
