@@ -186,6 +186,52 @@ def cores_needed(
     )
 
 
+#: CPU demands of the system under test's own processes, summed when they share the host.
+#: (The Stripe mock stands in for Stripe's servers: not ours to size.)
+SUT_CPU_DEMANDS = (
+    "service_cpu",
+    "postgres_cpu",
+    "replica_cpu",
+    "pgbouncer_cpu",
+    "redis_cpu",
+    "osrm_cpu",
+)
+
+
+def system_cores_needed(
+    run: Run, steps: list[StepStats], gate_load: float, demands: dm.Demands | None
+) -> Requirement | None:
+    """Cores the system under test's processes need together at ``gate_load``: the sum of
+    each one's busy / 70 % (:func:`cores_needed` per process), for a host they share.
+
+    The interval is the sum of the per-process interval ends (conservative: it ignores
+    that the processes' errors partly cancel).  None when no process demand was measured.
+    """
+    if demands is None:
+        return None
+    projs = [
+        (key, p)
+        for key in SUT_CPU_DEMANDS
+        if (p := cp.demand_at(demands, key, gate_load, open_model=run.model == "open")) is not None
+    ]
+    if not projs:
+        return None
+    had, where = available_cores(run, steps, None)
+    parts = ", ".join(f"{dm.RESOURCE_BY_KEY[k].label} {p.required:.1f}" for k, p in projs)
+    return Requirement(
+        "cores",
+        "system under test",
+        gate_load,
+        _unit(run),
+        sum(p.required for _, p in projs),
+        (sum(p.required_ci[0] for _, p in projs), sum(p.required_ci[1] for _, p in projs)),
+        had,
+        where,
+        cp.PLANNING_UTILISATION,
+        f"sum of the processes' measured demands at the gate load: {parts}",
+    )
+
+
 def memory_needed(
     run: Run, steps: list[StepStats], source: str, gate_load: float
 ) -> Requirement | None:
@@ -245,6 +291,9 @@ def assess(
     resource = top if top is not None and objective is None else None
     if resource is None and resources:
         resource = min(resources, key=lambda c: c.load)
+    host = next((c for c in headroom.constraints if c.name == HOST_CPU), None)
+    if resource is None and host is not None and host.load is not None:
+        resource = host  # no process reached its line, the machine as a whole did
     out = Binding(resource, kinds.get(resource.name) if resource else None, objective, kinds=kinds)
     unit = _unit(run)
     if top is None:
@@ -266,7 +315,9 @@ def assess(
         )
     if resource is None:
         return out
-    if out.kind == HARDWARE:
+    if resource is host:
+        out.lines.append(_host_line(run, steps, resource, gate_load, demands, out))
+    elif out.kind == HARDWARE:
         out.lines.append(_hardware_line(run, steps, resource, gate_load, demands, out))
     elif out.kind == ARCHITECTURE:
         out.lines.append(_architecture_line(run, resource, out))
@@ -324,6 +375,35 @@ def _hardware_line(
         head + f" At the gate load ({gate_load:,.0f} {unit}) it needs ~"
         f"{req.needed / 2**30:.1f} GiB at the {req.planning_line:.0%} line (projected, "
         f"{req.method}); this run had {had}."
+    )
+
+
+def _host_line(
+    run: Run,
+    steps: list[StepStats],
+    c: Constraint,
+    gate_load: float | None,
+    demands: dm.Demands | None,
+    out: Binding,
+) -> str:
+    """The whole host past its planning line while no single process reached its own."""
+    head = (
+        f"Binds: host CPU (hardware: the whole machine, load generator included, past the "
+        f"planning line; no single process reached its own), reached at "
+        f"{_where(c, _unit(run))}."
+    )
+    if gate_load is None:
+        return head + " No gate load configured: no size computed."
+    req = system_cores_needed(run, steps, gate_load, demands or _estimate(run))
+    if req is None:
+        return head + " No measured CPU demand per process: cores needed not computed."
+    out.requirement = req
+    return (
+        head + f" At the gate load ({gate_load:,.0f} {req.load_unit}) the system under test's "
+        f"processes need ~{req.needed:.1f} cores [{req.needed_ci[0]:.1f}–"
+        f"{req.needed_ci[1]:.1f}] together at the {req.planning_line:.0%} planning line "
+        f"(projected, {req.method}); this run had {req.had:g} ({req.had_from}), shared with "
+        "the load generator."
     )
 
 

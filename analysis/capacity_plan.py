@@ -182,6 +182,8 @@ class MeasuredGate:
     step: str | None  # the measured gate step, None when the gate load was not applied
     cores: dict[str, float]  # plan resource key (unit "cores") -> cores the run had for it
     cores_from: str
+    #: cores the processes shared (system under test's CPUs, else the host's)
+    shared_cores: float = math.inf
 
 
 class PlanError(ValueError):
@@ -784,7 +786,8 @@ def measured_gate(run: Run) -> MeasuredGate:
     stats = compute_step_stats(run, build_steps(run))
     fit = saturation.fit_usl(stats, run.model)
     gate = gates.evaluate(run, stats, fit, validity.run_checks(run, stats))
-    cores, where = {}, "host cores (manifest host.cpus)"
+    shared, where = available_cores(run, stats, None)
+    cores = {}
     for res in PLAN_RESOURCES:
         if res.unit != "cores":
             continue
@@ -794,7 +797,7 @@ def measured_gate(run: Run) -> MeasuredGate:
             for src, metric in dm.RESOURCE_BY_KEY[key].candidates
             if any(metric in st.resources.get(src, {}) for st in stats)
         ]
-        cores[res.key], where = available_cores(run, stats, sources[0] if sources else None)
+        cores[res.key], _ = available_cores(run, stats, sources[0] if sources else None)
     return MeasuredGate(
         run.run_id,
         run.phase,
@@ -804,6 +807,7 @@ def measured_gate(run: Run) -> MeasuredGate:
         gate.step,
         cores,
         where,
+        shared,
     )
 
 
@@ -818,11 +822,11 @@ def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | No
     for g in measured:
         if g.phase != m.phase or g.verdict in ("PASS", "NO GATE"):
             continue  # a measured pass on the run's hardware supports the projection
-        more = [
-            p
-            for p in m.projections
-            if p.resource.unit == "cores" and p.required > g.cores.get(p.resource.key, math.inf)
-        ]
+        rows = [p for p in m.projections if p.resource.unit == "cores"]
+        total = sum(p.required for p in rows)
+        more = total > g.shared_cores or any(
+            p.required > g.cores.get(p.resource.key, math.inf) for p in rows
+        )
         where = (
             f"measured at {g.gate_load:,.0f} {g.load_unit} in step {g.step}"
             if g.step
@@ -832,14 +836,15 @@ def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | No
         if more:
             m.tags.append("assumes more cores than measured")
             m.caveats.append(
-                f"{said}; '{m.verdict}' assumes "
+                f"{said}; '{m.verdict}' assumes {total:,.1f} cores for the system under "
+                "test's processes ("
                 + ", ".join(
                     f"{p.resource.label} {p.required:,.1f} "
-                    f"[{p.required_ci[0]:,.1f}–{p.required_ci[1]:,.1f}] where the run had "
-                    f"{g.cores[p.resource.key]:g}"
-                    for p in more
+                    f"[{p.required_ci[0]:,.1f}–{p.required_ci[1]:,.1f}]"
+                    for p in rows
                 )
-                + f" ({g.cores_from}): more cores than the measurement had."
+                + f") where the run had {g.shared_cores:g} ({g.cores_from}): more cores "
+                "than the measurement had."
             )
         elif g.verdict == "FAIL":
             m.tags.append("contradicted by the measured gate")

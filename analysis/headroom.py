@@ -338,9 +338,18 @@ def is_generator(source: str) -> bool:
     return source == "generator" or source.startswith("process:locust")
 
 
+#: ``loadgate run`` itself (samplers, probes, live view): measured, never the system under test.
+HARNESS_SOURCE = "process:harness"
+
+
+def is_system_under_test(source: str) -> bool:
+    """A source whose limits are the system's: not the generator, not the harness."""
+    return not is_generator(source) and source != HARNESS_SOURCE
+
+
 def _cpu_sources(steps: list[StepStats]) -> list[str]:
     found = {src for st in steps for src, m in st.resources.items() if "cpu_percent" in m}
-    return sorted(s for s in found if not is_generator(s))
+    return sorted(s for s in found if is_system_under_test(s))
 
 
 def sut_cores(manifest: dict) -> float | None:
@@ -460,7 +469,7 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
             s
             for st in steps
             for s, m in st.resources.items()
-            if "rss_bytes" in m and not is_generator(s)
+            if "rss_bytes" in m and is_system_under_test(s)
         }
     )
     for src in mem_sources:

@@ -457,6 +457,7 @@ def to_dict(plan: CapacityPlan) -> dict[str, Any]:
                 "step": g.step,
                 "cores": g.cores,
                 "cores_from": g.cores_from,
+                "shared_cores": _finite(g.shared_cores),
                 "basis": "measured",
             }
             for g in plan.measured_gates

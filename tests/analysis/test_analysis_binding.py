@@ -163,6 +163,35 @@ def test_sut_cpus_is_what_the_run_had_when_recorded(demand_run, stats):
     assert req.had == 3 and "sut_cpus" in req.had_from
 
 
+def test_host_cpu_names_the_hardware_when_no_process_reached_its_line(demand_run, stats):
+    """The machine past its planning line, no process past its own: the host is what binds
+    (hardware), sized as the sum of the system under test's process demands."""
+    demands = dm.estimate([demand_run])
+    slo = _row("latency SLO", 600.0)
+    host = _row(HOST_CPU, 50.0)
+    room = _headroom([slo, _row("CPU process:marketplace", None, "not reached"), host], slo)
+    b = bd.assess(demand_run, stats, room, 1500.0, demands)
+    assert b.constraint is host and b.kind == bd.HARDWARE and b.objective is slo
+    parts = [
+        bd.cores_needed(demand_run, stats, src, 1500.0, demands)
+        for src in ("process:marketplace", "process:postgres")
+    ]
+    assert b.requirement.needed == pytest.approx(sum(p.needed for p in parts))
+    assert b.requirement.had == 2
+    assert (
+        "Binds: host CPU (hardware" in b.lines[1] and "shared with the load generator" in b.lines[1]
+    )
+    assert f"~{b.requirement.needed:.1f} cores" in b.lines[1]
+
+
+def test_harness_process_is_not_a_constraint_of_the_system(demand_run, stats):
+    steps = [dataclasses.replace(st, resources=dict(st.resources)) for st in stats]
+    for st in steps:
+        st.resources["process:harness"] = {"cpu_percent": 190.0, "rss_bytes": 1e9}
+    room = compute_headroom(demand_run, steps, fit_usl(steps, demand_run.model))
+    assert not [c for c in room.constraints if "harness" in c.name]
+
+
 def test_no_demand_no_number(stats):
     cpu = _row("CPU redis", 50.0)
     b = bd.assess(_run(), stats, _headroom([cpu], cpu), 1500.0, demands=None)
@@ -181,6 +210,8 @@ def test_plan_ready_says_it_assumes_more_cores_when_the_measured_gate_failed(fai
     assert m1.headline == "ready (assumes more cores than measured)"
     (caveat,) = m1.caveats
     assert "FAIL" in caveat and "service cores" in caveat and "where the run had 2" in caveat
+    rows = [p for p in m1.projections if p.resource.unit == "cores"]
+    assert f"assumes {sum(p.required for p in rows):,.1f} cores" in caveat
     md = plan_report.render_markdown(plan)
     assert "M1 **ready (assumes more cores than measured)**" in md and caveat in md
     page = plan_report.render_html(plan, "no chart")
@@ -195,10 +226,17 @@ def test_failed_gate_with_enough_cores_contradicts_the_projection(failing_run):
     m1 = plan.milestones[0]
     m1.tags, m1.caveats = [], []
     many = dataclasses.replace(
-        plan.measured_gates[0], cores=dict.fromkeys(plan.measured_gates[0].cores, 64.0)
+        plan.measured_gates[0],
+        cores=dict.fromkeys(plan.measured_gates[0].cores, 64.0),
+        shared_cores=64.0,
     )
     cp.qualify(m1, [many], None)
     assert m1.tags == ["contradicted by the measured gate"]
+    # every process fits its own count, but together they need more than the shared host
+    shared = dataclasses.replace(many, shared_cores=1.0)
+    m1.tags, m1.caveats = [], []
+    cp.qualify(m1, [shared], None)
+    assert m1.tags == ["assumes more cores than measured"] and "had 1 (" in m1.caveats[0]
     passed = dataclasses.replace(many, verdict="PASS", cores={"service_cores": 1.0})
     m1.tags, m1.caveats = [], []
     cp.qualify(m1, [passed], None)
