@@ -854,9 +854,8 @@ def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | No
             )
         else:
             m.caveats.append(f"{said}: the projection is not confirmed by a measurement.")
-    if unreliable:
+    if unreliable:  # the sentence itself is the plan's (CapacityPlan.unreliable), said once
         m.tags.append(f"unreliable: backtest error above {RELIABLE_BACKTEST_ERROR:.0%}")
-        m.caveats.append(unreliable)
     m.tags = list(dict.fromkeys(m.tags))  # several runs of one phase: each tag once
 
 

@@ -72,4 +72,6 @@ def plan(
         console.print(
             f"backtest {b.run_id}: largest prediction error {worst} at {b.target_step}{flag}"
         )
+    if result.unreliable:
+        console.print(f"[bold]{escape(result.unreliable)}[/bold]", soft_wrap=True)
     console.print(f"plan: {paths.html}  {paths.md}  {paths.json}")

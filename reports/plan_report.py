@@ -379,6 +379,7 @@ def render_html(plan: CapacityPlan, chart: bytes | str) -> str:
 {escape(", ".join(sorted(set(plan.profiles))))} · planning utilisation {plan.utilisation:.0%}
 (seed §6.3 HPA target) · every milestone number is {_tag("projected")} from demands
 {_tag("measured")} on this machine</div>
+{f'<p class="warn">{escape(plan.unreliable)}</p>' if plan.unreliable else ""}
 {cards}
 <h2>Required capacity vs users</h2>{_img(chart)}
 {"".join(_html_table(t) for t in tables(plan))}
@@ -403,6 +404,7 @@ def render_markdown(plan: CapacityPlan) -> str:
         f"From run(s) `{', '.join(plan.run_ids)}`; every milestone number is *projected* from "
         f"demands *measured* on this machine; planning utilisation {plan.utilisation:.0%}.",
         "",
+        *([f"**{plan.unreliable}**", ""] if plan.unreliable else []),
         "| milestone | load | verdict (projected) | why | first to bind |",
         "|---|---|---|---|---|",
         *["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in verdict_rows(plan)],

@@ -9,6 +9,7 @@ cores" and "unreliable" on a synthetic run whose measured gate FAILS.
 from __future__ import annotations
 
 import dataclasses
+from html import escape
 from types import SimpleNamespace
 
 import pytest
@@ -258,6 +259,8 @@ def test_backtest_error_above_20_percent_marks_the_plan_unreliable(demand_run, m
     for m in plan.milestones:
         assert "unreliable: backtest error above 20%" in m.headline
     assert plan_report.to_dict(plan)["reliable"] is False
+    assert plan_report.render_markdown(plan).count(plan.unreliable) == 1
+    assert escape(plan.unreliable) in plan_report.render_html(plan, "no chart")
 
 
 # --------------------------------------------------------------------------- run reports
