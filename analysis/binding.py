@@ -182,7 +182,7 @@ def cores_needed(
         where,
         cp.PLANNING_UTILISATION,
         f"busy {proj.load:.2f} cores at the gate load (utilisation law on the measured "
-        f"demand per request) / {cp.PLANNING_UTILISATION:.0%}",
+        f"demand per request) / {cp.PLANNING_UTILISATION:.0%}{_slowed(demands)}",
     )
 
 
@@ -228,7 +228,7 @@ def system_cores_needed(
         had,
         where,
         cp.PLANNING_UTILISATION,
-        f"sum of the processes' measured demands at the gate load: {parts}",
+        f"sum of the processes' measured demands at the gate load: {parts}{_slowed(demands)}",
     )
 
 
@@ -259,6 +259,15 @@ def memory_needed(
         MEMORY_PLANNING_LINE,
         "RSS linear in load through the steps' means",
     )
+
+
+def _slowed(demands: dm.Demands) -> str:
+    """Said beside a size when the run slowed its users down (the plan's assumption 2):
+    the measured per-user rate understates what users offer, so the size is a lower bound."""
+    trend = demands.per_user_trend
+    if trend is None or trend >= -0.10:
+        return ""
+    return f"; a lower bound: the per-user request rate fell {-trend:.0%} across the steps"
 
 
 def _unit(run: Run) -> str:
@@ -364,7 +373,7 @@ def _hardware_line(
         return (
             head + f" At the gate load ({gate_load:,.0f} {unit}) it needs ~{req.needed:.1f} "
             f"cores{ci} at the {req.planning_line:.0%} planning line (projected from measured "
-            f"demands); this run had {req.had:g} ({req.had_from})."
+            f"demands{_slowed(demands)}); this run had {req.had:g} ({req.had_from})."
         )
     req = memory_needed(run, steps, source, gate_load)
     if req is None:

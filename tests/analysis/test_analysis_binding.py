@@ -152,6 +152,8 @@ def test_cores_needed_at_the_gate_load_from_measured_demands(demand_run, stats):
     line = b.lines[0]
     assert "hardware: more cores fix it" in line and f"~{req.needed:.1f} cores" in line
     assert "1,500 users" in line and "this run had 2" in line and "projected" in line
+    # the synthetic USL run slows its users down: the size is said to be a lower bound
+    assert demands.per_user_trend < -0.10 and "a lower bound" in line
 
 
 def test_sut_cpus_is_what_the_run_had_when_recorded(demand_run, stats):
