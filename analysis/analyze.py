@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import (
+    binding,
     degradation,
     gates,
     headroom,
@@ -47,6 +48,8 @@ class AnalysisResult:
     outcomes: list[outcomes.RouteOutcomes] = field(default_factory=list)
     #: services that stopped answering during the run (incidents.jsonl), drawn on charts
     incidents: list[dict[str, Any]] = field(default_factory=list)
+    #: what binds, classified hardware / architecture (issue 20 item 5)
+    binding: binding.Binding | None = None
 
     @property
     def verdict(self) -> str:
@@ -69,6 +72,10 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
     for c in checks:
         if c.ok is False:
             warns.append(f"validity: {c.name} at {c.step}: {c.detail}")
+    room = headroom.compute_headroom(run, stats, fit)
+    gate = gates.evaluate(run, stats, fit, checks)
+    binds = binding.assess(run, stats, room, gate.gate_load)
+    gate.binds = binds.lines
     return AnalysisResult(
         run_id=run.run_id,
         phase=run.phase,
@@ -81,8 +88,8 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
         checks=checks,
         knee=saturation.find_knee(stats),
         usl=fit,
-        headroom=headroom.compute_headroom(run, stats, fit),
-        gate=gates.evaluate(run, stats, fit, checks),
+        headroom=room,
+        gate=gate,
         timeseries=timeseries.build(run),
         resources=timeseries.resources(run),
         faults=run.faults,
@@ -90,4 +97,5 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
         routes=steps.route_table(run, step_list, step_of),
         outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
         incidents=degradation.incidents(run),
+        binding=binds,
     )

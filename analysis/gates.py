@@ -73,6 +73,8 @@ class GateResult:
     host_cpu_percent: float | None = None  # whole host, at the gate step (or top step)
     load_unit: str = "users"
     lost_files: int = 0  # events files that did not parse (named among ``reasons``)
+    #: what binds, hardware or architecture (analysis.binding; set by analysis.analyze)
+    binds: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -98,6 +100,7 @@ class GateResult:
                 f"Whole-host CPU at the gate step: {self.host_cpu_percent:.0f}% "
                 "(stack and load generator on this machine)"
             )
+        lines += self.binds
         lines += [f"To change: {a}" for a in self.advice]
         return lines
 

@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 #: only the instance types (§6.3, §7.2).
 T3_XLARGE_VCPU = 4
 C5_2XLARGE_VCPU = 8
+#: The seed's HPA target (§6.3, ``averageUtilization: 70``): the one planning line of CPU
+#: (headroom's CPU row, the capacity plan's required = busy / this, cores needed in the
+#: verdict's binding line).
+HPA_TARGET_UTILISATION = 0.70
 
 
 @dataclass(frozen=True)

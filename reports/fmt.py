@@ -131,3 +131,9 @@ def hull(point: float | None, ci: tuple[float, float] | None) -> tuple[float, fl
     if ci is None or point is None:
         return ci
     return (min(ci[0], point), max(ci[1], point))
+
+
+def constraint_kind(r, c) -> str:
+    """A headroom row's class (hardware / architecture / objective), "—" when unknown."""
+    binding = getattr(r, "binding", None)
+    return binding.kinds.get(c.name, "—") if binding is not None else "—"

@@ -176,13 +176,15 @@ def _headroom_table(r: AnalysisResult) -> str:
         ext = ' <span class="warn">above the measured load</span>' if c.extrapolated else ""
         basis = c.basis if c.basis in ("measured", "projected") else "none"
         rows.append(
-            f"<tr><td>{escape(c.name)}{b}</td><td>{escape(c.limit)}</td>"
+            f"<tr><td>{escape(c.name)}{b}</td><td>{escape(fmt.constraint_kind(r, c))}</td>"
+            f"<td>{escape(c.limit)}</td>"
             f"<td class=n>{where}{ext}</td><td>{_tag(basis)} "
             f"{'' if basis != 'none' else escape(c.basis)}</td>"
             f"<td class=meta>{escape(c.detail)}</td></tr>"
         )
     return (
-        "<table><tr><th>constraint</th><th>limit</th><th>reached at (users) [95% CI]</th>"
+        "<table><tr><th>constraint</th><th>kind</th><th>limit</th>"
+        "<th>reached at (users) [95% CI]</th>"
         "<th>basis</th><th>detail</th></tr>" + "".join(rows) + "</table>"
     )
 

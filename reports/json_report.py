@@ -46,6 +46,37 @@ def latency(lat: LatencyStats | None) -> dict | None:
     return out
 
 
+def _binds(b) -> dict[str, Any] | None:
+    """What binds, classified (analysis.binding); the sizing is projected, the crossing
+    keeps its headroom basis."""
+    if b is None:
+        return None
+    req = b.requirement
+    return {
+        "constraint": b.constraint.name if b.constraint else None,
+        "kind": b.kind,
+        "objective": b.objective.name if b.objective else None,
+        "lines": b.lines,
+        "requirement": None
+        if req is None
+        else {
+            "resource": req.resource,
+            "source": req.source,
+            "gate_load": _f(req.gate_load),
+            "load_unit": req.load_unit,
+            "needed": _f(req.needed),
+            "needed_ci": _f(req.needed_ci),
+            "had": _f(req.had),
+            "had_from": req.had_from,
+            "planning_line": _f(req.planning_line),
+            "basis": "projected",
+        },
+        "fix": None
+        if b.fix is None
+        else {"phase": b.fix.phase, "what": b.fix.what, "section": b.fix.section},
+    }
+
+
 def to_dict(r: AnalysisResult) -> dict[str, Any]:
     fit = r.usl
     return {
@@ -170,9 +201,11 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                     "lower_bound": _f(c.lower_bound),
                     "extrapolated": c.extrapolated,
                     "detail": c.detail,
+                    "kind": r.binding.kinds.get(c.name) if r.binding else None,
                 }
                 for c in r.headroom.constraints
             ],
+            "binds": _binds(r.binding),
         },
         "routes": None
         if r.routes is None

@@ -85,13 +85,16 @@ def render(r: AnalysisResult) -> str:
         "",
         "### Headroom",
         "",
-        "| constraint | limit | reached at (users) | basis |",
-        "|---|---|---|---|",
+        "| constraint | kind | limit | reached at (users) | basis |",
+        "|---|---|---|---|---|",
     ]
     for c in r.headroom.constraints:
         bind = " **(binding)**" if r.headroom.binding is c else ""
         ext = " (projected above the measured load)" if c.extrapolated else ""
-        lines.append(f"| {c.name}{bind} | {c.limit} | {fmt.reached_at(c)}{ext} | {c.basis} |")
+        lines.append(
+            f"| {c.name}{bind} | {fmt.constraint_kind(r, c)} | {c.limit} | "
+            f"{fmt.reached_at(c)}{ext} | {c.basis} |"
+        )
     if r.outcomes:
         lines += [
             "",
