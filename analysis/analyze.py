@@ -11,6 +11,7 @@ from analysis import (
     degradation,
     gates,
     headroom,
+    lost_writes,
     outcomes,
     saturation,
     steps,
@@ -66,6 +67,8 @@ def analyze(run: Run) -> AnalysisResult:
     for c in checks:
         if c.ok is False:
             warns.append(f"validity: {c.name} at {c.step}: {c.detail}")
+    gate = gates.evaluate(run, stats, fit, checks)
+    lost_writes.apply(gate, run.path)  # issue 21: lost acknowledged writes are a FAIL
     return AnalysisResult(
         run_id=run.run_id,
         phase=run.phase,
@@ -79,7 +82,7 @@ def analyze(run: Run) -> AnalysisResult:
         knee=saturation.find_knee(stats),
         usl=fit,
         headroom=headroom.compute_headroom(run, stats, fit),
-        gate=gates.evaluate(run, stats, fit, checks),
+        gate=gate,
         timeseries=timeseries.build(run),
         resources=timeseries.resources(run),
         faults=run.faults,

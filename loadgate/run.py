@@ -214,7 +214,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         result.status = "interrupted"
         raise
     finally:
-        _finish(result, cluster, samplers, stack, run_dir, progress, guards, bool(faults))
+        _finish(result, cluster, samplers, stack, run_dir, progress, guards, True)
     return result
 
 
@@ -421,8 +421,9 @@ def _finish(
 ) -> None:
     """Stop in reverse order and record how the run ended; never raises.
 
-    Faults still active are undone first; a fault run then waits for deferred
-    payments and verifies the data (``verify.json``) while the stack is still up.
+    Faults still active are undone first; the run then waits for deferred payments
+    and verifies the data and every acknowledged write (``verify.json``, issue 21)
+    while the stack is still up.
     """
     guards = guards or Guards()
     if cluster is not None:
@@ -439,7 +440,7 @@ def _finish(
                 stack.url("postgres"), stripe.url if stripe else None, run_dir, progress
             )
         except KeyboardInterrupt:  # a second Ctrl-C: skip the check, still tear down
-            progress("verify after faults skipped: interrupted")
+            progress("verify after the load skipped: interrupted")
     if guards.watcher is not None:
         guards.watcher.stop()
     if samplers is not None:
