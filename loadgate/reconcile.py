@@ -10,8 +10,11 @@ like a Jepsen checker: nothing acknowledged may be missing or doubled.
   still pending or finally ``payment_failed`` (phase 3's deferred payment, seed §5.5).
 - ``cart``: per consumer and product, the units acknowledged by adds are in an order of
   that consumer placed during the run, or still in the cart. A removal or a quantity
-  set acknowledged for the pair restarts the count from what it left (the adds and
-  orders after it); a line capped at the maximum quantity cannot be counted (skipped).
+  set acknowledged for the pair restarts the count from what it left: only adds sent
+  after its answer count, and only orders that can have read the cart after it (their
+  checkout answered later). Several users may share one consumer, so this is an
+  inequality (acknowledged <= ordered + in the cart), never a false alarm; a line
+  capped at the maximum quantity cannot be counted (skipped).
 - ``payout``: the payout exists once, for that recipient, with the acknowledged amount.
 - ``claim``: the batch is held by the driver that was told it won it.
 - ``stop``: the stop exists with its order; one acknowledged ``delivered`` stays so.
@@ -35,6 +38,9 @@ import pyarrow.parquet as pq
 PAID = ("paid", "completed", "delivered", "refunded")
 PENDING_OK = (*PAID, "payment_pending", "payment_failed")
 LOST_KINDS = ("order", "cart", "payout", "claim", "stop")
+UNANSWERED_SLACK_US = 60_000_000
+"""An order without a recorded answer may have read the cart up to the request timeout
+(60 s, ``runformat.schemas.REQUEST_TIMEOUT_S``) after its transaction started."""
 
 
 @dataclass
@@ -181,17 +187,25 @@ def check_cart(
     if not events:
         return
     consumers = sorted({c for c, _ in events})
-    start = dt.datetime.fromtimestamp(start_us / 1e6, dt.UTC)
+    start = dt.datetime.fromtimestamp((start_us - 120_000_000) / 1e6, dt.UTC)
     ordered_rows = conn.execute(
-        "SELECT o.consumer_id, oi.product_id, oi.quantity, o.created_at FROM order_items oi"
+        "SELECT o.id, o.consumer_id, oi.product_id, oi.quantity, o.created_at FROM order_items oi"
         " JOIN orders o ON o.id = oi.order_id"
         " WHERE o.consumer_id = ANY(%s) AND o.created_at >= %s",
         (consumers, start),
     ).fetchall()
+    answered = {
+        int(a["order_id"]): a["_end_us"] for a in by_kind["order"] if a.get("order_id") is not None
+    }
     ordered: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for r in ordered_rows:
-        at = int(r["created_at"].timestamp() * 1_000_000)
-        ordered[(r["consumer_id"], r["product_id"])].append((at, r["quantity"]))
+        # The latest the order can have read the cart: when its checkout was answered;
+        # an order whose answer was not recorded (an error, a timeout): its transaction's
+        # start + UNANSWERED_SLACK_US. Later is generous (it can only hide a loss).
+        read_by = answered.get(r["id"])
+        if read_by is None:
+            read_by = int(r["created_at"].timestamp() * 1_000_000) + UNANSWERED_SLACK_US
+        ordered[(r["consumer_id"], r["product_id"])].append((read_by, r["quantity"]))
     cart = {
         (r["consumer_id"], r["product_id"]): r["quantity"]
         for r in conn.execute(
@@ -212,7 +226,7 @@ def check_cart(
             out.skipped["cart_add"] += len(adds)
             continue
         acked = base + sum(int(a["quantity"]) for a in adds)
-        found = sum(q for at, q in ordered.get((consumer, product), []) if at >= since)
+        found = sum(q for read_by, q in ordered.get((consumer, product), []) if read_by > since)
         found += cart.get((consumer, product), 0)
         if acked > found:
             out.violations.append(
