@@ -27,6 +27,7 @@ import stripe
 from marketplace import metrics
 from marketplace.breakers import BreakerOpen
 from marketplace.errors import ApiError, bad_request
+from marketplace.limits import MAX_ORDER_TOTAL
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 from marketplace.stripe_client import to_cents
@@ -154,6 +155,11 @@ async def reserve(
         if subtotal < Decimal(str(market.get("minimum_order") or 0)):
             raise bad_request("below_minimum", "order is below the market's minimum")
         total = subtotal + fee
+        if total > MAX_ORDER_TOTAL:
+            raise bad_request(
+                "amount_too_large",
+                f"order total {total} exceeds {MAX_ORDER_TOTAL}, the most one payment may be",
+            )
         balance = await credit_balance(conn, consumer_id)
         credits = min(balance, total) if use_credits else ZERO
         due = total - credits
