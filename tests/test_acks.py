@@ -34,8 +34,10 @@ def test_checkout_keeps_order_id_amounts_and_status() -> None:
     body = {"order_id": 9, "total_amount": 31.9, "amount_due": 21.9, "credits_applied": 10.0,
             "status": "payment_pending", "payment_intent_id": None}  # fmt: skip
     ack = json.loads(ack_of("POST", "/checkout", 202, Response(body), "/checkout", 3))
-    assert ack == {"kind": "order", "user": 3, "order_id": 9, "total_amount": 31.9,
-                   "amount_due": 21.9, "status": "payment_pending", "payment_intent_id": None}  # fmt: skip
+    assert ack == {
+        "kind": "order", "user": 3, "order_id": 9, "total_amount": 31.9, "amount_due": 21.9,
+        "status": "payment_pending", "payment_intent_id": None,
+    }  # fmt: skip
 
 
 def test_cart_remove_has_no_body_and_takes_the_product_from_the_url() -> None:
