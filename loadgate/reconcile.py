@@ -18,6 +18,11 @@ like a Jepsen checker: nothing acknowledged may be missing or doubled.
 - ``payout``: the payout exists once, for that recipient, with the acknowledged amount.
 - ``claim``: the batch is held by the driver that was told it won it.
 - ``stop``: the stop exists with its order; one acknowledged ``delivered`` stays so.
+- ``stock``: every product's stock is its stock at the load's start (``baseline/``)
+  minus the units of the run's orders that hold stock (all but ``payment_failed``,
+  whose stock was given back). A product a farmer restocked during the run (an
+  absolute value, racing the orders) is skipped, and so is the whole check when a
+  restock's outcome is unknown (no answer, or a 5xx).
 
 Each violation is one line ``lost-<kind> key=id ...: problem`` (the format of
 :mod:`marketplace.invariants`, so ``loadgate verify`` shows both alike).
@@ -37,7 +42,11 @@ import pyarrow.parquet as pq
 
 PAID = ("paid", "completed", "delivered", "refunded")
 PENDING_OK = (*PAID, "payment_pending", "payment_failed")
-LOST_KINDS = ("order", "cart", "payout", "claim", "stop")
+LOST_KINDS = ("order", "cart", "payout", "claim", "stop", "stock")
+STOCK_BASELINE = "baseline/products.parquet"
+"""Each product's stock when the load started (written by ``loadgate run`` after the
+fixtures load): the "fixtures" of fixtures - ordered + restocked."""
+FARMER_PATCH = ("PATCH", "/farmer/products/[id]")
 UNANSWERED_SLACK_US = 60_000_000
 """An order without a recorded answer may have read the cart up to the request timeout
 (60 s, ``runformat.schemas.REQUEST_TIMEOUT_S``) after its transaction started."""
@@ -67,6 +76,37 @@ class Reconciliation:
             "counts": self.counts(),
             "violations": self.violations,
         }
+
+
+def unknown_restocks(run_dir: Path) -> int:
+    """Farmer product changes whose outcome the client never learned (status 0 or 5xx)."""
+    n = 0
+    for path in sorted((Path(run_dir) / "events").glob("*.parquet")):
+        try:
+            table = pq.read_table(path, columns=["method", "name", "status"])
+        except (OSError, ValueError):
+            continue
+        for method, name, status in zip(*table.to_pydict().values(), strict=True):
+            if (method, name) == FARMER_PATCH and (status == 0 or status >= 500):
+                n += 1
+    return n
+
+
+def snapshot_stock(conn: Any, run_dir: Path) -> int:
+    """Write every product's stock now (before the load) to ``baseline/``; rows written."""
+    import pyarrow as pa
+
+    rows = conn.execute("SELECT id, stock_quantity FROM products ORDER BY id").fetchall()
+    table = pa.table(
+        {
+            "product_id": pa.array([r["id"] for r in rows], pa.int64()),
+            "stock_quantity": pa.array([r["stock_quantity"] for r in rows], pa.int64()),
+        }
+    )
+    path = Path(run_dir) / STOCK_BASELINE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return table.num_rows
 
 
 def read_acks(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -121,7 +161,48 @@ def reconcile(conn: Any, run_dir: Path, intents: list[dict[str, Any]] | None) ->
     check_payouts(conn, by_kind["payout"], result)
     check_claims(conn, by_kind["claim"], result)
     check_stops(conn, by_kind["stop"], result)
+    if present:
+        check_stock(conn, run_dir, by_kind["product"], result)
     return result
+
+
+def check_stock(
+    conn: Any, run_dir: Path, restocks: list[dict[str, Any]], out: Reconciliation
+) -> None:
+    path = Path(run_dir) / STOCK_BASELINE
+    if not path.is_file():
+        out.skipped["stock"] += 1  # a run without a baseline (older, or --target)
+        return
+    if unknown_restocks(run_dir):
+        out.skipped["stock"] += 1
+        return
+    baseline = pq.read_table(path).to_pydict()
+    start = dict(zip(baseline["product_id"], baseline["stock_quantity"], strict=True))
+    restocked = {int(a["product_id"]) for a in restocks if a.get("product_id") is not None}
+    since = dt.datetime.fromtimestamp((load_start_us(run_dir) - 120_000_000) / 1e6, dt.UTC)
+    ordered = {
+        r["product_id"]: int(r["n"])
+        for r in conn.execute(
+            "SELECT oi.product_id, sum(oi.quantity) AS n FROM order_items oi"
+            " JOIN orders o ON o.id = oi.order_id"
+            " WHERE o.created_at >= %s AND o.status <> 'payment_failed' GROUP BY oi.product_id",
+            (since,),
+        ).fetchall()
+    }
+    now = {
+        r["id"]: r["stock_quantity"]
+        for r in conn.execute("SELECT id, stock_quantity FROM products").fetchall()
+    }
+    out.skipped["stock"] += len(restocked)
+    for product, first in sorted(start.items()):
+        if product in restocked:
+            continue
+        expected = first - ordered.get(product, 0)
+        if now.get(product) != expected:
+            out.violations.append(
+                f"lost-stock product={product}: stock {now.get(product)} != {first} at the"
+                f" start - {ordered.get(product, 0)} ordered = {expected}"
+            )
 
 
 def _succeeded(intents: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:

@@ -176,6 +176,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
             result.ready_after_s = stack.ready_after_s
             guards.streamer = _stream_logs(stack, run_dir)
             credentials = _load_fixtures(options, phase, stack, run_dir, progress)
+            _snapshot_stock(stack, run_dir)
             host = stack.url("marketplace")
         assert credentials is not None
         cluster = LocustCluster(
@@ -320,6 +321,17 @@ def _load_fixtures(
         },
     )
     return credentials
+
+
+def _snapshot_stock(stack: Stack, run_dir: Path) -> None:
+    """Every product's stock before the load: ``verify --run``'s stock baseline."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from loadgate.reconcile import snapshot_stock
+
+    with psycopg.connect(stack.url("postgres"), row_factory=dict_row, connect_timeout=10) as c:
+        snapshot_stock(c, run_dir)
 
 
 def _fixture_progress(event: object, progress: Progress) -> None:

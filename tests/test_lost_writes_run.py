@@ -86,6 +86,10 @@ def test_fixed_code_loses_nothing(fixed_run: tuple[Path, int]) -> None:
     verify = json.loads((out / "verify.json").read_text())
     assert verify["lost_writes"] == 0, verify["acknowledged"]["violations"][:10]
     assert verify["acknowledged"]["acknowledged"]["cart_add"] > 0
+    # stock = start - ordered, checked against the baseline taken before the load
+    assert (out / "baseline" / "products.parquet").is_file()
+    assert verify["acknowledged"]["counts"]["lost-stock"] == 0
+    assert "stock" not in verify["acknowledged"]["skipped"]  # no farmers: all checked
     report = json.loads((out / "report" / "report.json").read_text())
     assert "lost acknowledged writes" not in json.dumps(report)
 
