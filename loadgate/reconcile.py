@@ -193,7 +193,8 @@ def check_stock(
         r["id"]: r["stock_quantity"]
         for r in conn.execute("SELECT id, stock_quantity FROM products").fetchall()
     }
-    out.skipped["stock"] += len(restocked)
+    if restocked:
+        out.skipped["stock"] += len(restocked)
     for product, first in sorted(start.items()):
         if product in restocked:
             continue
