@@ -36,6 +36,7 @@ from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_work
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
 from loadgate.queue_drain import wait_for_queue
 from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
+from marketplace.profiles import ProfileOverrideError, overrides_from_env
 from scenarios.plan import LoadPlan
 from stack.config import StackConfig, StripeRealism
 from stack.control import ServiceControl
@@ -145,6 +146,10 @@ class Guards:
 def execute(options: RunOptions, console: Console, progress: Progress) -> RunResult:
     phase = prepare(options)
     faults = plan_faults(options, phase)
+    try:
+        overrides = overrides_from_env()
+    except ProfileOverrideError as exc:
+        raise ConfigError(str(exc)) from None
     run_dir = rundir.create(options.out or rundir.default_run_dir(options.phase))
     plan_path = run_dir / "plan.json"
     plan_path.write_text(json.dumps(phase.model_dump(), indent=2))
@@ -162,6 +167,8 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         workers=options.workers,
         faults_planned=[dataclasses.asdict(f) for f in faults],
     )
+    if overrides:  # e.g. the test-only racy_cart_delete: a run says it was not the profile
+        rundir.write_manifest(run_dir, profile_overrides=overrides)
     progress(f"run directory {run_dir}")
     result = RunResult(run_dir=run_dir, status="failed")
     stack: Stack | None = None
