@@ -12,6 +12,7 @@ from analysis import (
     degradation,
     gates,
     headroom,
+    lost_writes,
     outcomes,
     saturation,
     steps,
@@ -74,6 +75,7 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
             warns.append(f"validity: {c.name} at {c.step}: {c.detail}")
     room = headroom.compute_headroom(run, stats, fit)
     gate = gates.evaluate(run, stats, fit, checks)
+    lost_writes.apply(gate, run.path)  # lost acknowledged writes are a FAIL
     binds = binding.assess(run, stats, room, gate.gate_load)
     gate.binds = binds.lines
     return AnalysisResult(

@@ -342,6 +342,7 @@ def _write_events(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> 
                     "outcome": outcome.take(pa.array(rec["outcome"][m])),
                     "worker": pa.array([f"w{w}"] * int(m.sum())),
                     "users": rec["users"][m],
+                    "ack": pa.nulls(int(m.sum()), pa.string()),
                 },
                 schema=EVENT_SCHEMA,
             )

@@ -23,8 +23,13 @@ EVENT_SCHEMA = pa.schema(
         ("outcome", pa.string()),  # business outcome code, "" when none (OUTCOMES)
         ("worker", pa.string()),
         ("users", pa.int32()),
+        # JSON of the ids an acknowledged write returned (scenarios/acks.py), else null.
+        # Absent in run directories written before issue 21: readers treat it as null.
+        ("ack", pa.string()),
     ]
 )
+#: Event columns that may be missing from older run directories (read as null).
+OPTIONAL_EVENT_COLUMNS: tuple[str, ...] = ("ack",)
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
 
 SAMPLE_SCHEMA = pa.schema(
