@@ -18,6 +18,7 @@ when it ends, so a killed run still says what it was.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
@@ -107,3 +108,17 @@ def write_manifest(path: Path, **fields: Any) -> dict[str, Any]:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
+
+
+RECORD_CHANNEL_FILE = "locust/records.json"
+"""Written by the Locust master: per-worker accounting of records shipped over its
+channel (``scenarios.record_channel``)."""
+
+
+def record_channel_accounting(run_dir: Path) -> dict[str, Any]:
+    """``{"record_channel": ...}`` for the manifest when workers shipped records, else {}."""
+    try:
+        return {"record_channel": json.loads((run_dir / RECORD_CHANNEL_FILE).read_text())}
+    except (FileNotFoundError, ValueError):
+        return {}
+
