@@ -121,4 +121,3 @@ def record_channel_accounting(run_dir: Path) -> dict[str, Any]:
         return {"record_channel": json.loads((run_dir / RECORD_CHANNEL_FILE).read_text())}
     except (FileNotFoundError, ValueError):
         return {}
-

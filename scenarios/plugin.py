@@ -44,8 +44,8 @@ from loadgate.rundir import TEST_START_FILE
 from scenarios.capture import RawCapture
 from scenarios.generator_probe import GeneratorProbe
 from scenarios.inputs import config_defaults, plan_of
-from scenarios.record_channel import RecordCollector, RecordShipper, default_workdir
 from scenarios.personas import PERSONA_USERS, PersonaUser
+from scenarios.record_channel import RecordCollector, RecordShipper, default_workdir
 
 USERS_MESSAGE = "loadgate_users"
 _state: dict[str, Any] = {"total_users": 0, "capture": None, "probe": None}

@@ -130,7 +130,10 @@ class RecordShipper:
     def localise(self, options: Any) -> None:
         """Point the master's paths (set on every spawn) at this worker's copies."""
         options.loadgate_run_dir = str(self.workdir)
-        for key, name in (("loadgate_plan", "plan.json"), ("loadgate_credentials", "credentials.csv")):
+        for key, name in (
+            ("loadgate_plan", "plan.json"),
+            ("loadgate_credentials", "credentials.csv"),
+        ):
             if getattr(options, key, "") and (self.workdir / name).exists():
                 setattr(options, key, str(self.workdir / name))
 

@@ -33,9 +33,7 @@ def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool =
     return loader.construct_mapping(node, deep)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
 def _load(path: Path) -> list[dict]:
@@ -123,7 +121,7 @@ def test_workers_are_one_core_guaranteed_and_use_the_kustomized_image(kustomizat
     image_names = {i["name"] for i in kustomization["images"]}
     for key in (("Deployment", "loadgate-worker"), ("Job", "loadgate-master")):
         assert _container(resources[key])["image"] in image_names
-    assert "ENTRYPOINT [\"loadgate\"]" in (K8S / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["loadgate"]' in (K8S / "Dockerfile").read_text()
 
 
 def test_duplicate_keys_are_refused(tmp_path):
