@@ -31,6 +31,7 @@ import numpy as np
 
 from analysis import demands as dm
 from analysis import seed_plan
+from analysis.generator_sizing import GeneratorSizing, size_generators
 from analysis.runs import Run
 from analysis.steps import build_steps, compute_step_stats
 
@@ -152,6 +153,7 @@ class CapacityPlan:
     stripe_limit: seed_plan.SeedCapacity
     profile_pool: float | None
     warnings: list[str] = field(default_factory=list)
+    generator: list[GeneratorSizing] = field(default_factory=list)
 
 
 class PlanError(ValueError):
@@ -776,4 +778,5 @@ def plan(
         stripe_limit=stripe,
         profile_pool=profile_pool(runs),
         warnings=warnings,
+        generator=size_generators(runs, milestones),
     )

@@ -62,6 +62,8 @@ def plan(
             + escape(m.verdict_text),
             soft_wrap=True,
         )
+    for g in result.generator:
+        console.print(f"{g.milestone}: {g.cores:,} load-generator worker cores ({g.demand.basis})")
     for b in result.backtests:
         worst = "n/a" if b.max_error is None else f"{b.max_error:.1%}"
         console.print(f"backtest {b.run_id}: largest prediction error {worst} at {b.target_step}")
