@@ -3,7 +3,8 @@
 The remote-worker test checks the transport of records, not the marketplace: what
 matters is an independent count of the requests that reached a service, to compare
 with the records in the run directory. Every request gets ``200 {}``; ``GET
-/__count`` answers the count (and is not counted). Standard library only.
+/__count`` answers the counts, in total and per client address (and is not counted).
+Standard library only.
 
     python counting_server.py HOST PORT
 """
@@ -15,7 +16,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_count = {"n": 0}
+_count: dict = {"n": 0, "by_client": {}}
 _lock = threading.Lock()
 
 
@@ -27,10 +28,14 @@ class Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         if self.path == "/__count":
-            body = json.dumps({"requests": _count["n"]}).encode()
+            with _lock:
+                body = json.dumps({"requests": _count["n"], "by_client": _count["by_client"]})
+            body = body.encode()
         else:
+            client = self.client_address[0]
             with _lock:
                 _count["n"] += 1
+                _count["by_client"][client] = _count["by_client"].get(client, 0) + 1
             body = b"{}"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
