@@ -75,6 +75,14 @@ from locust import events
 def _bench_probe(environment, **_):
     """Time, process CPU seconds, requests, users and RSS, sampled at the same instant."""
     path = os.environ["BENCH_PROBE"]
+    # A distributed worker clears its stats after each report to the master: count there.
+    counted = [0]
+    if type(environment.runner).__name__ == "WorkerRunner":
+        def count(**_):
+            counted[0] += 1
+
+        environment.events.request.add_listener(count)
+        environment.bench_counted = counted
 
     def loop():
         proc = psutil.Process()
@@ -83,7 +91,7 @@ def _bench_probe(environment, **_):
                 cpu = proc.cpu_times()
                 runner = environment.runner
                 users = runner.user_count if runner else 0
-                requests = environment.stats.total.num_requests
+                requests = counted[0] or environment.stats.total.num_requests
                 cpu_s = cpu.user + cpu.system
                 rss = proc.memory_info().rss
                 out.write(f"{{time.time():.6f}},{{cpu_s:.6f}},{{requests}},{{users}},{{rss}}\\n")
@@ -96,8 +104,9 @@ def _bench_probe(environment, **_):
 @events.quitting.add_listener
 def _bench_final(environment, **_):
     """Locust's final _stats.csv lags up to one CSV interval: record the true final count."""
+    counted = getattr(environment, "bench_counted", [0])[0]
     with open(os.environ["BENCH_PROBE"], "a") as out:
-        out.write(f"final,{{environment.stats.total.num_requests}},"
+        out.write(f"final,{{counted or environment.stats.total.num_requests}},"
                   f"{{environment.stats.total.num_failures}}\\n")
 '''
 PLAIN_USER = """

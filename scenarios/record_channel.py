@@ -99,20 +99,22 @@ class RecordShipper:
         for part, start in enumerate(parts):
             piece = table.slice(start, MAX_BATCH_ROWS)
             self.seq += 1
-            self.pending[self.seq] = (stream, piece.num_rows)
-            self.sent[stream] = self.sent.get(stream, 0) + piece.num_rows
             suffix = f"-{part}" if len(parts) > 1 else ""
-            self.runner.send_message(
-                RECORDS,
-                {
-                    "worker": self.worker,
-                    "stream": stream,
-                    "name": f"{name}{suffix}",
-                    "seq": self.seq,
-                    "rows": piece.num_rows,
-                    "ipc": to_ipc(piece),
-                },
-            )
+            message = {
+                "worker": self.worker,
+                "stream": stream,
+                "name": f"{name}{suffix}",
+                "seq": self.seq,
+                "rows": piece.num_rows,
+                "ipc": to_ipc(piece),
+            }
+            self.pending[self.seq] = (stream, piece.num_rows)  # before: the ack may be quick
+            try:
+                self.runner.send_message(RECORDS, message)
+            except Exception:  # noqa: BLE001 - a broken channel loses this batch, counted
+                self.pending.pop(self.seq, None)  # captured, never sent: counted as lost
+                continue
+            self.sent[stream] = self.sent.get(stream, 0) + piece.num_rows
 
     def on_ack(self, environment: Any = None, msg: Any = None, **_: Any) -> None:
         stream, rows = self.pending.pop(int(msg.data["seq"]), ("", 0))
