@@ -204,6 +204,9 @@ def test_remote_workers_deliver_every_record_and_account_a_killed_ones_loss(host
     # What b lost was really sent to the service and is missing from the run directory.
     assert written_b + lost_b <= served[WORKER["b"]]
 
+    print(f"\nserved per client {served}; records per worker {per_worker}")
+    print(f"record_channel: {json.dumps(manifest['record_channel']['events'])}; killed b: "
+          f"{json.dumps(killed_b['streams']['events'])}")  # fmt: skip
     # Still analysable: the report names the loss with its count.
     report = json.loads((run_dir / "report" / "report.json").read_text())
     (delivery,) = [c for c in report["validity"] if c["check"] == "record_delivery"]
