@@ -478,8 +478,8 @@ def measure_distributed(
         for proc in procs.values():
             stop_process(proc)
     lines = read_probe(probes["worker"])
-    users_in = next((line.t for line in lines if line.users >= args.users), None)
-    span = window(lines, users_in + args.warmup, lines[-1].t) if users_in else None
+    full = [line.t for line in lines if line.users >= args.users]  # spawned, not yet stopped
+    span = window(lines, full[0] + args.warmup, full[-1]) if full else None
     if span is None:
         raise RuntimeError(f"{mode}: too few probe samples, see {workdir}")
     rps, cpu = rates(*span)
