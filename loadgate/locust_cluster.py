@@ -68,8 +68,6 @@ class LocustCluster:
     """Fixed master port (remote workers must know it); default: a free one."""
     remote_workers: int = 0
     """Workers started elsewhere (``loadgate worker``) the master waits for too."""
-    ship_records: bool = False
-    """Local workers send their records over the channel too (measures its overhead)."""
     master: subprocess.Popen[bytes] | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     web_port: int | None = None
@@ -133,7 +131,6 @@ class LocustCluster:
                         str(port),
                         "--loglevel",
                         "WARNING",
-                        *(["--loadgate-ship-records"] if self.ship_records else []),
                     ],
                     f"worker-{index}",
                 )
