@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 
 from runformat.manifest import update_manifest
+from runformat.schemas import RECORD_CHANNEL_FILE
 
 TEST_START_FILE = "locust/test_start.json"
 """Written by the Locust master when the load shape starts (its t = 0)."""
@@ -108,11 +109,6 @@ def write_manifest(path: Path, **fields: Any) -> dict[str, Any]:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
-
-
-RECORD_CHANNEL_FILE = "locust/records.json"
-"""Written by the Locust master: per-worker accounting of records shipped over its
-channel (``scenarios.record_channel``)."""
 
 
 def record_channel_accounting(run_dir: Path) -> dict[str, Any]:

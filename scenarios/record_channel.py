@@ -42,7 +42,7 @@ import gevent
 import pyarrow as pa
 
 from loadgate.records import set_sink, write_batch
-from loadgate.rundir import RECORD_CHANNEL_FILE as ACCOUNTING_FILE
+from runformat.schemas import RECORD_CHANNEL_FILE as ACCOUNTING_FILE
 
 HELLO = "loadgate_hello"
 FILES = "loadgate_files"
