@@ -254,10 +254,18 @@ class RecordCollector:
         self._account(msg).final = True
 
     def wait_for_finals(self, timeout_s: float = FINAL_WAIT_S) -> None:
-        """At the test's end: give every live shipping worker time for its last batch."""
+        """At the test's end: give every stopping shipping worker time for its last batch.
+
+        ``loadgate run`` ends the load with its shape: the master tells the workers to
+        stop, and each sends its last batch and final tally before it reports stopped
+        (a stopped worker leaves the master's client list: nothing to wait for). Workers
+        still running (a run-time limit or Ctrl-C quits without a stop) or missing send
+        nothing more here, so they are not waited for.
+        """
         deadline = time.monotonic() + timeout_s
+        busy = ("running", "spawning", "missing")
         while time.monotonic() < deadline:
-            live = {c.id for c in self.runner.clients.values() if c.state != "missing"}
+            live = {c.id for c in self.runner.clients.values() if c.state not in busy}
             waiting = [a for a in self.workers.values() if not a.final and a.client_id in live]
             if not waiting:
                 return
