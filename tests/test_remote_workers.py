@@ -182,7 +182,12 @@ def test_remote_workers_deliver_every_record_and_account_a_killed_ones_loss(host
     for _ in range(20):
         _wait(lambda: _mid_run(run_dir, names["b"]), "worker b's records", 120, [run, b])
         b.send_signal(signal.SIGSTOP)
-        time.sleep(3)  # > one accounting write (2 s): in-flight batches are in
+        # The master's next accounting write (every 2 s; in-flight batches are in by
+        # then), well before it would miss b's heartbeats (3 s).
+        accounting = run_dir / "locust" / "records.json"
+        before = accounting.stat().st_mtime_ns
+        _wait(lambda t=before, f=accounting: f.stat().st_mtime_ns != t, "an accounting write",
+              10, [run])  # fmt: skip
         if _lost(run_dir, names["b"]) > 0:
             os.killpg(b.pid, signal.SIGKILL)
             killed = True
