@@ -171,3 +171,31 @@ def test_ipc_round_trip_is_compressed():
     payload = rc.to_ipc(table)
     assert rc.from_ipc(payload).equals(table)
     assert len(payload) < table.nbytes / 4
+
+
+def test_the_master_waits_only_for_stopping_workers(wired, monkeypatch):
+    """A stopping worker's last batch is waited for; a running or missing one's is not."""
+    channel, collector, shipper, _ = wired
+    naps: list[float] = []
+    monkeypatch.setattr(rc.gevent, "sleep", naps.append)
+    for state, waits in (("running", False), ("missing", False), ("stopping", True)):
+        channel.master.clients = {"w1": SimpleNamespace(id="w1", state=state)}
+        naps.clear()
+        collector.wait_for_finals(timeout_s=0.05)
+        assert bool(naps) == waits, state
+    shipper.tally(final=True)  # the final tally ends the wait at once
+    naps.clear()
+    collector.wait_for_finals(timeout_s=5)
+    assert naps == []
+
+
+def test_loadgate_worker_ships_records_without_a_run_dir(monkeypatch, tmp_path):
+    from loadgate import run_cli
+
+    calls = []
+    monkeypatch.setattr(run_cli.os, "execv", lambda exe, args: calls.append(args))
+    run_cli.worker(master="10.0.0.1", master_port=5557, run_dir=None)
+    run_cli.worker(master="10.0.0.1", master_port=5557, run_dir=tmp_path)
+    assert "--loadgate-ship-records" in calls[0] and "--loadgate-run-dir" not in calls[0]
+    assert "--loadgate-ship-records" not in calls[1]
+    assert calls[1][calls[1].index("--loadgate-run-dir") + 1] == str(tmp_path)
