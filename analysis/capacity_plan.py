@@ -31,6 +31,7 @@ import numpy as np
 
 from analysis import demands as dm
 from analysis import gates, saturation, seed_plan, validity
+from analysis.generator_sizing import GeneratorSizing, size_generators
 from analysis.headroom import available_cores
 from analysis.runs import Run
 from analysis.steps import build_steps, compute_step_stats
@@ -168,6 +169,9 @@ class CapacityPlan:
     measured_gates: list[MeasuredGate] = field(default_factory=list)
     #: why the projection is unreliable (backtest error > 20 %); None when it held
     unreliable: str | None = None
+
+    #: load-generator worker cores per milestone (analysis.generator_sizing)
+    generator: list[GeneratorSizing] = field(default_factory=list)
 
 
 @dataclass
@@ -940,4 +944,5 @@ def plan(
         warnings=warnings,
         measured_gates=measured,
         unreliable=unreliable,
+        generator=size_generators(runs, milestones),
     )

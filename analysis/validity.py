@@ -14,9 +14,13 @@ Deciding checks (bounds from the manifest's ``config.validity``, ``runformat.gat
 - offered vs achieved arrivals (open model): a run that could not send what it intended
   understates load;
 - window coverage: the steady window must hold data over at least 90 % of its length
-  (a stall, a crashed worker or a killed run leaves holes that bias every statistic).
+  (a stall, a crashed worker or a killed run leaves holes that bias every statistic);
+  records a remote worker captured but never delivered over the record channel
+  (``manifest.record_channel``, ``scenarios.record_channel``) count against it when
+  the worker was last heard of inside the window.
 
-Shown, not deciding: coordinated omission (a stalling *service* moves P99 too, which
+Shown, not deciding: record delivery (per shipping worker: sent, acknowledged,
+written and lost records), coordinated omission (a stalling *service* moves P99 too, which
 is a finding, not a distortion) and whole-host CPU (a box running the stack and the
 generator together says so beside the verdict).
 """
@@ -62,6 +66,8 @@ ADVICE = {
     "window_coverage": "data is missing from the gate step's window (a stall, a crashed "
     "worker or a killed run): rerun, and check locust/*.log",
     "run_completed": "the run did not finish its load plan: rerun it to completion",
+    "record_delivery": "a remote worker's records did not all reach the master (a killed "
+    "worker or a lost connection): see locust/records.json and the worker's log",
     "host_cpu": "the stack and the generator share this host: run the generator with "
     "--target against a stack on separate hardware",
 }
@@ -349,6 +355,11 @@ def window_coverage(run: Run, st: StepStats) -> Check:
     why = ""
     if lost:
         why = f"; {lost_text(lost, run.start_us)}, counted as holes"
+    # Records a remote worker captured but never delivered (killed mid-run) are missing too.
+    undelivered = channel_lost_in_window(run, st.step.start_us, st.step.end_us)
+    if undelivered:
+        covered *= inside.size / (inside.size + undelivered)
+        why += f"; less {undelivered:,} records lost by workers that stopped in it"
     return Check(
         "window_coverage",
         st.step.name,
@@ -357,6 +368,51 @@ def window_coverage(run: Run, st: StepStats) -> Check:
         need,
         f"{covered:.0%} of the {dur:.0f} s steady window holds requests "
         f"({bins} bins of {bin_s:.1f} s; need {need:.0%}){why}",
+    )
+
+
+def _channel_workers(run: Run) -> dict[str, dict]:
+    return (run.manifest.get("record_channel") or {}).get("workers") or {}
+
+
+def channel_lost_in_window(run: Run, start_us: int, end_us: int) -> int:
+    """Request records shipping workers lost while last heard of in [start, end).
+
+    A worker loses its records at the end of its life (the unacknowledged batch of a
+    killed worker), so its loss is placed at the time the master last heard from it.
+    """
+    lost = 0
+    for account in _channel_workers(run).values():
+        seen = int(account.get("last_seen_us") or 0)
+        if start_us <= seen < end_us:
+            lost += int(account.get("streams", {}).get("events", {}).get("lost", 0))
+    return lost
+
+
+def record_delivery(run: Run) -> Check | None:
+    """Per shipping worker: request records sent, acknowledged, written and lost."""
+    workers = _channel_workers(run)
+    if not workers:
+        return None
+    parts, lost_total, total = [], 0, 0
+    for name, account in workers.items():
+        ev = account.get("streams", {}).get("events", {})
+        lost_total += int(ev.get("lost", 0))
+        total += int(ev.get("captured", 0))
+        parts.append(
+            f"{name}: sent {ev.get('sent', 0):,}, acked {ev.get('acked', 0):,}, "
+            f"written {ev.get('written', 0):,}, lost {ev.get('lost', 0):,}"
+            + ("" if account.get("finished") else " (stopped before the end)")
+        )
+    return Check(
+        "record_delivery",
+        None,
+        lost_total == 0,
+        float(lost_total),
+        0.0,
+        f"{lost_total:,} of {total:,} request records lost over the record channel; "
+        + "; ".join(parts),
+        decides=False,
     )
 
 
@@ -394,6 +450,9 @@ STEP_CHECKS = (
 
 def run_checks(run: Run, steps: list[StepStats]) -> list[Check]:
     checks = [run_completed(run)]
+    delivery = record_delivery(run)
+    if delivery is not None:
+        checks.append(delivery)
     for st in steps:
         checks.extend(f(run, st) for f in STEP_CHECKS)
     return checks

@@ -13,7 +13,13 @@ endpoint (``benchmarks/trivial_server.py``, pinned to its own core):
    to ``events/*.parquet``, whose row count is checked against Locust's own
    count), and (c) ``wrk -t1``; the goal is capture costing at most 15 % of
    plain Locust's throughput;
-2. the largest closed-model user count of the buyer persona
+2. with ``--channel``: the same capture-on user as one Locust worker under a master
+   (``loadgate run``'s shape), its records written to local files
+   (``--loadgate-run-dir``) or sent to the master over Locust's message channel
+   (``--loadgate-ship-records``, ``scenarios.record_channel``), back to back per
+   repeat; the worker's requests/s per core in each mode, their ratio, and the
+   master's CPU (it writes the channel's batches);
+3. the largest closed-model user count of the buyer persona
    (``scenarios.personas.BuyerUser``, think time from ``config/phases.toml``)
    that one worker process sustains with its CPU at or below 80 %, capture
    on as in ``loadgate run``. User counts double until a step passes the
@@ -69,6 +75,14 @@ from locust import events
 def _bench_probe(environment, **_):
     """Time, process CPU seconds, requests, users and RSS, sampled at the same instant."""
     path = os.environ["BENCH_PROBE"]
+    # A distributed worker clears its stats after each report to the master: count there.
+    counted = [0]
+    if type(environment.runner).__name__ == "WorkerRunner":
+        def count(**_):
+            counted[0] += 1
+
+        environment.events.request.add_listener(count)
+        environment.bench_counted = counted
 
     def loop():
         proc = psutil.Process()
@@ -77,7 +91,7 @@ def _bench_probe(environment, **_):
                 cpu = proc.cpu_times()
                 runner = environment.runner
                 users = runner.user_count if runner else 0
-                requests = environment.stats.total.num_requests
+                requests = counted[0] or environment.stats.total.num_requests
                 cpu_s = cpu.user + cpu.system
                 rss = proc.memory_info().rss
                 out.write(f"{{time.time():.6f}},{{cpu_s:.6f}},{{requests}},{{users}},{{rss}}\\n")
@@ -90,8 +104,9 @@ def _bench_probe(environment, **_):
 @events.quitting.add_listener
 def _bench_final(environment, **_):
     """Locust's final _stats.csv lags up to one CSV interval: record the true final count."""
+    counted = getattr(environment, "bench_counted", [0])[0]
     with open(os.environ["BENCH_PROBE"], "a") as out:
-        out.write(f"final,{{environment.stats.total.num_requests}},"
+        out.write(f"final,{{counted or environment.stats.total.num_requests}},"
                   f"{{environment.stats.total.num_failures}}\\n")
 '''
 PLAIN_USER = """
@@ -422,6 +437,87 @@ def measure_wrk(
     )
 
 
+def measure_distributed(
+    mode: str, args: argparse.Namespace, host: str, workdir: Path, cores: Cores, server: CpuSampler
+) -> tuple[Measurement, float]:
+    """One master + one worker (pinned to the generator core), records by ``mode``.
+
+    Returns the worker's measurement and the master's CPU (cores) over the same window.
+    The master sits on the server's core: in channel mode it decodes and writes batches.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_dir, port = workdir / "run", free_port()
+    locustfile = workdir / "capture_locustfile.py"
+    locustfile.write_text(LOCUSTFILES["capture"])
+    base = [sys.executable, "-m", "locust", "-f", str(locustfile), "--loglevel", "WARNING"]
+    master_cmd = [*base, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                  str(port), "--expect-workers", "1", "--headless", "--only-summary", "-u",
+                  str(args.users), "-r", str(args.users), "-t", f"{args.duration}s", "--host",
+                  host, "--loadgate-run-dir", str(run_dir)]  # fmt: skip
+    worker_cmd = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    worker_cmd += (
+        ["--loadgate-ship-records"] if mode == "channel" else ["--loadgate-run-dir", str(run_dir)]
+    )
+    probes = {"master": workdir / "master_probe.csv", "worker": workdir / "probe.csv"}
+    procs: dict[str, subprocess.Popen] = {}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOADGATE_WORKER_DIR": str(workdir / "w")}
+    for role, cmd, cpu in (("master", master_cmd, cores.server),
+                           ("worker", worker_cmd, cores.generator)):  # fmt: skip
+        with (workdir / f"{role}.log").open("w") as log:
+            procs[role] = subprocess.Popen(
+                cmd, cwd=REPO, env={**env, "BENCH_PROBE": str(probes[role])},
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=pinned(cpu), start_new_session=True,
+            )  # fmt: skip
+    try:
+        procs["master"].wait(timeout=args.duration + 90)
+        procs["worker"].wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print(f"  {mode} run overran; stopping it", flush=True)
+    finally:
+        for proc in procs.values():
+            stop_process(proc)
+    lines = read_probe(probes["worker"])
+    full = [line.t for line in lines if line.users >= args.users]  # spawned, not yet stopped
+    span = window(lines, full[0] + args.warmup, full[-1]) if full else None
+    if span is None:
+        raise RuntimeError(f"{mode}: too few probe samples, see {workdir}")
+    rps, cpu = rates(*span)
+    master = [ln for ln in read_probe(probes["master"]) if span[0].t <= ln.t <= span[1].t]
+    master_cpu = rates(master[0], master[-1])[1] if len(master) > 1 else float("nan")
+    total = next(
+        int(raw.split(",")[1])
+        for raw in reversed(probes["worker"].read_text().splitlines())
+        if raw.startswith("final,")
+    )
+    written = events_written(run_dir)
+    print(f"  {mode} check: {written:,} events in the run directory, worker counted {total:,}")
+    if written != total:
+        raise RuntimeError(f"{mode}: records lost or duplicated ({written} != {total})")
+    name = f"worker, records to {'the master (channel)' if mode == 'channel' else 'local files'}"
+    return Measurement(name, rps, cpu, server.utilisation(span[0].t, span[1].t), total), master_cpu
+
+
+def channel_vs_files(
+    args: argparse.Namespace, host: str, tmp: Path, cores: Cores, server: CpuSampler
+) -> tuple[list[Measurement], list[float], dict[str, float]]:
+    """Files then channel, back to back per repeat; per-core ratios channel / files."""
+    results: dict[str, list[Measurement]] = {"files": [], "channel": []}
+    master_cpu: dict[str, list[float]] = {"files": [], "channel": []}
+    for rep in range(args.repeat):
+        for mode in ("files", "channel"):
+            m, mcpu = measure_distributed(mode, args, host, tmp / f"dist-{mode}-{rep}", cores,
+                                          server)  # fmt: skip
+            results[mode].append(m)
+            master_cpu[mode].append(mcpu)
+            print(f"  {mode:8s} #{rep + 1}: {m.rps:9,.0f} req/s at {m.cpu:.2f} worker cores, "
+                  f"master {mcpu:.2f} cores", flush=True)  # fmt: skip
+    pairs = zip(results["files"], results["channel"], strict=True)
+    ratios = [channel.per_core / files.per_core for files, channel in pairs]
+    medians = {mode: statistics.median(v) for mode, v in master_cpu.items()}
+    return [median_of(runs) for runs in results.values()], ratios, medians
+
+
 def median_of(runs: list[Measurement]) -> Measurement:
     """The run with the median per-core throughput (a real run, not a blend; upper if even)."""
     ordered = sorted(runs, key=lambda m: m.per_core)
@@ -593,6 +689,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--budget-min", type=float, default=25.0, help="Overall time bound.")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-users", action="store_true")
+    parser.add_argument(
+        "--channel", action="store_true", help="Also: records over the channel vs local files."
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the temp directory.")
     return parser.parse_args()
 
@@ -613,6 +712,10 @@ def main() -> None:
         results: list[Measurement] = []
         ratios: list[float] = []
         steps: list[Step] = []
+        channel: tuple[list[Measurement], list[float], dict[str, float]] | None = None
+        if args.channel:
+            print(f"\nmaster + 1 worker, capture on, {args.duration} s per run: files vs channel")
+            channel = channel_vs_files(args, host, tmp, cores, sampler)
         if not args.skip_throughput:
             print(f"\nthroughput, {args.duration} s per run, {args.users} users/connections:")
             results, ratios = throughput(args, host, tmp, cores, sampler)
@@ -629,6 +732,16 @@ def main() -> None:
         print(f"\nmedian of {args.repeat} runs per generator, {args.duration} s each\n")
         print(throughput_table(results))
         print(f"\n{capture_verdict(ratios)}")
+    if channel is not None:
+        measured, ratios, master = channel
+        print(f"\nrecords over the channel vs local files, median of {args.repeat} runs\n")
+        print(throughput_table(measured))
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"\nchannel / files per worker core = {statistics.median(ratios):.2f} (back-to-back "
+            f"pairs: {each}); master CPU {master['files']:.0%} with files, "
+            f"{master['channel']:.0%} with the channel"
+        )
     if steps:
         print()
         print(steps_table(steps, buyer_think_time()))

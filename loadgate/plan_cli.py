@@ -65,6 +65,8 @@ def plan(
         )
         for caveat in m.caveats:
             console.print(f"  {escape(caveat)}", soft_wrap=True)
+    for g in result.generator:
+        console.print(f"{g.milestone}: {g.cores:,} load-generator worker cores ({g.demand.basis})")
     for b in result.backtests:
         worst = "n/a" if b.max_error is None else f"{b.max_error:.1%}"
         bad = b.max_error is not None and b.max_error > RELIABLE_BACKTEST_ERROR

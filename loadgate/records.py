@@ -7,6 +7,12 @@ temp name and renamed into place. A process killed with SIGKILL therefore
 loses at most the last interval and never leaves a file analysis cannot
 read. Readers glob ``<stream>/*.parquet``. The schemas live in
 :mod:`runformat.schemas` (the one definition readers and writers share).
+
+A Locust worker on another machine has no run directory to write into: there a
+process-wide *sink* (:func:`set_sink`, installed by ``scenarios.record_channel``)
+receives each flushed batch as an Arrow table instead of a file, and ships it to
+the master, which writes it under the same name. Whatever columns the table
+has travel with it: the sink never needs the schema.
 """
 
 from __future__ import annotations
@@ -22,11 +28,40 @@ import pyarrow.parquet as pq
 
 from runformat.schemas import ARRIVAL_SCHEMA, EVENT_SCHEMA, SAMPLE_SCHEMA
 
-__all__ = ["ARRIVAL_SCHEMA", "EVENT_SCHEMA", "SAMPLE_SCHEMA", "ParquetBatches", "now_us"]
+__all__ = [
+    "ARRIVAL_SCHEMA",
+    "EVENT_SCHEMA",
+    "SAMPLE_SCHEMA",
+    "BatchSink",
+    "ParquetBatches",
+    "now_us",
+    "set_sink",
+    "write_batch",
+]
+
+BatchSink = Callable[[str, str, pa.Table], None]
+"""``sink(stream, name, table)``: ``stream`` is the run directory's sub-directory
+(``events``, ``samples``, ``arrivals``), ``name`` the file name without suffix."""
+_sink: dict[str, BatchSink | None] = {"sink": None}
+
+
+def set_sink(sink: BatchSink | None) -> None:
+    """Send every batch of this process to ``sink`` instead of a local file (or back)."""
+    _sink["sink"] = sink
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def write_batch(directory: Path, name: str, table: pa.Table) -> Path:
+    """Write ``table`` as ``<directory>/<name>.parquet`` atomically (temp name, rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{name}.parquet"
+    partial = directory / f".{final.name}.partial"
+    pq.write_table(table, partial, compression="zstd")
+    partial.replace(final)
+    return final
 
 
 class ParquetBatches:
@@ -34,7 +69,8 @@ class ParquetBatches:
 
     def __init__(self, directory: Path, prefix: str, schema: pa.Schema, flush_s: float = 2.0):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if _sink["sink"] is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.schema = schema
         self.flush_s = flush_s
@@ -42,6 +78,7 @@ class ParquetBatches:
         self._lock = threading.Lock()
         self._seq = 0
         self.rows_written = 0
+        self.rows_appended = 0
         self._stop = threading.Event()
         self._task: Any = None
 
@@ -49,6 +86,7 @@ class ParquetBatches:
         with self._lock:
             for column, value in zip(self._columns, row, strict=True):
                 column.append(value)
+            self.rows_appended += 1
 
     def flush(self) -> int:
         """Write what is buffered as one complete file; returns the row count."""
@@ -62,10 +100,11 @@ class ParquetBatches:
             [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)],
             schema=self.schema,
         )
-        final = self.dir / f"{self.prefix}-{seq:06d}.parquet"
-        partial = self.dir / f".{final.name}.partial"
-        pq.write_table(table, partial, compression="zstd")
-        partial.replace(final)
+        name, sink = f"{self.prefix}-{seq:06d}", _sink["sink"]
+        if sink is not None:
+            sink(self.dir.name, name, table)
+        else:
+            write_batch(self.dir, name, table)
         self.rows_written += table.num_rows
         return table.num_rows
 

@@ -480,6 +480,7 @@ def _finish(
         status=result.status,
         status_detail=result.detail,
         requests=result.requests,
+        **rundir.record_channel_accounting(run_dir),
     )
 
 

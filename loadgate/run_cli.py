@@ -161,10 +161,17 @@ def worker(
     master: Annotated[str, typer.Option(help="Host of the run's Locust master.")],
     master_port: Annotated[int, typer.Option(help="The master's port.")] = 5557,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Record raw requests here (this machine's share).")
+        Path | None,
+        typer.Option(
+            help="Shared file system only: write raw records into this path (the master's "
+            "run directory). Default: send them to the master over Locust's channel."
+        ),
     ] = None,
 ) -> None:
-    """Join a run from another machine as a Locust worker (plain ``locust --worker``)."""
+    """Join a run from another machine as a Locust worker (plain ``locust --worker``).
+
+    Without ``--run-dir`` the worker needs no shared disk: its records, and the
+    master's plan and credentials, travel over Locust's own message channel."""
     args = [
         *locust_command(),
         "-f",
@@ -177,4 +184,6 @@ def worker(
     ]
     if run_dir is not None:
         args += ["--loadgate-run-dir", str(run_dir)]
+    else:
+        args += ["--loadgate-ship-records"]
     os.execv(sys.executable, args)

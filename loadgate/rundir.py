@@ -18,6 +18,7 @@ when it ends, so a killed run still says what it was.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
@@ -29,6 +30,7 @@ from typing import Any
 import psutil
 
 from runformat.manifest import update_manifest
+from runformat.schemas import RECORD_CHANNEL_FILE
 
 TEST_START_FILE = "locust/test_start.json"
 """Written by the Locust master when the load shape starts (its t = 0)."""
@@ -107,3 +109,11 @@ def write_manifest(path: Path, **fields: Any) -> dict[str, Any]:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
+
+
+def record_channel_accounting(run_dir: Path) -> dict[str, Any]:
+    """``{"record_channel": ...}`` for the manifest when workers shipped records, else {}."""
+    try:
+        return {"record_channel": json.loads((run_dir / RECORD_CHANNEL_FILE).read_text())}
+    except (FileNotFoundError, ValueError):
+        return {}

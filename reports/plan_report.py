@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis import generator_sizing
 from analysis.capacity_plan import CapacityPlan, Projection, fmt_amount
 from reports import plan_charts
 from reports.html import CSS
@@ -131,6 +132,15 @@ def tables(plan: CapacityPlan) -> list[Table]:
                 _pool_note(plan),
             )
         )
+    out.append(
+        Table(
+            "Load generator: Locust worker cores per milestone",
+            "projected",
+            generator_sizing.HEADER,
+            generator_sizing.rows(plan.generator),
+            generator_sizing.NOTE,
+        )
+    )
     out.append(
         Table(
             "Throughput per route at each milestone (req/s)",
@@ -581,6 +591,7 @@ def to_dict(plan: CapacityPlan) -> dict[str, Any]:
             }
             for run_id, f in plan.seed_formula
         ],
+        "generator": generator_sizing.as_json(plan.generator),
         "findings": plan.findings,
         "assumptions": plan.assumptions,
         "warnings": plan.warnings,

@@ -103,3 +103,7 @@ DB_CONNECTION_ERRORS = "db_connection_errors"
 #: before the end of the last hold is drained for at least this long, so it is recorded.
 REQUEST_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = REQUEST_TIMEOUT_S
+
+RECORD_CHANNEL_FILE = "locust/records.json"
+"""Per-worker accounting of records shipped over Locust's channel: written by the master
+(``scenarios.record_channel``), copied into the manifest's ``record_channel``."""

@@ -11,7 +11,10 @@ plain ``locust -f locustfile.py``) gets:
 - the generator probe (``scenarios.generator_probe``): each worker's event-loop
   lag and CPU into ``DIR/samples``, so analysis can tell a distorted generator;
 - ``--loadgate-credentials FILE``: the identities written by the fixture loader
-  (default: the loader's default path).
+  (default: the loader's default path);
+- ``--loadgate-ship-records`` (a worker on another machine): every record batch goes
+  to the master over Locust's message channel instead of a local file, and the
+  master writes it into its run directory (``scenarios.record_channel``).
 
 The plugin hands the plan to the persona classes (weights, think times) at init;
 without a plan (a plain ``locust -f locustfile.py``) they follow the config's
@@ -42,6 +45,7 @@ from scenarios.capture import RawCapture
 from scenarios.generator_probe import GeneratorProbe
 from scenarios.inputs import config_defaults, plan_of
 from scenarios.personas import PERSONA_USERS, PersonaUser
+from scenarios.record_channel import RecordCollector, RecordShipper, default_workdir
 
 USERS_MESSAGE = "loadgate_users"
 _state: dict[str, Any] = {"total_users": 0, "capture": None, "probe": None}
@@ -64,6 +68,12 @@ def add_options(parser: Any) -> None:
         help="Open model: number of arrival drivers sharing the rate.",
     )
     group.add_argument("--loadgate-seed", type=int, default=DEFAULT_SEED)
+    group.add_argument(
+        "--loadgate-ship-records",
+        action="store_true",
+        default=False,
+        help="Worker: send raw records to the master instead of writing --loadgate-run-dir.",
+    )
 
 
 def apply_plan(environment: Environment) -> None:
@@ -92,11 +102,15 @@ def on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(USERS_MESSAGE, _on_users_message)
     if isinstance(runner, MasterRunner):
         gevent.spawn(_broadcast_users, environment)
+    run_dir = getattr(options, "loadgate_run_dir", "") if options else ""
+    if isinstance(runner, WorkerRunner) and getattr(options, "loadgate_ship_records", False):
+        run_dir = _ship_records(environment, run_dir)
+    if isinstance(runner, MasterRunner) and run_dir:
+        _collect_records(environment, Path(run_dir))
     if isinstance(runner, WorkerRunner):
         # A remote worker learns the master's options (the plan path, the seed)
         # only with the test start: apply the plan again then.
         environment.events.test_start.add_listener(lambda **_: apply_plan(environment))
-    run_dir = getattr(options, "loadgate_run_dir", "") if options else ""
     if run_dir and not isinstance(runner, WorkerRunner):
         environment.events.test_start.add_listener(lambda **_: _write_test_start(Path(run_dir)))
     if run_dir and not isinstance(runner, MasterRunner):
@@ -108,6 +122,60 @@ def on_init(environment: Environment, **_: Any) -> None:
         probe = GeneratorProbe(Path(run_dir), worker_id)
         probe.start()
         _state["probe"] = probe
+        shipper = _state.get("shipper")
+        if shipper is not None:
+            shipper.captured = lambda: {
+                "events": capture.batches.rows_appended,
+                "samples": probe.batches.rows_appended,
+            }
+            environment.events.test_stop.add_listener(lambda **_: _final_batches(shipper))
+
+
+def _ship_records(environment: Environment, run_dir: str) -> str:
+    """Install the channel sink; returns this worker's private working directory."""
+    worker_id = f"{os.uname().nodename}-{os.getpid()}"
+    shipper = RecordShipper(
+        environment.runner, worker_id, Path(run_dir) if run_dir else default_workdir()
+    )
+    shipper.install()
+    _state["shipper"] = shipper
+    # Before apply_plan's listener: the master's paths become this worker's copies.
+    environment.events.test_start.add_listener(
+        lambda **_: shipper.localise(environment.parsed_options)
+    )
+    return str(shipper.workdir)
+
+
+def _final_batches(shipper: RecordShipper) -> None:
+    """Test stopped on this worker: flush every recorder now and say how much was sent."""
+    for key in ("capture", "probe"):
+        recorder = _state.get(key)
+        if recorder is not None:
+            recorder.batches.flush()
+    shipper.tally(final=True)
+
+
+def _collect_records(environment: Environment, run_dir: Path) -> None:
+    """Master: write the shipping workers' batches, account, and wait for the last ones."""
+    options = environment.parsed_options
+    collector = RecordCollector(environment.runner, run_dir)
+    collector.install(
+        getattr(options, "loadgate_plan", ""), getattr(options, "loadgate_credentials", "")
+    )
+    _state["collector"] = collector
+
+    def at_stop(**_: Any) -> None:
+        collector.wait_for_finals()
+        collector.write_accounting()
+
+    def keep_writing() -> None:
+        while True:
+            gevent.sleep(2.0)
+            if collector.workers:
+                collector.write_accounting()
+
+    environment.events.test_stop.add_listener(at_stop)
+    gevent.spawn(keep_writing)
 
 
 def _write_test_start(run_dir: Path) -> None:
@@ -132,8 +200,11 @@ def _broadcast_users(environment: Environment) -> None:
 
 @events.quitting.add_listener
 def on_quitting(environment: Environment, **_: Any) -> None:
-    for key in ("capture", "probe"):
+    for key in ("capture", "probe", "shipper"):
         recorder = _state.get(key)
         if recorder is not None:
             recorder.close()
             _state[key] = None
+    collector = _state.get("collector")
+    if collector is not None and collector.workers:
+        collector.write_accounting()

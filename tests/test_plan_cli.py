@@ -57,6 +57,10 @@ def test_plan_writes_page_markdown_and_json(planned):
         assert {r["resource"] for r in m["resources"]} >= {"service_cores", "stripe_rps"}
     assert doc["demands"]["basis"] == "measured" and doc["backtests"][0]["max_abs_error"] < 0.1
     assert doc["seed_calculate_capacity"][0]["max_users"] == 100
+    generator = {g["milestone"]: g for g in doc["generator"]}
+    assert list(generator) == ["M1", "M2", "M3", "M4"]
+    assert 1 <= generator["M1"]["worker_cores"] <= generator["M4"]["worker_cores"]
+    assert "M4: " in result.stdout and "load-generator worker cores" in result.stdout
     md = (out / "plan.md").read_text()
     assert md.splitlines()[0].startswith("## loadgate capacity plan — M1 **")
     assert "calculateCapacity" in md and "§7.1" in md and "Where it breaks" in md
