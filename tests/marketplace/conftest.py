@@ -30,7 +30,7 @@ from marketplace.migrate import migrate
 from marketplace.profiles import get_profile
 from stack.ownership import spawn_owned
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
