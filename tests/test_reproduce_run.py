@@ -18,7 +18,6 @@ from loadgate.reproduce.verdict import Verdict
 from tests.cli_helpers import run_cli
 
 
-
 def reproduce(name: str, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp(name) / "out"
     result = run_cli(

@@ -81,7 +81,8 @@ class TierGuard:
         bad = violations(tiers_of(item), starts)
         if bad:
             pytest.fail(
-                f"{item.nodeid} lacks its tier marker(s): " + "; ".join(bad)
+                f"{item.nodeid} lacks its tier marker(s): "
+                + "; ".join(bad)
                 + ". Mark it (tests/tiers.py says what each tier means): the markers"
                 " decide what `bash scripts/test.sh` runs by default.",
                 pytrace=False,
