@@ -126,6 +126,7 @@ def test_the_service_gets_the_stacks_secret(tmp_path: Path) -> None:
     assert SERVICES["marketplace"].env(ctx)["LOADGATE_AUTH_SECRET"] == config.auth_secret
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("secret", [None, "short"])
 def test_the_service_refuses_to_start_without_a_usable_secret(secret: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOADGATE_AUTH_SECRET"}
