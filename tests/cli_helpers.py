@@ -61,22 +61,3 @@ def fast_config(directory: Path) -> Path:
     path = directory / "phases.toml"
     path.write_text(text)
     return path
-
-
-def fast_operations_config(directory: Path, gate_users: int | None = None) -> Path:
-    """:func:`fast_config` with the operator's jobs (batches, payouts) every 6 s, and the
-    phase-2 gate at ``gate_users`` when given (so a short run applies it)."""
-    text = DEFAULT_CONFIG.read_text()
-    changes = [
-        ("think_time_s = [1.0, 5.0]", "think_time_s = [0.2, 0.6]"),
-        ("batch_interval_s = 60", "batch_interval_s = 6"),
-        ("payout_interval_s = 60", "payout_interval_s = 6"),
-    ]
-    if gate_users is not None:
-        changes.append(("gate_users = 15000", f"gate_users = {gate_users}"))
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = directory / "phases-ops.toml"
-    path.write_text(text)
-    return path

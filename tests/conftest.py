@@ -16,7 +16,7 @@ import pytest
 
 from stack.config import StackConfig
 from stack.stack import Stack
-from tests.cli_helpers import fast_config, fast_operations_config, run_cli
+from tests.cli_helpers import fast_config, run_cli
 from tests.support import PROVIDERS, STRIPE_UNDER_TEST, require_provider
 
 # Test tiers as markers, enforced (services / containers / load / smoke).
@@ -65,34 +65,3 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     )
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
     return SmokeRun(out, result, summary, outputs, root)
-
-
-@dataclass(frozen=True)
-class Phase2Run:
-    """A real phase-2 run read by more than one ``load`` test (they only read it)."""
-
-    out: Path
-    result: subprocess.CompletedProcess[str]
-    plan_config: Path
-    root: Path
-
-
-@pytest.fixture(scope="session")
-def phase2_run(tmp_path_factory: pytest.TempPathFactory) -> Phase2Run:
-    """One real phase-2 run serving two tests that each made their own before: the capacity
-    plan's Stripe projection (tests/test_plan_cli.py: 24 users, 90 s, enough checkouts
-    for the plan's interval) and job completion (tests/test_traffic_run.py: the operator's
-    jobs every 6 s, payouts 1 s after queueing, the gate lowered to 20 users so it is
-    applied and judged). ``plan_config`` is the phase config the plan test always used
-    (short think times, the seed's gates)."""
-    root = tmp_path_factory.mktemp("phase2")
-    out = root / "run"
-    result = run_cli(
-        ["run", "--phase", "2", "--provider", "local", "--fixture-size", "tiny",
-         "--workers", "1", "--users", "24", "--duration", "90s", "--seed", "7",
-         "--config", str(fast_operations_config(root, gate_users=20)), "--out", str(out)],
-        root / "state",
-        timeout=480,
-        LOADGATE_PAYOUT_DELAY_S="1",
-    )  # fmt: skip
-    return Phase2Run(out, result, fast_config(root), root)
