@@ -8,9 +8,11 @@ from typing import Any
 import pandas as pd
 
 from analysis import (
+    binding,
     degradation,
     gates,
     headroom,
+    lost_writes,
     outcomes,
     saturation,
     steps,
@@ -47,6 +49,8 @@ class AnalysisResult:
     outcomes: list[outcomes.RouteOutcomes] = field(default_factory=list)
     #: services that stopped answering during the run (incidents.jsonl), drawn on charts
     incidents: list[dict[str, Any]] = field(default_factory=list)
+    #: what binds, classified hardware / architecture (issue 20 item 5)
+    binding: binding.Binding | None = None
 
     @property
     def verdict(self) -> str:
@@ -54,8 +58,11 @@ class AnalysisResult:
         return self.gate.verdict
 
 
-def analyze(run: Run) -> AnalysisResult:
-    step_list = steps.build_steps(run)
+def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
+    """Every analysis of a run directory.  ``until_us``: the run is still going and its
+    data ends there (``steps.build_steps``); the gate's criterion statuses then say what
+    holding the gate step longer could decide (``inconclusive``, ``insufficient data``)."""
+    step_list = steps.build_steps(run, until_us)
     step_of = steps.assign_steps(run.events.ts_us, step_list)  # shared by both tables
     stats = steps.compute_step_stats(run, step_list, step_of)
     fit = saturation.fit_usl(stats, run.model)
@@ -66,6 +73,11 @@ def analyze(run: Run) -> AnalysisResult:
     for c in checks:
         if c.ok is False:
             warns.append(f"validity: {c.name} at {c.step}: {c.detail}")
+    room = headroom.compute_headroom(run, stats, fit)
+    gate = gates.evaluate(run, stats, fit, checks)
+    lost_writes.apply(gate, run.path)  # lost acknowledged writes are a FAIL
+    binds = binding.assess(run, stats, room, gate.gate_load)
+    gate.binds = binds.lines
     return AnalysisResult(
         run_id=run.run_id,
         phase=run.phase,
@@ -78,8 +90,8 @@ def analyze(run: Run) -> AnalysisResult:
         checks=checks,
         knee=saturation.find_knee(stats),
         usl=fit,
-        headroom=headroom.compute_headroom(run, stats, fit),
-        gate=gates.evaluate(run, stats, fit, checks),
+        headroom=room,
+        gate=gate,
         timeseries=timeseries.build(run),
         resources=timeseries.resources(run),
         faults=run.faults,
@@ -87,4 +99,5 @@ def analyze(run: Run) -> AnalysisResult:
         routes=steps.route_table(run, step_list, step_of),
         outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
         incidents=degradation.incidents(run),
+        binding=binds,
     )

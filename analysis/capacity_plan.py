@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from analysis import demands as dm
-from analysis import seed_plan
+from analysis import gates, saturation, seed_plan, validity
+from analysis.headroom import available_cores
 from analysis.runs import Run
 from analysis.steps import build_steps, compute_step_stats
 
-PLANNING_UTILISATION = 0.70
+PLANNING_UTILISATION = seed_plan.HPA_TARGET_UTILISATION
 DRAWS = 4000
 MILESTONE_PHASES = (1, 2, 3, 4)
 #: Beyond this multiple of the highest measured load the linearity was never tested
@@ -42,6 +43,8 @@ MILESTONE_PHASES = (1, 2, 3, 4)
 TESTED_RANGE = 3.0
 #: Share of the run's own capacity below which a backtest row is not in the headline error.
 MATERIAL = 0.02
+#: A backtest error above this marks every milestone's projection unreliable (issue 20).
+RELIABLE_BACKTEST_ERROR = 0.20
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ class MilestonePlan:
     binding: Projection | None
     factor: float  # users / highest measured users
     seed: seed_plan.SeedPhase
+    #: short qualifiers printed with the verdict ("assumes more cores than measured", ...)
+    tags: list[str] = field(default_factory=list)
+    #: the sentences behind the tags (measured gate, backtest)
+    caveats: list[str] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        """The verdict as printed: never a bare "ready" when a measurement says otherwise."""
+        return self.verdict + (f" ({'; '.join(self.tags)})" if self.tags else "")
 
 
 @dataclass
@@ -152,6 +164,26 @@ class CapacityPlan:
     stripe_limit: seed_plan.SeedCapacity
     profile_pool: float | None
     warnings: list[str] = field(default_factory=list)
+    #: each run's own gate verdict on its own hardware (measured)
+    measured_gates: list[MeasuredGate] = field(default_factory=list)
+    #: why the projection is unreliable (backtest error > 20 %); None when it held
+    unreliable: str | None = None
+
+
+@dataclass
+class MeasuredGate:
+    """A run's gate verdict as measured on its own hardware, beside the projection."""
+
+    run_id: str
+    phase: int | None
+    verdict: str  # runformat.verdicts.Verdict value
+    gate_load: float | None
+    load_unit: str
+    step: str | None  # the measured gate step, None when the gate load was not applied
+    cores: dict[str, float]  # plan resource key (unit "cores") -> cores the run had for it
+    cores_from: str
+    #: cores the processes shared (system under test's CPUs, else the host's)
+    shared_cores: float = math.inf
 
 
 class PlanError(ValueError):
@@ -340,6 +372,36 @@ def _project(
     return proj
 
 
+def demand_at(
+    d: dm.Demands,
+    key: str,
+    load: float,
+    open_model: bool = False,
+    util: float = PLANNING_UTILISATION,
+) -> Projection | None:
+    """One measured demand (e.g. ``service_cpu``) at a run's gate load, the way a milestone
+    row is computed: busy = background + Σ_r X_r D_r (utilisation law), required = busy /
+    ``util``, intervals by drawing demands and per-user rates together.
+
+    ``load`` is users with the run's own persona mix and think time (closed model), or
+    arrivals/s split by the run's route shares (``open_model``).  None when the run holds
+    no demand for ``key``.  Used by :mod:`analysis.binding` for "cores needed at the gate".
+    """
+    f = d.resource(key)
+    if f is None:
+        return None
+    rng = np.random.default_rng(0)
+    res = PlanResource(key, f.spec.label, f.spec.rate_unit, (key,))
+    model = ResourceModel(res, [f], [f.draws(DRAWS, rng)])
+    if open_model:
+        share = np.array([d.route_share.get(r, 0.0) for r in d.routes])
+        zero = np.zeros_like(share)
+        users_load = UserLoad(share, zero, np.tile(share, (DRAWS, 1)), np.tile(zero, (DRAWS, 1)))
+    else:
+        users_load = user_load(d, None, None, rng)
+    return _project(res, model, users_load, load, None, util)
+
+
 def _memory_projection(
     d: dm.Demands, users: float, capacity: seed_plan.SeedCapacity | None, util: float
 ) -> Projection | None:
@@ -492,7 +554,7 @@ def _stack_capacity(run: Run, key: str, pool: float | None, stripe: float | None
     """What the run's own stack had of a resource (for the backtest's binding constraint)."""
     res = next(r for r in PLAN_RESOURCES if r.key == key)
     if res.unit == "cores":
-        return float((run.manifest.get("host") or {}).get("cpus") or 1)
+        return available_cores(run, [], None)[0]
     if key == "db_connections":
         return pool
     if key == "stripe_rps":
@@ -568,12 +630,12 @@ def seed_formula(run: Run) -> dm.DemandError | seed_plan.SeedFormula:
     if not stats:
         return dm.DemandError("no steady step")
     top = max(stats, key=lambda s: s.load)
-    cores = float((run.manifest.get("host") or {}).get("cpus") or 1)
     cpu, source = None, "not sampled"
     for src in ("process:marketplace", "service"):
         v = top.resources.get(src, {}).get("cpu_percent")
         if v is not None:
-            cpu, source = v / cores, f"{src} cpu_percent / {cores:g} host cores"
+            cores, where = available_cores(run, [top], src)
+            cpu, source = v / cores, f"{src} cpu_percent / {cores:g} cores ({where})"
             break
     p95 = top.latency.p(0.95).value_ms if top.latency.p(0.95).ok else None
     c, lat, err, result = seed_plan.calculate_capacity(top.load, p95, top.error_rate, cpu)
@@ -718,6 +780,102 @@ def _curves(
     return out
 
 
+def measured_gate(run: Run) -> MeasuredGate:
+    """The run's gate evaluated as ``loadgate report`` evaluates it, and the cores each
+    planned process had (:func:`analysis.headroom.available_cores`)."""
+    stats = compute_step_stats(run, build_steps(run))
+    fit = saturation.fit_usl(stats, run.model)
+    gate = gates.evaluate(run, stats, fit, validity.run_checks(run, stats))
+    shared, where = available_cores(run, stats, None)
+    cores = {}
+    for res in PLAN_RESOURCES:
+        if res.unit != "cores":
+            continue
+        sources = [
+            src
+            for key in res.demand
+            for src, metric in dm.RESOURCE_BY_KEY[key].candidates
+            if any(metric in st.resources.get(src, {}) for st in stats)
+        ]
+        cores[res.key], _ = available_cores(run, stats, sources[0] if sources else None)
+    return MeasuredGate(
+        run.run_id,
+        run.phase,
+        str(gate.verdict),
+        gate.gate_load,
+        gate.load_unit,
+        gate.step,
+        cores,
+        where,
+        shared,
+    )
+
+
+def qualify(m: MilestonePlan, measured: list[MeasuredGate], unreliable: str | None) -> None:
+    """Tag a milestone's verdict with what the measurements say about it (issue 20 item 5).
+
+    A run of the milestone's phase measured its gate on its own hardware: where the
+    projection needs more cores than that run had, the verdict says it assumes more cores;
+    where the measured gate FAILED and no more cores are needed, the projection is
+    contradicted by the measurement.  A backtest error above 20 % marks it unreliable.
+    """
+    for g in measured:
+        if g.phase != m.phase or g.verdict in ("PASS", "NO GATE"):
+            continue  # a measured pass on the run's hardware supports the projection
+        rows = [p for p in m.projections if p.resource.unit == "cores"]
+        total = sum(p.required for p in rows)
+        more = total > g.shared_cores or any(
+            p.required > g.cores.get(p.resource.key, math.inf) for p in rows
+        )
+        where = (
+            f"measured at {g.gate_load:,.0f} {g.load_unit} in step {g.step}"
+            if g.step
+            else "the gate load was not applied"
+        )
+        said = f"Run {g.run_id}'s own gate: {g.verdict} ({where}, on its own hardware)"
+        if more:
+            m.tags.append("assumes more cores than measured")
+            m.caveats.append(
+                f"{said}; '{m.verdict}' assumes {total:,.1f} cores for the system under "
+                "test's processes ("
+                + ", ".join(
+                    f"{p.resource.label} {p.required:,.1f} "
+                    f"[{p.required_ci[0]:,.1f}–{p.required_ci[1]:,.1f}]"
+                    for p in rows
+                )
+                + f") where the run had {g.shared_cores:g} ({g.cores_from}): more cores "
+                "than the measurement had."
+            )
+        elif g.verdict == "FAIL":
+            m.tags.append("contradicted by the measured gate")
+            m.caveats.append(
+                f"{said}, although the projection needs no more cores than the run had: "
+                "what failed is not in these demands (see the run report's 'Binds' line)."
+            )
+        else:
+            m.caveats.append(f"{said}: the projection is not confirmed by a measurement.")
+    if unreliable:  # the sentence itself is the plan's (CapacityPlan.unreliable), said once
+        m.tags.append(f"unreliable: backtest error above {RELIABLE_BACKTEST_ERROR:.0%}")
+    m.tags = list(dict.fromkeys(m.tags))  # several runs of one phase: each tag once
+
+
+def reliability(backtests: list[Backtest]) -> str | None:
+    """Why the projection is unreliable (the method's own backtest missed by more than
+    20 %), else None."""
+    bad = [
+        b for b in backtests if b.max_error is not None and b.max_error > RELIABLE_BACKTEST_ERROR
+    ]
+    if not bad:
+        return None
+    worst = max(bad, key=lambda b: b.max_error)
+    return (
+        f"Unreliable projection: fitted on the lower steps, the method predicted run "
+        f"{worst.run_id}'s highest step ({worst.target_step}, {worst.users:,.0f} users) with "
+        f"a {worst.max_error:.0%} error (above {RELIABLE_BACKTEST_ERROR:.0%}): its "
+        "milestone numbers are not to be relied on."
+    )
+
+
 def plan(
     runs: list[Run],
     phase: int | None = None,
@@ -750,6 +908,10 @@ def plan(
         milestones.append(m)
         loads.append(load)
     backtests = [b for r in runs if (b := backtest(r, utilisation)) is not None]
+    measured = [measured_gate(r) for r in runs]
+    unreliable = reliability(backtests)
+    for m in milestones:
+        qualify(m, measured, unreliable)
     formulas = []
     for r in runs:
         f = seed_formula(r)
@@ -776,4 +938,6 @@ def plan(
         stripe_limit=stripe,
         profile_pool=profile_pool(runs),
         warnings=warnings,
+        measured_gates=measured,
+        unreliable=unreliable,
     )

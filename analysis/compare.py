@@ -27,7 +27,7 @@ endpoints do not produce a false regression one night in five.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -36,7 +36,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from analysis.intervals import steady_seconds
 from analysis.percentiles import quantiles_with_ci
 from analysis.runs import Run
-from analysis.steps import assign_steps, build_steps
+from analysis.steps import Step, assign_steps, build_steps
 
 TOLERANCE = 0.05
 #: An error-rate increase smaller than this (absolute, 0.1 percentage point) is noise.
@@ -325,9 +325,39 @@ def compare_endpoint(
     return out
 
 
-def _steady(run: Run, loads: set[float] | None) -> tuple[np.ndarray, np.ndarray]:
+def aligned_steps(run: Run, baseline: Run) -> tuple[list[Step], list[Step]]:
+    """Both runs' steps with the same warm-up cut from each hold of the same name: the
+    larger of their two MSER-5 truncations.  Why: pooled over steps, a run that cut more
+    of one step weighs the other steps more, which shifts its pooled latency with no
+    change in the system."""
+    a, b = build_steps(run), build_steps(baseline)
+    cut = {s.name: s.truncated_s for s in a}
+    for s in b:
+        cut[s.name] = max(cut.get(s.name, 0.0), s.truncated_s)
+
+    def align(steps: list[Step]) -> list[Step]:
+        out = []
+        for s in steps:
+            extra = cut[s.name] - s.truncated_s
+            if extra > 0:
+                s = replace(
+                    s,
+                    start_us=s.start_us + int(extra * 1e6),
+                    truncated_s=cut[s.name],
+                    truncation=f"{s.truncation}; {cut[s.name]:g} s to match the other run",
+                )
+            if s.end_us > s.start_us:
+                out.append(s)
+        return out
+
+    return align(a), align(b)
+
+
+def _steady(
+    run: Run, loads: set[float] | None, steps: list[Step] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of steady-state records (optionally only at ``loads``) and their step loads."""
-    steps = build_steps(run)
+    steps = build_steps(run) if steps is None else steps
     step_of = assign_steps(run.events.ts_us, steps)
     load_of = np.array(
         [s.rate if s.rate is not None else s.users for s in steps] + [np.nan], dtype=float
@@ -369,8 +399,9 @@ def compare_runs(
 ) -> Comparison:
     """Compare ``run`` with ``baseline`` at the load levels both ran (all steady state if none)."""
     common = _loads(run) & _loads(baseline)
-    idx_c, _ = _steady(run, common or None)
-    idx_b, _ = _steady(baseline, common or None)
+    steps_c, steps_b = aligned_steps(run, baseline)
+    idx_c, _ = _steady(run, common or None, steps_c)
+    idx_b, _ = _steady(baseline, common or None, steps_b)
     lat_c, lat_b = run.events.latency_us[idx_c], baseline.events.latency_us[idx_b]
     sec_c = steady_seconds(run.events.ts_us[idx_c])
     sec_b = steady_seconds(baseline.events.ts_us[idx_b])

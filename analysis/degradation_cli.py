@@ -1,7 +1,7 @@
 """``python -m analysis.degradation_cli RUN [RUN ...]``: per-fault degradation, side by side.
 
-The same fault scenario run under two profiles (e.g. phase0 and phase3, README "Fault
-injection") gives one Markdown table: detection, catalogue/cart errors and P95, the
+The same fault scenario run under two profiles (e.g. phase0 and phase3,
+docs/faults.md) gives one Markdown table: detection, catalogue/cart errors and P95, the
 checkouts' outcome mix, order failures and recovery of every fault of every run, measured
 (``analysis.degradation``).
 """

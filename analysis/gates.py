@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis import sustain
 from analysis import usl as usl_mod
 from analysis.counters import counter_over_period, hit_rate
 from analysis.headroom import project_p95, sanitize_criterion, trend_draws
@@ -71,10 +72,24 @@ class GateResult:
     advice: list[str] = field(default_factory=list)  # what to change
     host_cpu_percent: float | None = None  # whole host, at the gate step (or top step)
     load_unit: str = "users"
+    lost_files: int = 0  # events files that did not parse (named among ``reasons``)
+    #: what binds, hardware or architecture (analysis.binding; set by analysis.analyze)
+    binds: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         return self.verdict.exit_code
+
+    @property
+    def undecided(self) -> list[CriterionResult]:
+        """Criteria measured at the gate step that a longer hold could still decide
+        (``inconclusive``: interval straddles or still rising; ``insufficient data``:
+        too few or too dependent records).  Empty when the step decided everything."""
+        return [
+            c
+            for c in self.criteria
+            if c.status in (INCONCLUSIVE, INSUFFICIENT) and self.step is not None
+        ]
 
     def notes(self) -> list[str]:
         """Lines shown beside the verdict: why it is what it is, host CPU, what to change."""
@@ -85,6 +100,7 @@ class GateResult:
                 f"Whole-host CPU at the gate step: {self.host_cpu_percent:.0f}% "
                 "(stack and load generator on this machine)"
             )
+        lines += self.binds
         lines += [f"To change: {a}" for a in self.advice]
         return lines
 
@@ -145,8 +161,38 @@ def evaluate(
     gate = GateResult(load, st.step.name if st else None, results, Verdict.NO_GATE)
     gate.load_unit = "arrivals/s" if run.model == "open" else "users"
     _decide(gate, checks or [], st or top, spec)
+    _lost_data(gate, run, st or top)
     _incidents(gate, run, st or top)
     return gate
+
+
+def _lost_data(gate: GateResult, run: Run, ref: StepStats | None) -> None:
+    """Unreadable events files are named beside the verdict with the seconds of the gate
+    window they cover; the window-coverage check (``validity.window_coverage``) counts
+    those seconds as holes and decides whether the verdict stands."""
+    from analysis.validity import lost_in_window, lost_text
+
+    if not run.lost_events:
+        return
+    gate.lost_files = len(run.lost_events)
+    if ref is None:
+        return
+    lost = lost_in_window(run, ref.step.start_us, ref.step.end_us)
+    if not lost:
+        gate.reasons.append(
+            f"{len(run.lost_events)} unreadable events file(s), none in the gate window"
+        )
+        return
+    window = _window_text(ref.step.start_us - run.start_us, ref.step.end_us - run.start_us)
+    stands = "the verdict stands" if gate.verdict != Verdict.INVALID else "see window_coverage"
+    gate.reasons.append(
+        f"lost data: {lost_text(lost, run.start_us)} (gate window {window}); their requests "
+        f"are in no statistic, and window coverage counts them as holes: {stands}"
+    )
+
+
+def _window_text(a_us: int, b_us: int) -> str:
+    return f"{a_us / 1e6:.0f}–{b_us / 1e6:.0f} s"
 
 
 #: Criteria measured over the whole load period or over fault windows, not per step (see
@@ -249,8 +295,11 @@ def _criterion(
 
 
 def _with_interval(r: CriterionResult, spec: Criterion, limit: float) -> CriterionResult:
-    """Let the interval speak: an interval straddling the limit decides nothing."""
-    if r.value is None or r.status == INSUFFICIENT:
+    """Let the interval speak: an interval straddling the limit decides nothing.
+
+    A result whose evaluator already decided it (``_decided``: by the window's course,
+    or insufficient) keeps its status."""
+    if r.value is None or r.status != _PENDING:
         return r
     measured = r.basis == "measured"
     if r.ci is None:
@@ -304,7 +353,11 @@ def _route_mask(ctx: GateContext, route: str | None) -> np.ndarray:
 
 def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> CriterionResult:
     """P95 at the gate step; the open model's from the intended start (no coordinated
-    omission: a request the generator sent late still waited from when it was due)."""
+    omission: a request the generator sent late still waited from when it was due).
+
+    Decided by its dependence-aware interval, or by its course through the window
+    (``analysis.sustain``): above the limit throughout and rising or far beyond it is
+    FAIL, far inside it throughout is PASS, rising toward it holds the criterion."""
     st = ctx.step
     if st is not None:
         open_model = ctx.run.model == "open"
@@ -318,17 +371,11 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
         if lat is None:
             return _insufficient(ctx, spec, limit, route, f"no {route} requests", st.load)
         q = lat.p(0.95)
-        if not q.has_interval:  # too few records, or too dependent for the window
-            # The point is shown, but without an interval it decides nothing.
-            return CriterionResult(
-                spec.name, spec.describe(limit, route), INSUFFICIENT, "measured",
-                q.value_ms, None, st.load, q.reason or "",
-            )  # fmt: skip
+        course = _course_p95(ctx, route, limit)
         basis = "from the intended start" if open_model else "from the actual send"
-        return _result(
-            ctx, spec, limit, route, q.value_ms, (q.ci_low_ms, q.ci_high_ms), "measured",
-            st.load, f"{q.n} requests at {_load_text(ctx, st)}; latency {basis}",
-        )  # fmt: skip
+        detail = f"{q.n} requests at {_load_text(ctx, st)}; latency {basis}"
+        return _decided(ctx, spec, limit, route, q.value_ms, q.ci_low_ms, q.ci_high_ms,
+                        q.reason, course, detail)  # fmt: skip
     if route is not None or ctx.gate_load is None or ctx.run.model != "closed":
         return _not_reached(ctx, spec, limit, route)
     proj = project_p95(ctx.run, ctx.steps, ctx.fit, ctx.gate_load)
@@ -341,6 +388,76 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
         ctx, spec, limit, route, value, ci, "projected", ctx.gate_load,
         f"USL projection from {ctx.fit.max_measured:.0f} measured users{ext}",
     )  # fmt: skip
+
+
+def _course_p95(ctx: GateContext, route: str | None, limit: float) -> sustain.Decision:
+    """The P95's course through the gate step's window, batch by batch."""
+    st = ctx.step
+    assert st is not None
+    m = _route_mask(ctx, route)
+    ev = ctx.run.events
+    lat = ev.intended_latency_us if ctx.run.model == "open" else ev.latency_us
+    b = sustain.batch_quantiles(lat[m] / 1000.0, ev.ts_us[m], st.step.start_us, st.step.end_us,
+                                0.95)  # fmt: skip
+    return sustain.decide(b, limit, lambda v: f"{v:,.0f} ms")
+
+
+def _course_errors(ctx: GateContext, route: str | None, limit: float) -> sustain.Decision:
+    st = ctx.step
+    assert st is not None
+    m = _route_mask(ctx, route)
+    b = sustain.batch_ratios(error_mask(ctx.run)[m], ctx.run.events.ts_us[m],
+                             st.step.start_us, st.step.end_us)  # fmt: skip
+    return sustain.decide(b, limit, lambda v: f"{v:.2%}")
+
+
+def _decided(
+    ctx: GateContext,
+    spec: Criterion,
+    limit: float,
+    route: str | None,
+    value: float | None,
+    low: float | None,
+    high: float | None,
+    why_no_interval: str | None,
+    course: sustain.Decision,
+    detail: str,
+    floor_high: float | None = None,
+) -> CriterionResult:
+    """A measured upper-limit criterion from its interval and its course in the window.
+
+    Order: a window that does not sustain the load FAILs whatever the interval; an
+    interval wholly on one side decides next (a rising course never lets it PASS);
+    without an interval, a course far inside the limit PASSes.  ``floor_high``: an
+    upper bound the value can never be shown below (the independent-records bound of
+    an error rate: rule of three with no errors), so a far-inside course cannot PASS
+    on too few requests.
+    """
+    st = ctx.step
+    assert st is not None
+    desc = spec.describe(limit, route)
+
+    def done(status: str, text: str) -> CriterionResult:
+        ci = (low, high) if low is not None and high is not None else None
+        return CriterionResult(spec.name, desc, status, "measured", value, ci, st.load, text)
+
+    if value is None:
+        return done(INSUFFICIENT, why_no_interval or "no value")
+    if course.status == sustain.FAIL:
+        return done(FAIL, f"{detail}; {course.reason}: the system does not sustain "
+                          f"{_load_text(ctx, st)}")  # fmt: skip
+    if low is not None and high is not None:
+        r = _with_interval(_result(ctx, spec, limit, route, value, (low, high), "measured",
+                                   st.load, detail), spec, limit)  # fmt: skip
+        if r.status == PASS and course.status == sustain.RISING:
+            r.status = INCONCLUSIVE
+            r.detail += f"; held: {course.reason}"
+        return r
+    if course.status == sustain.PASS and (floor_high is None or spec.ok(floor_high, limit)):
+        return done(PASS, f"{detail}; {course.reason}")
+    if course.status == sustain.RISING:
+        return done(INCONCLUSIVE, f"{detail}; {course.reason}")
+    return done(INSUFFICIENT, f"{why_no_interval or 'no interval'}; {course.reason}")
 
 
 def _load_text(ctx: GateContext, st: StepStats) -> str:
@@ -376,13 +493,22 @@ def error_rate(
             k = int(np.count_nonzero(error_mask(ctx.run)[m]))
             rate, ci = k / n, proportion_ci(k, n)
             detail = f"{k} of {n} {route} requests failed"
+        k_err = round(rate * n)
         dropped = _dropped(ctx, st) if route is None else 0
+        floor = proportion_ci(k_err + dropped, n + dropped)[1]  # independent records
         if dropped:
             total = n + dropped
             rate = (rate * n + dropped) / total
             ci = ((ci[0] * n + dropped) / total, (ci[1] * n + dropped) / total)
             detail += f"; {dropped} dropped arrivals counted as failures"
-        return _result(ctx, spec, limit, route, rate, ci, "measured", st.load, detail)
+        note = st.interval_notes.get("error_rate", "") if route is None else ""
+        refused = route is None and note.startswith("insufficient")
+        # dropped arrivals are not in the records' batches: only the interval decides then
+        course = (_course_errors(ctx, route, limit) if not dropped
+                  else sustain.Decision(None, "dropped arrivals"))  # fmt: skip
+        low, high = (None, None) if refused else ci
+        return _decided(ctx, spec, limit, route, rate, low, high, note, course, detail,
+                        floor_high=floor)  # fmt: skip
     if route is not None or ctx.top is None or ctx.gate_load is None:
         return _not_reached(ctx, spec, limit, route)
     top = ctx.top

@@ -29,14 +29,20 @@ from scipy import stats
 from analysis import usl as usl_mod
 from analysis.counters import counter_delta
 from analysis.runs import Run
+from analysis.seed_plan import HPA_TARGET_UTILISATION
 from analysis.steps import StepStats
+from runformat.schemas import HOST_CPU_METRIC, HOST_SOURCE, is_generator_source
 
-CPU_PLANNING_LINE = 70.0  # percent of the cores available to the service
+#: percent of the cores available to the service: the seed's HPA target (§6.3)
+CPU_PLANNING_LINE = 100.0 * HPA_TARGET_UTILISATION
 MEMORY_PLANNING_LINE = 0.80  # fraction of the memory limit
 EXTRAPOLATION_LIMIT = usl_mod.EXTRAPOLATION_LIMIT
 BEYOND = usl_mod.BEYOND  # basis of a crossing projected beyond 3x the highest measured load
 #: Constraints whose crossing is a service-level objective ("SLO capacity").
 SLO_CONSTRAINTS = ("latency SLO", "error budget")
+HOST_CPU = "host CPU"
+#: Rows shown for headroom that never bind (they are not limits of the system under test).
+NON_BINDING = (HOST_CPU,)
 _DRAWS = 2000
 
 
@@ -329,25 +335,92 @@ def _resource_series(steps: list[StepStats], source: str, metric: str) -> list[f
 
 def is_generator(source: str) -> bool:
     """The load generator's own samples (never a constraint of the system under test)."""
-    return source == "generator" or source.startswith("process:locust")
+    return is_generator_source(source)  # one definition: runformat.schemas
+
+
+#: ``loadgate run`` itself (samplers, probes, live view): measured, never the system under test.
+HARNESS_SOURCE = "process:harness"
+
+
+def is_system_under_test(source: str) -> bool:
+    """A source whose limits are the system's: not the generator, not the harness."""
+    return not is_generator(source) and source != HARNESS_SOURCE
 
 
 def _cpu_sources(steps: list[StepStats]) -> list[str]:
     found = {src for st in steps for src, m in st.resources.items() if "cpu_percent" in m}
-    return sorted(s for s in found if not is_generator(s))
+    return sorted(s for s in found if is_system_under_test(s))
+
+
+def sut_cores(manifest: dict) -> float | None:
+    """CPUs the system under test was given, when the run isolated it from the generator.
+
+    The plug-in point for CPU isolation: a manifest ``sut_cpus`` (top level or under
+    ``host``; a count, or the list of CPU ids it was pinned to).  None when the run did not
+    record one (then the whole host's count is what the service could use).
+    """
+    for where in (manifest, manifest.get("host") or {}):
+        value = where.get("sut_cpus") if isinstance(where, dict) else None
+        if isinstance(value, list | tuple):
+            value = len(value)
+        try:
+            if value is not None and float(value) > 0:
+                return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def available_cores(run: Run, steps: list[StepStats], source: str | None) -> tuple[float, str]:
+    """Cores a process could use in this run, and where that number comes from.
+
+    The source's ``cpu_limit_cores`` sample (a container quota) if any, else the system
+    under test's CPUs (:func:`sut_cores`), else the host's ``cpus`` from the manifest,
+    else 1.  One place for every "this run had N cores" (headroom, plan, backtest).
+    """
+    if source is not None:
+        limit = [v for v in _resource_series(steps, source, "cpu_limit_cores") if v]
+        if limit:
+            return float(max(limit)), f"{source} cpu_limit_cores"
+    sut = sut_cores(run.manifest)
+    if sut is not None:
+        return sut, "the system under test's CPUs (manifest sut_cpus)"
+    host = (run.manifest.get("host") or {}).get("cpus")
+    if host:
+        return float(host), "host cores (manifest host.cpus)"
+    return 1.0, "not recorded (1 assumed)"
 
 
 def _cpu_utilisation(run: Run, steps: list[StepStats], source: str) -> list[float | None]:
-    """cpu_percent (psutil convention: 100 = one core) as a percent of the cores available.
-
-    Cores: the source's ``cpu_limit_cores`` sample (a container quota) if any, else the
-    host's ``cpus`` from the manifest, else 1.
-    """
-    limit = [v for v in _resource_series(steps, source, "cpu_limit_cores") if v]
-    cores = max(limit) if limit else float((run.manifest.get("host") or {}).get("cpus") or 1)
+    """cpu_percent (psutil convention: 100 = one core) as a percent of the cores available
+    (:func:`available_cores`)."""
+    cores, _ = available_cores(run, steps, source)
     return [
         None if v is None else v / cores for v in _resource_series(steps, source, "cpu_percent")
     ]
+
+
+def host_cpu_constraint(steps: list[StepStats], fit: usl_mod.USLFit) -> Constraint | None:
+    """Whole-host CPU (100 = every core) against the planning line: a headroom row.
+
+    A row, never the binding constraint: the host counts the load generator too, so its
+    crossing is not a limit of the system under test (``NON_BINDING``).  None when the
+    host was not sampled.
+    """
+    values = _resource_series(steps, HOST_SOURCE, HOST_CPU_METRIC)
+    if not any(v is not None for v in values):
+        return None
+    c = utilization_crossing(
+        HOST_CPU,
+        f"{CPU_PLANNING_LINE:.0f}% planning line",
+        steps,
+        values,
+        CPU_PLANNING_LINE,
+        fit,
+        "%",
+    )
+    c.detail += "; whole host, load generator included: shown, never the binding constraint"
+    return c
 
 
 def _db_connections(steps: list[StepStats]) -> list[float | None]:
@@ -359,7 +432,7 @@ def _db_connections(steps: list[StepStats]) -> list[float | None]:
     return _resource_series(steps, "postgres", "connections_active")
 
 
-def _memory_limit(run: Run, steps: list[StepStats], source: str) -> float | None:
+def memory_limit(run: Run, steps: list[StepStats], source: str) -> float | None:
     lim = [v for v in _resource_series(steps, source, "memory_limit_bytes") if v]
     if lim:
         return float(max(lim))
@@ -396,11 +469,11 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
             s
             for st in steps
             for s, m in st.resources.items()
-            if "rss_bytes" in m and not is_generator(s)
+            if "rss_bytes" in m and is_system_under_test(s)
         }
     )
     for src in mem_sources:
-        limit = _memory_limit(run, steps, src)
+        limit = memory_limit(run, steps, src)
         if limit:
             rss = [
                 None if v is None else v / limit * 100
@@ -457,7 +530,10 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
     stripe = _stripe_rates(run, steps)
     if any(v is not None for v in stripe):
         cons.append(_stripe_constraint(run, steps, stripe, fit))
-    reached = [c for c in cons if c.load is not None]
+    host = host_cpu_constraint(steps, fit)
+    if host is not None:
+        cons.append(host)
+    reached = [c for c in cons if c.load is not None and c.name not in NON_BINDING]
     binding = min(reached, key=lambda c: c.load) if reached else None
     target = run.gate.get("target_users", run.config.get("target_users"))
     target = float(target) if target is not None else None

@@ -40,6 +40,8 @@ NEEDED_COLUMNS = (
     "outcome",
     "users",
 )
+#: Columns a run directory may lack (older formats), and the value they then take.
+OPTIONAL_COLUMNS = {"outcome": ""}
 __all__ = ["ERROR_CLASSES", "EVENT_COLUMNS", "Events", "Run", "RunFormatError", "load_run"]
 
 
@@ -88,6 +90,24 @@ class Stage:
     warmup_s: float | None = None  # per-stage warm-up; overrides config.warmup_s
 
 
+@dataclass(frozen=True)
+class LostFile:
+    """An ``events/*.parquet`` file that did not parse, and the time its records would
+    have covered: from the last record of the previous file of the same writer (the
+    name's ``<prefix>-<seq>``) to the first of the next one.  ``None`` ends are unknown
+    (no such neighbour): the file may hold records from the load start, or to its end."""
+
+    name: str
+    from_us: int | None
+    to_us: int | None
+
+    def span(self, start_us: int, end_us: int) -> tuple[int, int] | None:
+        """The part of [start_us, end_us) this file may cover; None when it cannot."""
+        a = start_us if self.from_us is None else max(start_us, self.from_us)
+        b = end_us if self.to_us is None else min(end_us, self.to_us)
+        return (a, b) if b > a else None
+
+
 @dataclass
 class Run:
     """Everything analysis needs from one run directory."""
@@ -99,6 +119,8 @@ class Run:
     arrivals: pd.DataFrame | None
     faults: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    #: events files that did not parse (a killed writer), with the time they cover
+    lost_events: list[LostFile] = field(default_factory=list)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -176,18 +198,68 @@ def _read_tables(
     columns: list[str] | None,
     run_warnings: list[str],
     read_dictionary: list[str] | None = None,
+    lost: list[Path] | None = None,
 ) -> list[pa.Table]:
-    """Read every file; a file that does not parse (a killed writer) is skipped with a warning."""
+    """Read every file; a file that does not parse (a killed writer) is skipped with a
+    warning (and appended to ``lost``).  A file that parses but lacks a needed column is
+    a format error naming the column: the files are readable, the format is not met."""
     tables = []
     for f in files:
+        present = columns if columns is None else _require_columns(f, columns)
         try:
-            tables.append(pq.read_table(f, columns=columns, read_dictionary=read_dictionary))
+            table = pq.read_table(f, columns=present, read_dictionary=read_dictionary)
+            for name in [] if columns is None else [c for c in columns if c not in present]:
+                fill = pa.array([OPTIONAL_COLUMNS[name]] * table.num_rows, pa.string())
+                table = table.append_column(name, fill.dictionary_encode())
+            tables.append(table)
         except (pa.ArrowInvalid, OSError) as exc:
             msg = f"skipped unreadable file {f.name} (truncated by a killed run?): {exc}"
             warnings.warn(msg, stacklevel=3)
             log.warning(msg)
             run_warnings.append(msg)
+            if lost is not None:
+                lost.append(f)
     return tables
+
+
+def _require_columns(f: Path, columns: list[str]) -> list[str]:
+    """The ``columns`` the file has; RunFormatError naming a missing required one.
+
+    Optional columns (``OPTIONAL_COLUMNS``: ``outcome``, newer than the first run
+    directories) are filled with their default by the caller."""
+    try:
+        names = set(pq.read_schema(f).names)
+    except (pa.ArrowInvalid, OSError):
+        return columns  # unreadable: _read_tables skips it with a warning
+    missing = [c for c in columns if c not in names and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise RunFormatError(
+            f"{f}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            "(docs/run-directory.md, events/*.parquet: every listed column is required; "
+            "write them, or rewrite the files with them)"
+        )
+    return [c for c in columns if c in names]
+
+
+def _lost_spans(
+    files: list[Path], tables: dict[Path, pa.Table], lost: list[Path]
+) -> list[LostFile]:
+    """Time each lost file would have covered, from its writer's neighbouring files."""
+    import pyarrow.compute as pc
+
+    def prefix(f: Path) -> str:
+        return f.stem.rsplit("-", 1)[0]
+
+    out = []
+    for f in lost:
+        same = [g for g in files if prefix(g) == prefix(f)]
+        i = same.index(f)
+        before = [tables[g] for g in same[:i] if g in tables and tables[g].num_rows]
+        after = [tables[g] for g in same[i + 1 :] if g in tables and tables[g].num_rows]
+        lo = pc.max(before[-1].column("ts_us")).as_py() if before else None
+        hi = pc.min(after[0].column("ts_us")).as_py() if after else None
+        out.append(LostFile(f.name, lo, hi))
+    return out
 
 
 def _dictionary_column(table: pa.Table, name: str) -> Categorical:
@@ -223,16 +295,20 @@ def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False)
 
 
-def _read_events(path: Path, run_warnings: list[str]) -> Events:
+def _read_events(path: Path, run_warnings: list[str], lost_files: list[LostFile]) -> Events:
     files = _parquet_files(path / "events")
+    lost: list[Path] = []
     tables = _read_tables(
         files,
         list(NEEDED_COLUMNS),
         run_warnings,
         read_dictionary=["name", "method", "error_class", "outcome"],
+        lost=lost,
     )
     if not tables:
         raise RunFormatError(f"{path}: no readable events/*.parquet")
+    readable = [f for f in files if f not in lost]
+    lost_files += _lost_spans(files, dict(zip(readable, tables, strict=True)), lost)
     table = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
     endpoint = _combine(_dictionary_column(table, "method"), _dictionary_column(table, "name"))
     return Events(
@@ -310,17 +386,40 @@ def _read_faults(path: Path, run_warnings: list[str]) -> list[dict[str, Any]]:
     return list(faults.values())
 
 
+def _require_config(path: Path, meta: Manifest) -> None:
+    """A manifest without its ``config`` (or its load shape) cannot be analysed: its gate
+    is unknown, and reading it as "no gate" would make NO GATE, exit 0, of any run."""
+    if not meta.config:
+        raise RunFormatError(
+            f"{path}: manifest.json has no config (the phase's resolved config: stages, "
+            "gate, validity; docs/run-directory.md): write it, or rerun with loadgate run"
+        )
+    if not meta.config.get("stages"):
+        raise RunFormatError(
+            f"{path}: manifest.json config has no stages (the load shape): write "
+            "config.stages as docs/run-directory.md lists them"
+        )
+    if (meta.phase or 0) >= 1 and "gate" not in meta.config:
+        raise RunFormatError(
+            f"{path}: manifest.json config has no gate, but phase {meta.phase} has one: "
+            "write config.gate ({users, criteria, ...}; docs/run-directory.md)"
+        )
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory; raises RunFormatError when it is not one."""
     path = Path(path)
     meta = read_manifest(path)
+    _require_config(path, meta)
     run_warnings: list[str] = []
+    lost: list[LostFile] = []
     return Run(
         path=path,
         meta=meta,
-        events=_read_events(path, run_warnings),
+        events=_read_events(path, run_warnings, lost),
         samples=_read_samples(path, run_warnings),
         arrivals=_read_arrivals(path, run_warnings),
         faults=_read_faults(path, run_warnings),
         warnings=run_warnings,
+        lost_events=lost,
     )

@@ -1,6 +1,7 @@
 """The seed's own numbers the capacity plan is set beside (issue 13, item 4).
 
-Two things from the scaling plan (``shared/seed/000_b353d20b31785ea5.txt``):
+Two things from the Blue Harvests scaling plan ("Scaling Blue Harvests to 100,000
+Concurrent Users", November 2025):
 
 * ``calculate_capacity``: §6.5's ``calculateCapacity`` as written (TypeScript), with
   JavaScript's arithmetic (x / 0 is Infinity, so a run without errors has an infinite
@@ -22,6 +23,10 @@ from dataclasses import dataclass, field
 #: only the instance types (§6.3, §7.2).
 T3_XLARGE_VCPU = 4
 C5_2XLARGE_VCPU = 8
+#: The seed's HPA target (§6.3, ``averageUtilization: 70``): the one planning line of CPU
+#: (headroom's CPU row, the capacity plan's required = busy / this, cores needed in the
+#: verdict's binding line).
+HPA_TARGET_UTILISATION = 0.70
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,18 @@ class SyntheticSpec:
     lam: float = 0.95  # requests/s of one user (below 1 / Z so that R = 1/lam - Z > 0)
     latency_sigma: float = 0.6
     latency_scale: float = 1.0  # multiplies every latency (a regression of +10% = 1.1)
+    #: Realistic per-second dependence: every latency of second s is multiplied by
+    #: exp(f_s), f an AR(1) over the run's seconds with lag-1 coefficient
+    #: ``latency_ar_rho`` and stationary sd ``latency_ar_sd`` (queues building and
+    #: draining, a noisy neighbour).  0 sd: independent records, as before.
+    latency_ar_rho: float = 0.0
+    latency_ar_sd: float = 0.0
+    #: Drift inside every hold: latency x exp(drift * (t - hold middle)), t in seconds
+    #: (a queue still filling: > 0).  Centred, so the hold's mean and Little's law keep.
+    latency_drift_per_s: float = 0.0
+    #: Clip every latency to [low, high] ms (e.g. an overloaded stack: every request
+    #: 2.5-12 s).  None: no clip.
+    latency_clip_ms: tuple[float, float] | None = None
     error_mix: dict[str, float] = field(
         default_factory=lambda: {"5xx": 0.002, "timeout": 0.001, "429": 0.001}
     )
@@ -171,6 +183,73 @@ def expected_records(spec: SyntheticSpec) -> int:
     return int(total)
 
 
+def ar1_factor(spec: SyntheticSpec, seconds: int) -> np.ndarray:
+    """The run's per-second log-latency factor f (AR(1), seeded apart from the records
+    so that turning it on leaves every other draw as it was)."""
+    rho, sd = spec.latency_ar_rho, spec.latency_ar_sd
+    f = np.zeros(max(seconds, 1))
+    if sd <= 0:
+        return f
+    rng = np.random.default_rng(spec.seed + 104_729)
+    e = rng.normal(0.0, sd * math.sqrt(1 - rho * rho), f.size)
+    f[0] = rng.normal(0.0, sd)
+    for i in range(1, f.size):
+        f[i] = rho * f[i - 1] + e[i]
+    return f - sd * sd / 2  # E[exp(f)] = 1: the mean latency (Little's law) keeps
+
+
+def true_quantile(spec: SyntheticSpec, users: float, p: float) -> float:
+    """The p-quantile (ms) of the latency a hold at ``users`` draws from, exactly: a
+    mixture over endpoints of lognormals, the AR(1) factor folded in (a lognormal times
+    exp(f), f normal, is lognormal).  Without clip or drift; for tests that place a
+    limit a few percent from the truth."""
+    from scipy import optimize, stats
+
+    w = np.array([e[2] for e in ENDPOINTS])
+    w = w / w.sum()
+    mult = np.array([e[3] for e in ENDPOINTS])
+    mult = mult / float((w * mult).sum())
+    sd = spec.latency_ar_sd
+    mu = lognormal_mu(spec, users) + np.log(mult * spec.latency_scale) - sd * sd / 2
+    s = math.sqrt(spec.latency_sigma**2 + sd * sd)
+
+    def below(log_x: float) -> float:
+        return float((w * stats.norm.cdf((log_x - mu) / s)).sum()) - p
+
+    lo, hi = float(mu.min()) - 10 * s, float(mu.max()) + 10 * s
+    return math.exp(optimize.brentq(below, lo, hi)) / 1000.0
+
+
+def _dependence(spec: SyntheticSpec, st: dict, t_in_stage: np.ndarray) -> np.ndarray:
+    """Multiplier of every latency of a stage: the AR(1) factor of its second of the run,
+    and the hold's centred drift."""
+    out = np.ones(t_in_stage.size)
+    if spec.latency_ar_sd > 0:
+        f = ar1_factor(spec, int(math.ceil(stages(spec)[-1]["end_s"])) + 1)
+        sec = np.minimum((st["start_s"] + t_in_stage).astype(np.int64), f.size - 1)
+        out *= np.exp(f[sec])
+    if spec.latency_drift_per_s and st["kind"] == "hold":
+        mid = (st["end_s"] - st["start_s"]) / 2
+        out *= np.exp(spec.latency_drift_per_s * (t_in_stage - mid))
+    return out
+
+
+def _hold_rate(spec: SyntheticSpec, st: dict) -> np.ndarray | None:
+    """Requests per second of a hold whose latency moves (AR(1) factor, drift): the
+    closed model's X(t) = N / (R(t) + Z), so Little's law holds in every part of the
+    hold, as it does in a real closed loop.  None when the latency does not move."""
+    if spec.latency_ar_sd <= 0 and not spec.latency_drift_per_s:
+        return None
+    seconds = int(math.ceil(st["end_s"] - st["start_s"]))
+    g = _dependence(spec, st, np.arange(seconds) + 0.5)
+    r = mean_response_s(spec, st["users"]) * spec.latency_scale
+    if spec.latency_clip_ms is not None:
+        r_t = np.clip(r * g, spec.latency_clip_ms[0] / 1e3, spec.latency_clip_ms[1] / 1e3)
+    else:
+        r_t = r * g
+    return st["users"] / (r_t + sum(spec.think_time_s) / 2)
+
+
 def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     dur = st["end_s"] - st["start_s"]
     if st["kind"] == "ramp":
@@ -179,8 +258,12 @@ def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[st
         frac = rng.random(n)
         users = np.maximum(np.round(u0 + (u1 - u0) * frac), 1).astype(np.int32)
     else:
-        n = int(usl_throughput(spec, st["users"]) * dur)
+        rate = _hold_rate(spec, st)
+        n = int(rate.sum()) if rate is not None else int(usl_throughput(spec, st["users"]) * dur)
         frac = rng.random(n)
+        if rate is not None:  # times follow the per-second rate (inverse CDF)
+            cdf = np.concatenate([[0.0], np.cumsum(rate)]) / rate.sum()
+            frac = np.interp(frac, cdf, np.linspace(0.0, 1.0, cdf.size))
         users = np.full(n, st["users"], dtype=np.int32)
     ts = START_US + ((st["start_s"] + frac * dur) * 1e6).astype(np.int64)
     weights = np.array([e[2] for e in ENDPOINTS])
@@ -190,6 +273,9 @@ def _records(spec: SyntheticSpec, st: dict, rng: np.random.Generator) -> dict[st
     level = st["users"] if st["kind"] == "hold" else max((st["from_users"] + st["users"]) / 2, 1)
     mu = lognormal_mu(spec, level)
     lat = rng.lognormal(mu, spec.latency_sigma, n) * mult * spec.latency_scale
+    lat *= _dependence(spec, st, frac * dur)
+    if spec.latency_clip_ms is not None:
+        lat = np.clip(lat, spec.latency_clip_ms[0] * 1e3, spec.latency_clip_ms[1] * 1e3)
     lat = np.maximum(lat, 1).astype(np.int64)
     intended = lat.copy()
     if spec.model == "open" and spec.co_stall_ms > 0:
@@ -256,6 +342,7 @@ def _write_events(spec: SyntheticSpec, path: Path, rng: np.random.Generator) -> 
                     "outcome": outcome.take(pa.array(rec["outcome"][m])),
                     "worker": pa.array([f"w{w}"] * int(m.sum())),
                     "users": rec["users"][m],
+                    "ack": pa.nulls(int(m.sum()), pa.string()),
                 },
                 schema=EVENT_SCHEMA,
             )
@@ -493,3 +580,27 @@ def truncate_last_events_file(path: str | Path) -> Path:
     bad = events / "zz-killed.parquet"
     bad.write_bytes(good[: len(good) // 2])
     return bad
+
+
+def split_events_file(path: str | Path, name: str, parts: int) -> list[Path]:
+    """Rewrite ``events/<name>`` as ``parts`` files in time order, ``<stem>-00.parquet``...
+    (a writer that flushed every few seconds, as ``loadgate run``'s does)."""
+    src = Path(path) / "events" / name
+    table = pq.read_table(src)
+    table = table.sort_by("ts_us")
+    bounds = np.linspace(0, table.num_rows, parts + 1).astype(int)
+    out = []
+    for i in range(parts):
+        f = src.with_name(f"{src.stem}-{i:02d}.parquet")
+        pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]), f)
+        out.append(f)
+    src.unlink()
+    return out
+
+
+def truncate_events_file(path: str | Path) -> Path:
+    """Cut an events file in half in place, as a writer killed mid-write leaves it."""
+    f = Path(path)
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    return f

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.headroom import is_generator
 from analysis.runs import Run
 from analysis.steps import StepStats
 from runformat.schemas import (
@@ -39,6 +38,7 @@ from runformat.schemas import (
     HOST_CPU_METRIC,
     HOST_SOURCE,
     LAG_METRIC,
+    is_generator_worker_source,
 )
 
 #: Below this many requests a step's throughput has a relative error > 10% (Poisson).
@@ -223,7 +223,7 @@ def _peak(run: Run, st: StepStats, metrics: tuple[str, ...]) -> float | None:
     s = run.samples
     if s.empty:
         return None
-    workers = [x for x in pd.unique(s["source"]) if is_generator(str(x)) and "master" not in str(x)]
+    workers = [x for x in pd.unique(s["source"]) if is_generator_worker_source(str(x))]
     win = s[
         (s["ts_us"] >= st.step.start_us)
         & (s["ts_us"] < st.step.end_us)
@@ -339,7 +339,16 @@ def window_coverage(run: Run, st: StepStats) -> Check:
     bins = max(1, math.floor(dur / bin_s))
     idx = ((inside - st.step.start_us) / (bin_s * 1e6)).astype(np.int64)
     # occupied bins by a bincount (O(n)), not np.unique (a sort of the window's records)
-    covered = int(np.count_nonzero(np.bincount(idx[idx < bins], minlength=bins))) / bins
+    occupied = np.bincount(idx[idx < bins], minlength=bins)[:bins] > 0
+    # A bin an unreadable events file may cover is missing data, whatever else it holds.
+    lost = lost_in_window(run, st.step.start_us, st.step.end_us)
+    edges = st.step.start_us + (np.arange(bins + 1) * bin_s * 1e6).astype(np.int64)
+    for _, (a, b) in lost:
+        occupied &= ~((edges[1:] > a) & (edges[:-1] < b))
+    covered = int(np.count_nonzero(occupied)) / bins
+    why = ""
+    if lost:
+        why = f"; {lost_text(lost, run.start_us)}, counted as holes"
     return Check(
         "window_coverage",
         st.step.name,
@@ -347,8 +356,29 @@ def window_coverage(run: Run, st: StepStats) -> Check:
         covered,
         need,
         f"{covered:.0%} of the {dur:.0f} s steady window holds requests "
-        f"({bins} bins of {bin_s:.1f} s; need {need:.0%})",
+        f"({bins} bins of {bin_s:.1f} s; need {need:.0%}){why}",
     )
+
+
+def lost_in_window(run: Run, start_us: int, end_us: int) -> list[tuple[str, tuple[int, int]]]:
+    """Unreadable events files that may cover part of [start_us, end_us), with that part."""
+    out = []
+    for f in run.lost_events:
+        span = f.span(start_us, end_us)
+        if span is not None:
+            out.append((f.name, span))
+    return out
+
+
+def lost_text(lost: list[tuple[str, tuple[int, int]]], origin_us: int) -> str:
+    """e.g. ``1 unreadable events file (w0-000012.parquet) covering 225–315 s``: seconds
+    from the load start, as every report's time axis."""
+    names = ", ".join(n for n, _ in lost)
+    spans = ", ".join(
+        f"{(a - origin_us) / 1e6:.0f}–{(b - origin_us) / 1e6:.0f} s" for _, (a, b) in lost
+    )
+    s = "s" if len(lost) > 1 else ""
+    return f"{len(lost)} unreadable events file{s} ({names}) covering {spans} of the load"
 
 
 STEP_CHECKS = (

@@ -24,7 +24,7 @@ generator core), so "per core" is what one Locust worker of ``loadgate run``
 gets. Its CPU and request count are sampled together, twice a second, by a
 probe inside the process (psutil), and each figure is taken over a
 steady-state window, start-up and ramp excluded. Prints Markdown tables for
-the README. Every load loop is bounded by count and time, and all traffic
+RESULTS.md. Every load loop is bounded by count and time, and all traffic
 stays on 127.0.0.1.
 """
 

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_stack.py [--provider local containers] 
 Measures what an engineer waits for after ``loadgate stack up`` once the
 one-time work is done: the OSRM map is preprocessed and the images are built
 before the first timed start (a warm-up start that is not counted). Prints a
-Markdown table (median of the repeats) for the README. Absolute times on a
+Markdown table (median of the repeats) for RESULTS.md. Absolute times on a
 shared 2-core machine are noisy; compare providers measured in the same run.
 """
 

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from analysis.seed_plan import HPA_TARGET_UTILISATION as PLANNING_UTILISATION
 from loadgate.console import console, error
 
 EXIT_USAGE = 2
@@ -31,10 +32,10 @@ def plan(
     ] = None,
     utilisation: Annotated[
         float, typer.Option(help="Planning utilisation of every resource (0-1].")
-    ] = 0.70,
+    ] = PLANNING_UTILISATION,
 ) -> None:
     """Capacity plan for milestones M1-M4 from the measured service demands of runs."""
-    from analysis.capacity_plan import PlanError
+    from analysis.capacity_plan import RELIABLE_BACKTEST_ERROR, PlanError
     from analysis.capacity_plan import plan as make_plan
     from reports import ReportError, load_checked
     from reports.plan_report import write
@@ -58,11 +59,19 @@ def plan(
         raise typer.Exit(EXIT_USAGE) from None
     for m in result.milestones:
         console.print(
-            f"{m.milestone} ({m.users:,} users, projected): [bold]{escape(m.verdict)}[/bold] — "
+            f"{m.milestone} ({m.users:,} users, projected): [bold]{escape(m.headline)}[/bold] — "
             + escape(m.verdict_text),
             soft_wrap=True,
         )
+        for caveat in m.caveats:
+            console.print(f"  {escape(caveat)}", soft_wrap=True)
     for b in result.backtests:
         worst = "n/a" if b.max_error is None else f"{b.max_error:.1%}"
-        console.print(f"backtest {b.run_id}: largest prediction error {worst} at {b.target_step}")
+        bad = b.max_error is not None and b.max_error > RELIABLE_BACKTEST_ERROR
+        flag = f" (unreliable: above {RELIABLE_BACKTEST_ERROR:.0%})" if bad else ""
+        console.print(
+            f"backtest {b.run_id}: largest prediction error {worst} at {b.target_step}{flag}"
+        )
+    if result.unreliable:
+        console.print(f"[bold]{escape(result.unreliable)}[/bold]", soft_wrap=True)
     console.print(f"plan: {paths.html}  {paths.md}  {paths.json}")

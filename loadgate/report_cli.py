@@ -20,9 +20,15 @@ EXIT_USAGE = 2
 
 
 def print_summary(summary_md: Path) -> None:
-    """The Markdown summary's first lines: verdict first, as leadership reads it."""
+    """The Markdown summary's verdict block and whole criteria table, as leadership reads
+    it: everything before the first section heading (``### Steps``).
+
+    Why not a fixed line count: the verdict block grows with its reasons (lost files,
+    incidents, advice), and a cut inside the table printed its header with no rows.
+    """
     lines = summary_md.read_text().splitlines()
-    console.print(Markdown("\n".join(lines[:14])))
+    end = next((i for i, line in enumerate(lines) if line.startswith("### ")), len(lines))
+    console.print(Markdown("\n".join(lines[:end]).rstrip()))
 
 
 def report_and_print(run_dir: Path, out: Path | None = None, baseline: Path | None = None) -> int:

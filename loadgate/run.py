@@ -36,6 +36,7 @@ from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_work
 from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
 from loadgate.queue_drain import wait_for_queue
 from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
+from marketplace.profiles import ProfileOverrideError, overrides_from_env
 from scenarios.plan import LoadPlan
 from stack.config import StackConfig, StripeRealism
 from stack.control import ServiceControl
@@ -145,6 +146,10 @@ class Guards:
 def execute(options: RunOptions, console: Console, progress: Progress) -> RunResult:
     phase = prepare(options)
     faults = plan_faults(options, phase)
+    try:
+        overrides = overrides_from_env()
+    except ProfileOverrideError as exc:
+        raise ConfigError(str(exc)) from None
     run_dir = rundir.create(options.out or rundir.default_run_dir(options.phase))
     plan_path = run_dir / "plan.json"
     plan_path.write_text(json.dumps(phase.model_dump(), indent=2))
@@ -162,6 +167,8 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         workers=options.workers,
         faults_planned=[dataclasses.asdict(f) for f in faults],
     )
+    if overrides:  # e.g. the test-only racy_cart_delete: a run says it was not the profile
+        rundir.write_manifest(run_dir, profile_overrides=overrides)
     progress(f"run directory {run_dir}")
     result = RunResult(run_dir=run_dir, status="failed")
     stack: Stack | None = None
@@ -176,6 +183,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
             result.ready_after_s = stack.ready_after_s
             guards.streamer = _stream_logs(stack, run_dir)
             credentials = _load_fixtures(options, phase, stack, run_dir, progress)
+            _snapshot_stock(stack, run_dir)
             host = stack.url("marketplace")
         assert credentials is not None
         cluster = LocustCluster(
@@ -214,7 +222,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         result.status = "interrupted"
         raise
     finally:
-        _finish(result, cluster, samplers, stack, run_dir, progress, guards, bool(faults))
+        _finish(result, cluster, samplers, stack, run_dir, progress, guards, True)
     return result
 
 
@@ -322,6 +330,17 @@ def _load_fixtures(
     return credentials
 
 
+def _snapshot_stock(stack: Stack, run_dir: Path) -> None:
+    """Every product's stock before the load: ``verify --run``'s stock baseline."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from loadgate.reconcile import snapshot_stock
+
+    with psycopg.connect(stack.url("postgres"), row_factory=dict_row, connect_timeout=10) as c:
+        snapshot_stock(c, run_dir)
+
+
 def _fixture_progress(event: object, progress: Progress) -> None:
     """Report each finished fixture step (the loader also reports step starts)."""
     seconds = getattr(event, "seconds", None)
@@ -421,8 +440,9 @@ def _finish(
 ) -> None:
     """Stop in reverse order and record how the run ended; never raises.
 
-    Faults still active are undone first; a fault run then waits for deferred
-    payments and verifies the data (``verify.json``) while the stack is still up.
+    Faults still active are undone first; the run then waits for deferred payments
+    and verifies the data and every acknowledged write (``verify.json``, issue 21)
+    while the stack is still up.
     """
     guards = guards or Guards()
     if cluster is not None:
@@ -439,7 +459,7 @@ def _finish(
                 stack.url("postgres"), stripe.url if stripe else None, run_dir, progress
             )
         except KeyboardInterrupt:  # a second Ctrl-C: skip the check, still tear down
-            progress("verify after faults skipped: interrupted")
+            progress("verify after the load skipped: interrupted")
     if guards.watcher is not None:
         guards.watcher.stop()
     if samplers is not None:

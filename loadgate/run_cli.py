@@ -74,7 +74,7 @@ def run(
             help="Inject a fault, KIND:TARGET@START[+DURATION] (repeatable; replaces the "
             "phase config's faults; 'none' for none), e.g. kill:redis@30s+20s, "
             "pause:pgbouncer@40%+10%, stripe-errors:1.0@60s+20s, cut:osrm@30s+15s, "
-            "kill:worker@45s (README 'Fault injection').",
+            "kill:worker@45s (docs/faults.md).",
         ),
     ] = None,
 ) -> None:
@@ -129,7 +129,7 @@ def run(
 
 
 def finish(run_dir: Path, status: str, requests: int, report: bool) -> int:
-    """Exit code of a run that ended (README "Exit codes"): the verdict's when the run
+    """Exit code of a run that ended (docs/commands.md, exit codes): the verdict's when the run
     completed and was reported; 3 with the reason when it did not complete or recorded
     nothing; 2 when the report step itself failed (a harness error, not a gate failure);
     with ``--no-report`` 0 for a completed run, 3 otherwise."""

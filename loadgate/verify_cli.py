@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -99,26 +101,64 @@ def violations_table(violations: list[Violation]) -> Table:
     return table
 
 
-def print_human(checked: dict[str, int], violations: list[Violation], stripe: bool) -> None:
+def per_check(violations: list[Violation]) -> dict[str, int]:
+    """Violations per check (``ledger``, ``lost-order``, ...), most first."""
+    return dict(Counter(v.check for v in violations).most_common())
+
+
+def print_human(
+    checked: dict[str, int],
+    violations: list[Violation],
+    stripe: bool,
+    acknowledged: dict[str, Any] | None = None,
+) -> None:
     counts = ", ".join(f"{k}={n}" for k, n in checked.items())
     console.print(f"checked {counts}", soft_wrap=True)
+    if acknowledged is not None:
+        told = ", ".join(f"{k}={n}" for k, n in sorted(acknowledged["acknowledged"].items()))
+        if not acknowledged["recorded"]:
+            err_console.print("[dim]the run recorded no acknowledged writes (older format)[/dim]")
+        console.print(f"acknowledged writes: {told or 'none'}", soft_wrap=True)
     if not stripe:
         err_console.print("[dim]no Stripe URL: charge checks skipped[/dim]")
     if violations:
         console.print(violations_table(violations))
+        kinds = ", ".join(f"{k}={n}" for k, n in per_check(violations).items())
+        console.print(f"violations per kind: {kinds}", soft_wrap=True)
     else:
         console.print("[bold green]verify: OK[/bold green], every invariant holds")
 
 
-def print_json(checked: dict[str, int], violations: list[Violation], stripe: bool) -> None:
+def print_json(
+    checked: dict[str, int],
+    violations: list[Violation],
+    stripe: bool,
+    acknowledged: dict[str, Any] | None = None,
+) -> None:
     # plain print: rich would wrap and colour, and this is for machines
     body = {
         "ok": not violations,
         "checked": checked,
         "stripe_checked": stripe,
         "violations": [v.as_dict() for v in violations],
+        "counts": per_check(violations),
     }
+    if acknowledged is not None:
+        body["acknowledged"] = acknowledged
     print(json.dumps(body, indent=2))
+
+
+def from_verify_json(run_dir: Path) -> dict[str, Any] | None:
+    """What the run itself checked before its stack went down (``verify.json``), if any."""
+    from loadgate.aftercheck import VERIFY_FILE
+
+    path = run_dir / VERIFY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
 
 
 def verify(
@@ -131,15 +171,44 @@ def verify(
         typer.Option("--stripe-url", help="Stripe API base (default: the running stack's)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="A run directory: also reconcile every write the service acknowledged "
+            "during that run with the database (no stack up: show the run's verify.json).",
+        ),
+    ] = None,
 ) -> None:
-    """Check the data invariants (ledger, stock, charges, batches); exit 1 on violations."""
+    """Check the data invariants (ledger, stock, charges, batches); exit 1 on violations.
+
+    With ``--run``, also every write acknowledged during that run (orders, cart units,
+    payouts, claims, stops) must be in the database (issue 21).
+    """
     from marketplace.invariants import verify as run_invariants
 
+    if run_dir is not None and not (run_dir / "manifest.json").is_file():
+        error(
+            f"{run_dir} is not a run directory (no manifest.json): pass the directory "
+            "'loadgate run' wrote, e.g. runs/<run_id>"
+        )
+        raise typer.Exit(EXIT_USAGE)
     try:
         db_url, stripe = resolve_urls(database_url, stripe_url)
     except NoTarget as exc:
-        error(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
+        recorded = from_verify_json(run_dir) if run_dir is not None else None
+        if recorded is None or "violations" not in recorded:
+            error(str(exc))
+            raise typer.Exit(EXIT_USAGE) from None
+        err_console.print(f"[dim]{exc}; showing the run's own check (verify.json)[/dim]")
+        violations = [parse_violation(v) for v in recorded["violations"]]
+        (print_json if as_json else print_human)(
+            recorded.get("checked", {}),
+            violations,
+            bool(recorded.get("stripe_checked")),
+            recorded.get("acknowledged"),
+        )
+        raise typer.Exit(EXIT_VIOLATIONS if violations else EXIT_OK) from None
     key = os.environ.get("LOADGATE_STRIPE_KEY", "sk_test_loadgate")
     try:
         report = run_invariants(db_url, stripe, key)
@@ -150,6 +219,24 @@ def verify(
             "check that the stack is up and migrated ('loadgate stack status')"
         )
         raise typer.Exit(EXIT_USAGE) from None
-    violations = [parse_violation(v) for v in report.violations]
-    (print_json if as_json else print_human)(report.checked, violations, stripe is not None)
+    acknowledged = None
+    lines = list(report.violations)
+    if run_dir is not None:
+        from loadgate.aftercheck import reconcile_run
+
+        try:
+            reconciliation = reconcile_run(db_url, stripe, run_dir)
+        except Exception as exc:  # unreadable events, unreachable DB: a harness problem
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            error(
+                f"could not reconcile {run_dir} ({type(exc).__name__}: {first}): check "
+                "that the stack that ran it is still up and the events are readable"
+            )
+            raise typer.Exit(EXIT_USAGE) from None
+        acknowledged = reconciliation.as_dict()
+        lines += reconciliation.violations
+    violations = [parse_violation(v) for v in lines]
+    (print_json if as_json else print_human)(
+        report.checked, violations, stripe is not None, acknowledged
+    )
     raise typer.Exit(EXIT_VIOLATIONS if violations else EXIT_OK)

@@ -56,6 +56,17 @@ def migrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+TRUSTED_PROXIES_ENV = "LOADGATE_TRUSTED_PROXIES"
+
+
+def proxy_settings(trusted: str) -> dict[str, object]:
+    """uvicorn's proxy options: forwarded headers honoured only from ``trusted``."""
+    hosts = ",".join(h.strip() for h in trusted.split(",") if h.strip())
+    if not hosts:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": hosts}
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -100,6 +111,11 @@ def serve_command(args: argparse.Namespace) -> int:
             # the race show up as connection errors. 75 s is a load
             # balancer's usual idle timeout.
             timeout_keep_alive=75,
+            # X-Forwarded-For decides the anonymous rate limit's key (``deps``): trust it
+            # only from the proxies named in LOADGATE_TRUSTED_PROXIES (comma-separated
+            # addresses), none by default. uvicorn's own default trusts 127.0.0.1, so any
+            # local client could pick a fresh "address" per request (issue 21).
+            **proxy_settings(os.environ.get(TRUSTED_PROXIES_ENV, "")),
         )
     finally:
         if own_dir:

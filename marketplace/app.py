@@ -22,6 +22,7 @@ from starlette.routing import Match
 
 from marketplace import errors, metrics
 from marketplace.config import Settings
+from marketplace.limits import HeaderLimits
 from marketplace.profiles import DEFAULT_PROFILE, Profile, get_profile
 from marketplace.state import AppState, build_state
 
@@ -112,6 +113,7 @@ def build_app(settings: Settings, profile: Profile) -> FastAPI:
     app.state.market = state
     errors.install(app)
     app.middleware("http")(_metrics_middleware)
+    app.add_middleware(HeaderLimits)  # outermost: before metrics, auth and rate limits
     for module in (system, catalogue, consumer, farmer, driver, admin):
         app.include_router(module.router)
     return app

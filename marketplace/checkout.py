@@ -6,7 +6,8 @@ held while Stripe takes its 200-500 ms:
 1. reserve: lock the consumer's profile row (serialises that consumer's checkouts,
    so two at once cannot spend the same credits), take stock with conditional
    updates (never below zero), write the order, its items and the ledger debit,
-   empty the cart.
+   remove the ordered cart lines (read under lock, so an add racing the checkout is
+   neither lost nor ordered twice: issue 21).
 2. settle: on success mark the order paid with its PaymentIntent id (only from
    pending, so an order is never paid twice); on a decline or Stripe error, undo
    (stock back, credits refunded with a ledger row, order ``payment_failed``).
@@ -26,6 +27,7 @@ import stripe
 from marketplace import metrics
 from marketplace.breakers import BreakerOpen
 from marketplace.errors import ApiError, bad_request
+from marketplace.limits import MAX_ORDER_TOTAL
 from marketplace.serial import jsonable
 from marketplace.state import AppState
 from marketplace.stripe_client import to_cents
@@ -79,6 +81,43 @@ async def market_config(state: AppState, conn: Any, zip_code: str | None) -> dic
     return await state.cache.cached(f"market:{zip_code}", load)
 
 
+async def cart_lines(conn: Any, consumer_id: int, lock: bool = True) -> list[dict[str, Any]]:
+    """The cart's lines, locked (``FOR UPDATE``) until the checkout commits.
+
+    The lock is what makes "empty the cart" safe: an add to a line already in the cart
+    waits for the checkout and then re-inserts its units into the emptied cart, instead
+    of being deleted unordered (issue 21); a line added meanwhile is not among these and
+    stays in the cart (:func:`remove_ordered`). Product id order: concurrent checkouts
+    lock in the same order.
+    """
+    cur = await conn.execute(
+        "SELECT ci.id, ci.product_id, ci.quantity FROM cart_items ci"
+        " JOIN carts c ON c.id = ci.cart_id WHERE c.consumer_id = %s ORDER BY ci.product_id"
+        + (" FOR UPDATE OF ci" if lock else ""),
+        (consumer_id,),
+    )
+    return list(await cur.fetchall())
+
+
+async def remove_ordered(
+    conn: Any, consumer_id: int, items: list[dict[str, Any]], racy: bool = False
+) -> None:
+    """Delete exactly the cart lines that were ordered (by line id, read under lock).
+
+    ``racy`` (the test-only profile flag ``racy_cart_delete``) deletes every line of the
+    cart instead, the lost update this function exists to prevent.
+    """
+    if racy:
+        await conn.execute(
+            "DELETE FROM cart_items WHERE cart_id = (SELECT id FROM carts WHERE consumer_id = %s)",
+            (consumer_id,),
+        )
+        return
+    await conn.execute(
+        "DELETE FROM cart_items WHERE id = ANY(%s)", ([item["id"] for item in items],)
+    )
+
+
 async def reserve(
     state: AppState, consumer_id: int, delivery_date: dt.date, use_credits: bool
 ) -> dict[str, Any]:
@@ -92,12 +131,7 @@ async def reserve(
         consumer = await cur.fetchone()
         if consumer is None:
             raise ApiError(404, "not_found", "consumer profile not found")
-        cur = await conn.execute(
-            "SELECT ci.product_id, ci.quantity FROM cart_items ci JOIN carts c ON c.id = ci.cart_id"
-            " WHERE c.consumer_id = %s ORDER BY ci.product_id",
-            (consumer_id,),
-        )
-        items = await cur.fetchall()
+        items = await cart_lines(conn, consumer_id, lock=not state.profile.racy_cart_delete)
         if not items:
             raise bad_request("empty_cart", "the cart is empty")
         lines, subtotal = [], ZERO
@@ -121,6 +155,11 @@ async def reserve(
         if subtotal < Decimal(str(market.get("minimum_order") or 0)):
             raise bad_request("below_minimum", "order is below the market's minimum")
         total = subtotal + fee
+        if total > MAX_ORDER_TOTAL:
+            raise bad_request(
+                "amount_too_large",
+                f"order total {total} exceeds {MAX_ORDER_TOTAL}, the most one payment may be",
+            )
         balance = await credit_balance(conn, consumer_id)
         credits = min(balance, total) if use_credits else ZERO
         due = total - credits
@@ -154,10 +193,7 @@ async def reserve(
             await add_ledger_entry(
                 conn, consumer_id, -credits, "purchase", order_id, f"order {order_id}"
             )
-        await conn.execute(
-            "DELETE FROM cart_items WHERE cart_id = (SELECT id FROM carts WHERE consumer_id = %s)",
-            (consumer_id,),
-        )
+        await remove_ordered(conn, consumer_id, items, racy=state.profile.racy_cart_delete)
     await state.db.note_write(consumer_id)
     for pid, *_ in lines:
         await state.cache.invalidate(f"product:{pid}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -167,6 +168,16 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(psycopg.errors.ForeignKeyViolation)
+    async def _gone(_: Request, exc: psycopg.errors.ForeignKeyViolation) -> JSONResponse:
+        """A write naming a row deleted meanwhile, e.g. a user deleted while their identity
+        is still cached (``marketplace.identities``, 5 min): 404, not a 500 (issue 21)."""
+        log.info("write refers to a deleted row: %s", " ".join(str(exc).split())[:200])
+        return JSONResponse(
+            error_body("not_found", "a record this request refers to no longer exists"),
+            status_code=404,
         )
 
     @app.exception_handler(Exception)

@@ -91,6 +91,11 @@ class Profile:
     """§5.5 breakers on Stripe and OSRM with fallbacks (``marketplace.breakers``)."""
     materialized_views: bool = False
     """§5.4 admin analytics from materialized views."""
+    racy_cart_delete: bool = False
+    """Test-only, never set by a profile: checkout reads the cart without locking its lines
+    and then deletes *every* line of the cart, so an add that commits in between is
+    deleted without being ordered (the lost update of issue 21). ``loadgate verify --run``
+    must catch it; it exists so that a real run can show the check failing."""
     skip_migrations: tuple[str, ...] = ()
     """Migration versions left out (e.g. ``("0002",)``: phase1 without the §3.3 indexes).
     Never set by a profile; only by an override, to isolate one change."""

@@ -9,7 +9,7 @@
 Exit code 2 (usage or harness error) belongs to the CLI: ``report_run`` and
 ``compare_dirs`` raise ``ReportError`` with a one-line message (malformed run directory,
 unwritable output, a failure of the report step itself) and the CLI prints it and exits 2.
-``verdict_exit_code`` is the one verdict -> exit code table (DESIGN.md "Verdicts").
+``verdict_exit_code`` is the one verdict -> exit code table (README "Reading a verdict").
 """
 
 from __future__ import annotations

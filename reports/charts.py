@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from analysis import usl as usl_mod  # noqa: E402
 from analysis.analyze import AnalysisResult  # noqa: E402
+from reports import fmt  # noqa: E402
 
 DPI = 96
 SIZE = (9.5, 3.6)
@@ -128,12 +129,13 @@ def throughput_vs_users(r: AnalysisResult) -> bytes:
         grid = np.linspace(1, right, 300)
         y = usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam)
         m = grid <= top
+        sigma, kappa = fmt.coef(fit.sigma, 3), fmt.coef(fit.kappa, 2)  # a numerical 0 as 0
         ax.plot(
             grid[m],
             y[m],
             "-",
             color="tab:orange",
-            label=f"USL fit (σ={fit.sigma:.3g}, κ={fit.kappa:.2g}, R²={fit.r2:.3f})",
+            label=f"USL fit (σ={sigma}, κ={kappa}, R²={fit.r2:.3f})",
         )
         ax.plot(grid[~m], y[~m], "--", color="tab:orange", label="USL projected")
         if fit.n_star is not None and fit.n_star <= right:

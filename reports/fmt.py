@@ -54,13 +54,29 @@ def criterion_value(name: str, value: float | None, ci) -> str:
     return f"{num(value)} {ci_num(ci)}".strip()
 
 
+#: A fitted coefficient this small is a zero of the optimiser (bounded at 0, it stops a
+#: few ulps above): printed as 0, never as ``3.906e-22``.
+ZERO_COEFFICIENT = 1e-12
+
+
+def coef(v: float, digits: int = 4) -> str:
+    """A model coefficient to ``digits`` significant digits; a numerical zero as 0."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return "0" if abs(v) < ZERO_COEFFICIENT else f"{v:.{digits}g}"
+
+
+def coef_ci(ci: tuple[float, float] | None, digits: int = 4) -> str:
+    return "" if not ci else f"[{coef(ci[0], digits)}–{coef(ci[1], digits)}]"
+
+
 def usl_summary(fit: USLFit) -> str:
     """The USL fit in one line, or why it was refused; N* only when identifiable."""
     if not fit.ok:
         return f"USL fit refused: {fit.refused}"
     text = (
-        f"σ = {fit.sigma:.4g} {ci_num(fit.sigma_ci, 4)}, κ = {fit.kappa:.3g} "
-        f"[{fit.kappa_ci[0]:.3g}–{fit.kappa_ci[1]:.3g}], λ = {fit.lam:.4g} req/s per user, "
+        f"σ = {coef(fit.sigma)} {coef_ci(fit.sigma_ci)}, κ = {coef(fit.kappa, 3)} "
+        f"{coef_ci(fit.kappa_ci, 3)}, λ = {fit.lam:.4g} req/s per user, "
         f"R² = {fit.r2:.3f}; "
     )
     if fit.n_star is None:
@@ -115,3 +131,9 @@ def hull(point: float | None, ci: tuple[float, float] | None) -> tuple[float, fl
     if ci is None or point is None:
         return ci
     return (min(ci[0], point), max(ci[1], point))
+
+
+def constraint_kind(r, c) -> str:
+    """A headroom row's class (hardware / architecture / objective), "—" when unknown."""
+    binding = getattr(r, "binding", None)
+    return binding.kinds.get(c.name, "—") if binding is not None else "—"

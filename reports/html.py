@@ -176,13 +176,15 @@ def _headroom_table(r: AnalysisResult) -> str:
         ext = ' <span class="warn">above the measured load</span>' if c.extrapolated else ""
         basis = c.basis if c.basis in ("measured", "projected") else "none"
         rows.append(
-            f"<tr><td>{escape(c.name)}{b}</td><td>{escape(c.limit)}</td>"
+            f"<tr><td>{escape(c.name)}{b}</td><td>{escape(fmt.constraint_kind(r, c))}</td>"
+            f"<td>{escape(c.limit)}</td>"
             f"<td class=n>{where}{ext}</td><td>{_tag(basis)} "
             f"{'' if basis != 'none' else escape(c.basis)}</td>"
             f"<td class=meta>{escape(c.detail)}</td></tr>"
         )
     return (
-        "<table><tr><th>constraint</th><th>limit</th><th>reached at (users) [95% CI]</th>"
+        "<table><tr><th>constraint</th><th>kind</th><th>limit</th>"
+        "<th>reached at (users) [95% CI]</th>"
         "<th>basis</th><th>detail</th></tr>" + "".join(rows) + "</table>"
     )
 
@@ -210,7 +212,7 @@ def render(r: AnalysisResult) -> str:
 <body><main>
 <h1>Blue Harvests — phase {r.phase} gate report</h1>
 <div class="meta">run {escape(r.run_id)} · profile {escape(str(r.profile))} · {r.model} model ·
-{escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at")))} ·
+{escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at") or "—"))} ·
 {r.n_records:,} requests · git {escape(str(r.manifest.get("git_sha", "")))}</div>
 <div class="verdict v-{escape(v)}"><div class="big">{escape(r.verdict)}</div>
 {"".join(f"<p>{escape(n)}</p>" for n in r.gate.notes())}

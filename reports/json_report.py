@@ -46,6 +46,37 @@ def latency(lat: LatencyStats | None) -> dict | None:
     return out
 
 
+def _binds(b) -> dict[str, Any] | None:
+    """What binds, classified (analysis.binding); the sizing is projected, the crossing
+    keeps its headroom basis."""
+    if b is None:
+        return None
+    req = b.requirement
+    return {
+        "constraint": b.constraint.name if b.constraint else None,
+        "kind": b.kind,
+        "objective": b.objective.name if b.objective else None,
+        "lines": b.lines,
+        "requirement": None
+        if req is None
+        else {
+            "resource": req.resource,
+            "source": req.source,
+            "gate_load": _f(req.gate_load),
+            "load_unit": req.load_unit,
+            "needed": _f(req.needed),
+            "needed_ci": _f(req.needed_ci),
+            "had": _f(req.had),
+            "had_from": req.had_from,
+            "planning_line": _f(req.planning_line),
+            "basis": "projected",
+        },
+        "fix": None
+        if b.fix is None
+        else {"phase": b.fix.phase, "what": b.fix.what, "section": b.fix.section},
+    }
+
+
 def to_dict(r: AnalysisResult) -> dict[str, Any]:
     fit = r.usl
     return {
@@ -70,6 +101,7 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
             "step": r.gate.step,
             "reasons": r.gate.reasons,
             "advice": r.gate.advice,
+            "lost_files": r.gate.lost_files,
             "host_cpu_percent": _f(r.gate.host_cpu_percent),
             "criteria": [
                 {
@@ -95,6 +127,8 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                 "rate": _f(st.step.rate),
                 "start_us": st.step.start_us,
                 "end_us": st.step.end_us,
+                "truncated_s": _f(st.step.truncated_s),
+                "truncation": st.step.truncation,
                 "n": st.n,
                 "throughput_rps": _f(st.throughput_rps),
                 "throughput_ci": _f(fmt.hull(st.throughput_rps, st.throughput_ci)),
@@ -167,9 +201,11 @@ def to_dict(r: AnalysisResult) -> dict[str, Any]:
                     "lower_bound": _f(c.lower_bound),
                     "extrapolated": c.extrapolated,
                     "detail": c.detail,
+                    "kind": r.binding.kinds.get(c.name) if r.binding else None,
                 }
                 for c in r.headroom.constraints
             ],
+            "binds": _binds(r.binding),
         },
         "routes": None
         if r.routes is None

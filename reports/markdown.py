@@ -47,7 +47,7 @@ def render(r: AnalysisResult) -> str:
             )
         lines.append("")
     lines += [
-        "### Steps (steady-state windows, warm-up excluded; measured)",
+        "### Steps (steady-state windows, warm-up found by MSER-5 excluded; measured)",
         "",
         "| load | window | requests | req/s | P50 | P95 [CI] | P99 [CI] | max | errors |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -55,6 +55,7 @@ def render(r: AnalysisResult) -> str:
     for st in r.steps:
         p50, p95, p99 = (st.latency.p(q) for q in (0.5, 0.95, 0.99))
         win = fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)
+        win += f" (warm-up {st.step.truncated_s:g} s)"
         lines.append(
             f"| {st.load:,.0f} | {win} | {st.n:,} | {st.throughput_rps:,.1f} | {_q(p50, False)} | "
             f"{_q(p95)} | {_q(p99)} | {fmt.ms(st.latency.max_ms)} | {fmt.pct(st.error_rate)} |"
@@ -84,13 +85,16 @@ def render(r: AnalysisResult) -> str:
         "",
         "### Headroom",
         "",
-        "| constraint | limit | reached at (users) | basis |",
-        "|---|---|---|---|",
+        "| constraint | kind | limit | reached at (users) | basis |",
+        "|---|---|---|---|---|",
     ]
     for c in r.headroom.constraints:
         bind = " **(binding)**" if r.headroom.binding is c else ""
         ext = " (projected above the measured load)" if c.extrapolated else ""
-        lines.append(f"| {c.name}{bind} | {c.limit} | {fmt.reached_at(c)}{ext} | {c.basis} |")
+        lines.append(
+            f"| {c.name}{bind} | {fmt.constraint_kind(r, c)} | {c.limit} | "
+            f"{fmt.reached_at(c)}{ext} | {c.basis} |"
+        )
     if r.outcomes:
         lines += [
             "",

@@ -29,7 +29,7 @@ from reports import plan_charts
 from reports.html import CSS
 
 SCHEMA = "loadgate.plan/1"
-#: A projected "ready" is never drawn as a pass (DESIGN.md): the projected colours.
+#: A projected "ready" is never drawn as a pass (README "Reading a verdict"): the projected colours.
 VERDICT_CLASS = {"ready": "PROJECTED-PASS", "not ready": "PROJECTED-FAIL"}
 
 
@@ -51,6 +51,11 @@ class PlanPaths:
 
 def _ci(ci: tuple[float, float], unit: str) -> str:
     return f"[{fmt_amount(ci[0], unit)} – {fmt_amount(ci[1], unit)}]"
+
+
+def _verdict_class(m) -> str:
+    """A qualified "ready" (more cores assumed, unreliable) is not drawn in the pass colour."""
+    return "PROJECTED" if m.tags else VERDICT_CLASS.get(m.verdict, "PROJECTED")
 
 
 def _users(v: float | None) -> str:
@@ -80,8 +85,8 @@ def verdict_rows(plan: CapacityPlan) -> list[list[str]]:
             [
                 m.milestone,
                 f"{m.users:,} users (target {m.target_users:,}; {m.factor:,.0f}x measured)",
-                m.verdict,
-                m.verdict_text,
+                m.headline,
+                " ".join([m.verdict_text, *m.caveats]),
                 first,
             ]
         )
@@ -343,14 +348,16 @@ def _img(png: bytes | str) -> str:
 
 def render_html(plan: CapacityPlan, chart: bytes | str) -> str:
     cards = "".join(
-        f'<div class="verdict v-{VERDICT_CLASS.get(m.verdict, "PROJECTED")}">'
-        f'<div class="big">{escape(m.milestone)}: {escape(m.verdict)} (projected)</div>'
+        f'<div class="verdict v-{_verdict_class(m)}">'
+        f'<div class="big">{escape(m.milestone)}: {escape(m.headline)} (projected)</div>'
         f"<p>{m.users:,} users (phase {m.phase} gate load) · {_tag('projected')} · "
         f"{escape(m.verdict_text)}</p>"
+        + "".join(f'<p class="warn">{escape(c)}</p>' for c in m.caveats)
+        + ""
         f"<p>First to bind: {escape(row[4])}</p></div>"
         for m, row in zip(plan.milestones, verdict_rows(plan), strict=True)
     )
-    title = ", ".join(f"{m.milestone} {m.verdict}" for m in plan.milestones)
+    title = ", ".join(f"{m.milestone} {m.headline}" for m in plan.milestones)
     lists = "".join(
         f"<h2>{escape(title)}</h2><ul>" + "".join(f"<li>{escape(x)}</li>" for x in items) + "</ul>"
         for title, items in (
@@ -372,6 +379,7 @@ def render_html(plan: CapacityPlan, chart: bytes | str) -> str:
 {escape(", ".join(sorted(set(plan.profiles))))} · planning utilisation {plan.utilisation:.0%}
 (seed §6.3 HPA target) · every milestone number is {_tag("projected")} from demands
 {_tag("measured")} on this machine</div>
+{f'<p class="warn">{escape(plan.unreliable)}</p>' if plan.unreliable else ""}
 {cards}
 <h2>Required capacity vs users</h2>{_img(chart)}
 {"".join(_html_table(t) for t in tables(plan))}
@@ -391,11 +399,12 @@ def _md_cell(text: str) -> str:
 def render_markdown(plan: CapacityPlan) -> str:
     lines = [
         "## loadgate capacity plan — "
-        + ", ".join(f"{m.milestone} **{m.verdict}**" for m in plan.milestones),
+        + ", ".join(f"{m.milestone} **{m.headline}**" for m in plan.milestones),
         "",
         f"From run(s) `{', '.join(plan.run_ids)}`; every milestone number is *projected* from "
         f"demands *measured* on this machine; planning utilisation {plan.utilisation:.0%}.",
         "",
+        *([f"**{plan.unreliable}**", ""] if plan.unreliable else []),
         "| milestone | load | verdict (projected) | why | first to bind |",
         "|---|---|---|---|---|",
         *["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in verdict_rows(plan)],
@@ -438,6 +447,23 @@ def to_dict(plan: CapacityPlan) -> dict[str, Any]:
         "runs": plan.run_ids,
         "profiles": plan.profiles,
         "planning_utilisation": plan.utilisation,
+        "reliable": plan.unreliable is None,
+        "unreliable": plan.unreliable,
+        "measured_gates": [
+            {
+                "run": g.run_id,
+                "phase": g.phase,
+                "verdict": g.verdict,
+                "gate_load": _finite(g.gate_load),
+                "load_unit": g.load_unit,
+                "step": g.step,
+                "cores": g.cores,
+                "cores_from": g.cores_from,
+                "shared_cores": _finite(g.shared_cores),
+                "basis": "measured",
+            }
+            for g in plan.measured_gates
+        ],
         "basis": "projected",
         "milestones": [
             {
@@ -448,6 +474,9 @@ def to_dict(plan: CapacityPlan) -> dict[str, Any]:
                 "factor_beyond_measured": m.factor,
                 "verdict": m.verdict,
                 "verdict_text": m.verdict_text,
+                "headline": m.headline,
+                "tags": m.tags,
+                "caveats": m.caveats,
                 "basis": "projected",
                 "throughput_rps": m.throughput,
                 "throughput_ci": _pair(m.throughput_ci),

@@ -23,8 +23,13 @@ EVENT_SCHEMA = pa.schema(
         ("outcome", pa.string()),  # business outcome code, "" when none (OUTCOMES)
         ("worker", pa.string()),
         ("users", pa.int32()),
+        # JSON of the ids an acknowledged write returned (scenarios/acks.py), else null.
+        # Absent in run directories written before issue 21: readers treat it as null.
+        ("ack", pa.string()),
     ]
 )
+#: Event columns that may be missing from older run directories (read as null).
+OPTIONAL_EVENT_COLUMNS: tuple[str, ...] = ("ack",)
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
 
 SAMPLE_SCHEMA = pa.schema(
@@ -66,8 +71,24 @@ EXPECTED_ROUTE_OUTCOMES: dict[tuple[str, str], str] = {
 #: A checkout accepted with its payment deferred (202): its own class, gated by share.
 PAYMENT_PENDING = "payment_pending"
 
-#: Samples of each Locust worker (source ``generator``, labels ``{"worker": id}``).
+#: The load generator's samples have exactly two kinds of source, nothing else is the
+#: generator: ``generator`` (each worker's own probe, labels ``{"worker": id}``) and the
+#: process sampler's ``process:locust-worker-<i>`` / ``process:locust-master``.
 GENERATOR_SOURCE = "generator"
+GENERATOR_PROCESS_PREFIX = "process:locust-"
+GENERATOR_MASTER_SOURCE = "process:locust-master"
+
+
+def is_generator_source(source: str) -> bool:
+    """A sample of the load generator (never a constraint of the system under test)."""
+    return source == GENERATOR_SOURCE or source.startswith(GENERATOR_PROCESS_PREFIX)
+
+
+def is_generator_worker_source(source: str) -> bool:
+    """A sample of one generator worker (the master sends no requests)."""
+    return is_generator_source(source) and source != GENERATOR_MASTER_SOURCE
+
+
 LAG_METRIC = "event_loop_lag_ms"  # sampled LAG_HZ times a second
 LAG_INTERVAL_S = 0.1
 GENERATOR_CPU_METRIC = "cpu_percent"  # the worker process, 100 = one core

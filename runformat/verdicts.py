@@ -27,7 +27,7 @@ class Verdict(StrEnum):
         return MEANINGS[self]
 
 
-#: verdict -> exit code (DESIGN.md "Verdicts").
+#: verdict -> exit code (README "Reading a verdict").
 EXIT_CODES: dict[Verdict, int] = {
     Verdict.PASS: 0,
     Verdict.FAIL: 1,

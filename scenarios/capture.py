@@ -8,7 +8,8 @@ monkeypatching) buffers records in columns and writes them every
 (``events/<worker>-<seq>.parquet``, written to a temp name and renamed), so a
 worker killed with SIGKILL loses at most the last ``flush_s`` seconds and
 never leaves a half-written file. The columns are documented in
-``docs/run-directory.md``.
+``docs/run-directory.md``. Acknowledged writes keep the ids their response returned
+in the ``ack`` column (:mod:`scenarios.acks`), for ``loadgate verify --run``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from loadgate.records import ParquetBatches
 from runformat.outcomes import classify_error
 from runformat.schemas import EVENT_SCHEMA, PAYMENT_PENDING
+from scenarios.acks import ack_of
 
 __all__ = ["RawCapture", "classify_error", "outcome_of"]
 
@@ -90,6 +92,7 @@ class RawCapture:
         context: dict | None = None,
         exception: BaseException | None = None,
         start_time: float | None = None,
+        url: str | None = None,
         **_: Any,
     ) -> None:
         context = context or {}
@@ -115,6 +118,7 @@ class RawCapture:
                 outcome,
                 self.worker,
                 int(self.users()),
+                ack_of(request_type, name, status, response, url, context.get("profile_id")),
             )
         )
 

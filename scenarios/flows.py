@@ -54,7 +54,7 @@ class Session:
         would charge the system with the scenario's own stock dynamics.
         Only 4xx can be expected: 429 and 5xx always count as errors.
         """
-        context: dict[str, Any] = {"persona": self.persona}
+        context: dict[str, Any] = {"persona": self.persona, "profile_id": self.profile_id}
         if self.intended_start is not None:
             # Only the flow's first request waited for its arrival slot.
             context["intended_start"] = self.intended_start

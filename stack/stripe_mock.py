@@ -144,6 +144,32 @@ def rate_limit_response() -> web.Response:
     )
 
 
+STRIPE_MAX_AMOUNT = 99_999_999
+"""Stripe's cap on one amount: "up to eight digits" in the currency's smallest unit
+(localstripe accepts any integer: issue 21)."""
+_AMOUNT_PATHS = ("/v1/payment_intents", "/v1/charges", "/v1/payouts", "/v1/refunds")
+
+
+async def amount_too_large(request: web.Request) -> web.Response | None:
+    """Stripe's 400 ``amount_too_large`` for a create with ``amount`` above the cap."""
+    if request.method != "POST" or not request.path.startswith(_AMOUNT_PATHS):
+        return None
+    form = await request.post()  # cached by aiohttp: localstripe reads it again
+    raw = form.get("amount")
+    try:
+        amount = int(str(raw)) if raw is not None else None
+    except ValueError:
+        return None  # not a number: localstripe's own validation answers
+    if amount is None or amount <= STRIPE_MAX_AMOUNT:
+        return None
+    return stripe_error(
+        400,
+        "invalid_request_error",
+        f"Amount must be no more than {STRIPE_MAX_AMOUNT} (eight digits).",
+        code="amount_too_large",
+    )
+
+
 def injected_error_response(status: int) -> web.Response:
     return stripe_error(status, "api_error", "Injected fault (loadgate mock error_rate).")
 
@@ -230,6 +256,9 @@ def realism_middleware(realism: Realism) -> Callable[..., Awaitable[web.StreamRe
         if realism.inject_error():
             realism.errors_injected += 1
             return injected_error_response(realism.error_status)
+        too_large = await amount_too_large(request)
+        if too_large is not None:
+            return too_large
         return await handler(request)
 
     return middleware

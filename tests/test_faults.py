@@ -260,6 +260,6 @@ def test_faults_file_format_is_documented():
     doc = (Path(__file__).parent.parent / "docs" / "run-directory.md").read_text()
     for key in ("planned_start_s", "recovered_us", "incidents.jsonl", "verify.json"):
         assert key in doc, key
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert "## Fault injection" in readme or "### Fault injection" in readme
-    assert textwrap.dedent("kill:redis@30s+20s") in readme
+    faults_doc = (Path(__file__).parent.parent / "docs" / "faults.md").read_text()
+    assert "# Fault injection" in faults_doc
+    assert textwrap.dedent("kill:redis@30s+20s") in faults_doc

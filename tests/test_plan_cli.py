@@ -3,6 +3,7 @@ input as one error line, and the page in headless Chromium without network reque
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -59,6 +60,21 @@ def test_plan_writes_page_markdown_and_json(planned):
     md = (out / "plan.md").read_text()
     assert md.splitlines()[0].startswith("## loadgate capacity plan — M1 **")
     assert "calculateCapacity" in md and "§7.1" in md and "Where it breaks" in md
+
+
+def test_a_failed_measured_gate_is_said_beside_ready(tmp_path):
+    """The run's own gate FAILS on its 2 cores; M1 is projected ready on more: the command
+    says so on the milestone's line (issue 20 item 5)."""
+    gate = {"users": 100, "target_users": 80, "criteria": {"p95_ms": 50, "error_rate": 0.01}}
+    run = write_run(tmp_path / "failing", dataclasses.replace(SPEC, gate=gate))
+    result = run_cli(["plan", str(run), "--phase", "1", "--out", str(tmp_path / "o")], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "M1 (1,500 users, projected): ready (assumes more cores than measured)" in out
+    assert "own gate: FAIL" in out and "where the run had 2" in out
+    doc = json.loads((tmp_path / "o" / "plan.json").read_text())
+    assert doc["milestones"][0]["tags"] == ["assumes more cores than measured"]
+    assert doc["reliable"] is True and doc["measured_gates"][0]["verdict"] == "FAIL"
 
 
 def test_page_is_verdict_first_and_self_contained(planned):

@@ -99,6 +99,9 @@ MANIFEST_BREAKAGE = {
     "gate not an object": (lambda m: m["config"].update(gate=[1500]), "config.gate"),
     "think time wrong": (lambda m: m["config"].update(think_time_s="1-5"), "think_time_s"),
     "manifest not an object": (lambda m: (m.clear(), m.update(x=1)), "started_at"),
+    # not NO GATE, exit 0: a phase-1 run whose gate is unknown is a harness error
+    "config missing": (lambda m: m.pop("config"), "no config"),
+    "phase 1 gate missing": (lambda m: m["config"].pop("gate"), "no gate, but phase 1"),
 }
 
 
@@ -175,7 +178,7 @@ def test_phase_0_without_criteria_is_no_gate_exit_0_only_if_valid(tmp_path):
 
 
 def test_run_exit_codes_after_the_load(runs, tmp_path):
-    """What ``loadgate run`` returns once the load has ended (README "Exit codes")."""
+    """What ``loadgate run`` returns once the load has ended (docs/commands.md, exit codes)."""
     assert finish(runs["pass"], "completed", 100, report=True) == 0
     assert finish(runs["fail"], "completed", 100, report=True) == 1
     assert finish(runs["pass"], "timed_out", 100, report=True) == 3  # not completed: 3
@@ -240,3 +243,47 @@ def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(real_run, tmp_path):
     bad = _broken_copy(out, tmp_path / "bad", lambda m: m["config"].update(stages={"x": 1}))
     with pytest.raises(ReportError, match="config.stages"):
         report_run(bad, tmp_path / "r")
+
+
+def test_printed_verdict_block_has_every_criterion_row_in_a_log(runs, tmp_path):
+    """Piped (no terminal), the summary prints the criteria table with its rows, not a
+    header cut off by a fixed line count."""
+    result = run_cli(["report", str(runs["pass"]), "--out", str(tmp_path / "r")], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "criterion" in out and "status" in out
+    for row in ("P95 < 3000 ms", "errors < 1.00%"):
+        assert row in out, out
+    assert out.index("P95 < 3000 ms") > out.index("criterion")
+    assert "Steps (steady-state" not in out  # the verdict block only
+
+
+def test_a_numerical_zero_coefficient_prints_as_zero():
+    from reports import fmt
+
+    assert fmt.coef(3.906e-22) == "0" and fmt.coef(-1e-15) == "0"
+    assert fmt.coef(0.01234567) == "0.01235" and fmt.coef_ci((3.906e-22, 0.02)) == "[0–0.02]"
+
+
+def test_print_summary_keeps_the_table_after_a_long_verdict_block(tmp_path, monkeypatch):
+    """Many reasons before the table (lost files, incidents, advice): every row prints."""
+    import io
+
+    from rich.console import Console
+
+    from loadgate import report_cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(report_cli, "console", Console(file=buf, force_terminal=False, width=200))
+    notes = [f"> Reason: reason {i}  " for i in range(12)]
+    rows = [f"| crit{i} | {i} ms | measured | ✅ pass | d |" for i in range(5)]
+    md = tmp_path / "summary.md"
+    md.write_text("\n".join(
+        ["## loadgate — phase 1 gate: **PASS**", "", *notes, "",
+         "| criterion | value [95% CI] | basis | status | detail |", "|---|---|---|---|---|",
+         *rows, "", "### Steps (steady-state windows)", "", "| load |", "|---:|", "| 1 |"]
+    ))  # fmt: skip
+    report_cli.print_summary(md)
+    out = buf.getvalue()
+    assert all(f"crit{i}" in out for i in range(5)), out
+    assert "Steps" not in out

@@ -26,7 +26,12 @@ def test_truncated_file_is_skipped_with_warning(base_run_dir, copy_run):
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(RunFormatError, match="manifest"):
         load_run(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"started_at": "2026-01-01T00:00:00Z"}))
+    manifest = {"started_at": "2026-01-01T00:00:00Z"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match="no config"):
+        load_run(tmp_path)
+    manifest["config"] = {"stages": [{"name": "h", "start_s": 0, "end_s": 60, "users": 1}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(RunFormatError, match="events"):
         load_run(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
@@ -50,7 +55,10 @@ def test_steps_exclude_ramps_and_warmup(base_run_dir):
     assert [s.users for s in steps] == [10, 20, 40, 60, 80, 100]
     holds = [s for s in run.stages if s.kind == "hold"]
     for step, stage in zip(steps, holds, strict=True):
-        assert step.start_us == run.start_us + int((stage.start_s + 5) * 1e6)  # warmup_s = 5
+        # MSER-5 finds the warm-up, never below warmup_s = 5 nor above half the hold
+        assert 5 <= step.truncated_s <= (stage.end_s - stage.start_s) / 2
+        assert step.start_us == run.start_us + int((stage.start_s + step.truncated_s) * 1e6)
+        assert step.truncation
     idx = assign_steps(run.events.ts_us, steps)
     ramp_users = run.events.users[idx == -1]
     assert (idx == -1).any() and ramp_users.size
@@ -67,7 +75,11 @@ def test_load_started_at_is_the_stage_origin(base_run_dir, tmp_path):
     manifest["load_started_at"] = "2026-11-01T00:00:08+00:00"
     (d / "manifest.json").write_text(json.dumps(manifest))
     shifted, plain = build_steps(load_run(d)), build_steps(load_run(base_run_dir))
-    assert [a.start_us - b.start_us for a, b in zip(shifted, plain, strict=True)] == [8_000_000] * 6
+    # the hold starts 8 s later (the cut MSER-5 finds in the data may differ)
+    assert [
+        (a.start_us - int(a.truncated_s * 1e6)) - (b.start_us - int(b.truncated_s * 1e6))
+        for a, b in zip(shifted, plain, strict=True)
+    ] == [8_000_000] * 6
 
 
 def test_synthetic_run_is_written_in_the_one_format(base_run_dir, tmp_path):
@@ -115,4 +127,71 @@ def test_manifest_accepts_one_dialect(base_run_dir, tmp_path, change, needle):
     manifest.update(change)
     (d / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(RunFormatError, match=needle):
+        load_run(d)
+
+
+def test_lost_gate_data_is_named_in_the_verdict_block(base_run_dir, copy_run):
+    """One of ~20 flushes of a worker in the gate window cut in half: the verdict block
+    names the file and the seconds it covers; window coverage counts them as holes."""
+    from analysis.synthetic import SyntheticSpec, split_events_file, stages, truncate_events_file
+    from runformat.verdicts import Verdict
+
+    d = copy_run(base_run_dir)
+    last = len(stages(SyntheticSpec())) - 1  # the gate hold's files: w0-<last>, w1-<last>
+    parts = split_events_file(d, f"w0-{last:04d}.parquet", 20)
+    bad = truncate_events_file(parts[10])
+    with pytest.warns(UserWarning, match="truncated"):
+        run = load_run(d)
+    assert [f.name for f in run.lost_events] == [bad.name]
+    lost = run.lost_events[0]
+    assert lost.from_us is not None and lost.to_us is not None
+    assert 1.5e6 < lost.to_us - lost.from_us < 6e6  # one flush of ~3 s
+    result = analyze(run)
+    gate = result.gate
+    assert gate.lost_files == 1
+    text = next(r for r in gate.reasons if r.startswith("lost data"))
+    assert bad.name in text and "1 unreadable events file" in text and "gate window" in text
+    coverage = next(c for c in result.checks if c.name == "window_coverage" and
+                    c.step == gate.step)  # fmt: skip
+    assert coverage.observed < 1.0 and bad.name in coverage.detail
+    assert gate.verdict != Verdict.INVALID  # ~3 s of 55+ s: coverage still >= 90 %
+
+    # Half the records of a worker through the whole gate window: coverage decides INVALID.
+    for p in parts:
+        truncate_events_file(p)
+    with pytest.warns(UserWarning, match="truncated"):
+        gate = analyze(load_run(d)).gate
+    assert gate.verdict == Verdict.INVALID
+    assert any("window_coverage" in r for r in gate.reasons)
+    assert gate.lost_files == 20
+
+
+def test_missing_column_is_named(base_run_dir, copy_run):
+    """A file without a required column is a format error naming it; ``outcome`` (newer
+    than the first run directories) may be absent and reads as ""."""
+    import pyarrow.parquet as pq
+
+    d = copy_run(base_run_dir)
+    files = sorted((d / "events").glob("*.parquet"))
+    for f in files:
+        pq.write_table(pq.read_table(f).drop_columns(["outcome"]), f)
+    run = load_run(d)
+    assert set(run.events.outcome.categories) == {""}
+    assert analyze(run).gate.verdict is not None
+    pq.write_table(pq.read_table(files[0]).drop_columns(["users"]), files[0])
+    with pytest.raises(RunFormatError, match="missing column users"):
+        load_run(d)
+
+
+def test_phase_manifest_without_config_is_a_harness_error(base_run_dir, copy_run):
+    """Not NO GATE, exit 0: the gate is unknown (docs/run-directory.md, manifest.json)."""
+    d = copy_run(base_run_dir)
+    manifest = json.loads((d / "manifest.json").read_text())
+    config = manifest.pop("config")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match="no config"):
+        load_run(d)
+    manifest["config"] = {k: v for k, v in config.items() if k != "gate"}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFormatError, match="no gate, but phase 1 has one"):
         load_run(d)
