@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from loadgate.phase_config import DEFAULT_CONFIG
+
 
 def loadgate_env(state_dir: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "LOADGATE_STATE_DIR": str(state_dir), "COLUMNS": "200", **extra}
@@ -48,3 +50,14 @@ def wait_for_state(state_dir: Path, proc: subprocess.Popen[str], timeout: float 
             raise AssertionError(f"loadgate exited early ({proc.returncode}): {proc.stderr.read()}")
         time.sleep(0.1)
     raise AssertionError("the stack did not come up in time")
+
+
+def fast_config(directory: Path) -> Path:
+    """The shipped phase config with short think times, so short holds see traffic."""
+    text = DEFAULT_CONFIG.read_text().replace(
+        "think_time_s = [1.0, 5.0]", "think_time_s = [0.2, 0.6]"
+    )
+    assert "[0.2, 0.6]" in text
+    path = directory / "phases.toml"
+    path.write_text(text)
+    return path

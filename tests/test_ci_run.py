@@ -1,5 +1,8 @@
 """One real short run through ``loadgate ci`` on the local stack (36 s of load, tiny
-fixtures): the run is made, judged against a baseline, and the job's files are there."""
+fixtures): the run is made, judged against a baseline, and the job's files are there.
+
+The run is the session's smoke run (tests/conftest.py ``smoke_run``), shared with
+``tests/test_run.py``: it is made through ``loadgate ci`` so one run serves both."""
 
 from __future__ import annotations
 
@@ -9,24 +12,14 @@ import shutil
 import pytest
 
 from tests.cli_helpers import run_cli
-from tests.test_run import fast_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.load, pytest.mark.smoke]
 
 
-def test_a_real_short_run_through_ci(tmp_path):
-    out, summary = tmp_path / "runs" / "tonight", tmp_path / "summary.md"
-    outputs = tmp_path / "github-output"
-    args = ["--phase", "1", "--provider", "local", "--fixture-size", "tiny", "--workers", "1"]
-    args += ["--users", "12", "--duration", "36s", "--config", str(fast_config(tmp_path))]
-    result = run_cli(
-        ["ci", *args, "--out", str(out), "--summary", str(summary), "--baseline", "nope"],
-        tmp_path,
-        timeout=420,
-        GITHUB_OUTPUT=str(outputs),
-    )
+def test_a_real_short_run_through_ci(smoke_run, tmp_path):
+    out, summary, outputs = smoke_run.out, smoke_run.summary, smoke_run.github_output
     # 12 users cannot apply the phase-1 gate of 1,500: never a pass, neutral (exit 3)
-    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert smoke_run.result.returncode == 3
     data = json.loads((out / "report" / "ci.json").read_text())
     assert data["outcome"] == "neutral"
     assert data["verdict"] in ("PROJECTED", "INVALID"), data
@@ -37,16 +30,19 @@ def test_a_real_short_run_through_ci(tmp_path):
     assert "outcome=neutral" in outputs.read_text()
 
     # The same run judged again against a copy of itself: compared, no regression.
+    # (Judged in a copy: the smoke run is shared and stays as loadgate ci left it.)
+    again_dir = tmp_path / "tonight"
+    shutil.copytree(out, again_dir)
     shutil.copytree(out, tmp_path / "baseline" / "last-night")
     again = run_cli(
-        ["ci", "--run-dir", str(out), "--baseline", str(tmp_path / "baseline")],
+        ["ci", "--run-dir", str(again_dir), "--baseline", str(tmp_path / "baseline")],
         tmp_path,
         timeout=300,
     )
     assert again.returncode == 3, again.stdout + again.stderr
-    second = json.loads((out / "report" / "ci.json").read_text())
+    second = json.loads((again_dir / "report" / "ci.json").read_text())
     if data["verdict"] == "INVALID":  # an INVALID baseline is never compared with
         assert second["regression"] is None and "INVALID" in second["baseline_note"]
     else:
         assert second["regression"] is False and second["comparison"] == "no change", second
-        assert (out / "report" / "comparison.html").exists()
+        assert (again_dir / "report" / "comparison.html").exists()

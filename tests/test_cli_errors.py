@@ -41,7 +41,7 @@ def test_binary_missing(tmp_path):
     assert_one_clear_error(result, "redis-server not found", "apt-get install redis-server")
 
 
-@pytest.mark.integration
+@pytest.mark.services
 def test_port_in_use(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,7 +54,7 @@ def test_port_in_use(tmp_path):
     assert_one_clear_error(result, f"port {port} for redis is already in use", "--port redis=")
 
 
-@pytest.mark.integration
+@pytest.mark.services
 def test_service_never_ready(tmp_path):
     result = run_cli(
         ["stack", "up", "--provider", "local", "-s", "postgres", "--ready-timeout", "0.05"],

@@ -16,7 +16,7 @@ from stack.control import ServiceControl
 from stack.stack import Stack
 from tests.support import PROVIDERS, STRIPE_UNDER_TEST, require_provider
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 @pytest.fixture(scope="module", params=PROVIDERS)

@@ -15,7 +15,7 @@ import pytest
 from loadgate.phase_config import DEFAULT_CONFIG
 from tests.cli_helpers import run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.load
 
 LOAD_S = 100
 
@@ -43,7 +43,7 @@ def fault_run(tmp_path_factory) -> Path:
          "--config", str(config), "--out", str(out),
          "--fault", "kill:redis@15s+10s", "--fault", "stripe-errors:1.0@55s+15s"],
         tmp_path_factory.mktemp("state"),
-        timeout=900,
+        timeout=480,  # under the 600 s pytest-timeout: the run takes ~2 min
         # Tests only (docs/profiles.md): breakers half-open after 10 s instead of the
         # seed's 60 s, so recovery is seen within a 100 s load. 30 s after each fault
         # before the next one or the end: on a busy CI box recovery has taken > 10 s.

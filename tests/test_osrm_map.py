@@ -184,6 +184,7 @@ def test_map_bbox_of_garbage_raises(tmp_path: Path) -> None:
 # --- points and routing ---------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_random_road_points(osrm_url: str, pbf: Path) -> None:
     box = map_bbox(pbf)
     points = random_road_points(osrm_url, 30, seed=1, bbox=box)
@@ -199,6 +200,7 @@ def test_random_road_points(osrm_url: str, pbf: Path) -> None:
     assert unreachable == [], "every pool point is reachable from every other"
 
 
+@pytest.mark.services
 def test_route_and_trip_between_points(osrm_url: str, pbf: Path) -> None:
     points = random_road_points(osrm_url, 5, seed=3, bbox=map_bbox(pbf))
     coords = ";".join(f"{lon},{lat}" for lon, lat in points)
@@ -207,6 +209,7 @@ def test_route_and_trip_between_points(osrm_url: str, pbf: Path) -> None:
         assert body["code"] == "Ok", (service, body)
 
 
+@pytest.mark.services
 def test_points_off_the_map_raise(osrm_url: str) -> None:
     far_away = MapInfo(min_lon=0.0, min_lat=0.0, max_lon=0.01, max_lat=0.01)
     with pytest.raises(StackError, match="found only 0 of 1"):

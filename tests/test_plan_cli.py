@@ -135,14 +135,14 @@ def test_unknown_phase_and_bad_utilisation_are_one_error_line(synthetic_run, tmp
 # --------------------------------------------------------------------------- a real run
 
 
-@pytest.mark.integration
+@pytest.mark.load
 def test_real_run_stripe_projection_matches_checkouts_times_calls(tmp_path):
     """A short real phase-2 run: the plan's Stripe projection equals the checkout rate per
     user x Stripe calls per checkout measured in the run, within the plan's interval."""
     from analysis import load_run
     from analysis.demands import read_records
     from analysis.steps import build_steps
-    from tests.test_run import fast_config
+    from tests.cli_helpers import fast_config
 
     out = tmp_path / "run"
     config = fast_config(tmp_path)

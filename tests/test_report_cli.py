@@ -198,7 +198,7 @@ def test_verdict_exit_table():
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """A real short phase-0 run (local stack, 12 users, 40 s) whose stdout is a pipe."""
-    from tests.test_run import fast_config
+    from tests.cli_helpers import fast_config
 
     root = tmp_path_factory.mktemp("real")
     out = root / "run"
@@ -212,7 +212,7 @@ def real_run(tmp_path_factory):
     return out, result
 
 
-@pytest.mark.integration
+@pytest.mark.load
 def test_real_run_prints_progress_lines_to_a_pipe(real_run):
     _, result = real_run
     lines = [ln for ln in result.stdout.splitlines() if ln.startswith("progress ")]
@@ -224,7 +224,7 @@ def test_real_run_prints_progress_lines_to_a_pipe(real_run):
     assert any(not ln.endswith("requests 0") for ln in lines), lines
 
 
-@pytest.mark.integration
+@pytest.mark.load
 def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(real_run, tmp_path):
     from tests.analysis.test_analysis_reports import assert_no_nonsense
 

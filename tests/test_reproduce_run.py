@@ -17,8 +17,6 @@ from analysis.counters import counter_delta
 from loadgate.reproduce.verdict import Verdict
 from tests.cli_helpers import run_cli
 
-pytestmark = pytest.mark.integration
-
 
 def reproduce(name: str, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp(name) / "out"
@@ -70,6 +68,7 @@ def rate_limit_writes(tmp_path_factory):
     return reproduce("rate-limit-writes", tmp_path_factory)
 
 
+@pytest.mark.load
 def test_db_connection_errors_appear_only_with_15_direct_connections(db_connections):
     out, result = db_connections
     doc = check_report_matches_exit(out, result)
@@ -89,6 +88,7 @@ def test_db_connection_errors_appear_only_with_15_direct_connections(db_connecti
     assert doc["verdict"] in ("confirmed", "inconclusive"), doc["reason"]
 
 
+@pytest.mark.load
 def test_rate_limit_statements_drop_from_three_per_request_to_none(rate_limit_writes):
     out, result = rate_limit_writes
     doc = check_report_matches_exit(out, result)
@@ -111,6 +111,7 @@ def test_rate_limit_statements_drop_from_three_per_request_to_none(rate_limit_wr
     assert doc["verdict"] != "refuted" or "< 5 ms" in doc["reason"], doc["reason"]
 
 
+@pytest.mark.services
 def test_skip_migrations_leaves_the_scaling_indexes_out_and_nothing_else(tmp_path):
     """The ``indexes`` reproduction's before side: phase1 migrated without 0002, on a real
     Postgres; the same database migrated as plain phase1 afterwards gets the indexes."""

@@ -17,10 +17,9 @@ import pytest
 
 from loadgate.phase_config import DEFAULT_CONFIG
 from stack.ports import free_port
-from tests.cli_helpers import loadgate_env, run_cli
+from tests.cli_helpers import fast_config, loadgate_env, run_cli
 from tests.leftovers import listening, processes_of
 
-pytestmark = pytest.mark.integration
 SHORT = ["--phase", "1", "--provider", "local", "--fixture-size", "tiny", "--workers", "2"]
 
 
@@ -32,42 +31,15 @@ def hold_stages(run_dir: Path) -> list[dict]:
     return [s for s in manifest(run_dir)["config"]["stages"] if s["kind"] == "hold"]
 
 
-def fast_config(directory: Path) -> Path:
-    """The shipped phase config with short think times, so short holds see traffic."""
-    text = DEFAULT_CONFIG.read_text().replace(
-        "think_time_s = [1.0, 5.0]", "think_time_s = [0.2, 0.6]"
-    )
-    assert "[0.2, 0.6]" in text
-    path = directory / "phases.toml"
-    path.write_text(text)
-    return path
-
-
 @pytest.fixture(scope="module")
-def closed_run(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    out = runs / "closed"
-    result = run_cli(
-        [
-            "run",
-            *SHORT,
-            "--users",
-            "12",
-            "--duration",
-            "36s",
-            "--out",
-            str(out),
-            "--config",
-            str(fast_config(runs)),
-        ],
-        tmp_path_factory.mktemp("state"),
-        timeout=300,
-    )
-    # 3 = PROJECTED: a 12-user run never applies the gate load.
-    assert result.returncode == 3, result.stderr[-3000:]
-    return out
+def closed_run(smoke_run) -> Path:
+    """The session's one real run (tests/conftest.py ``smoke_run``: phase 1, 12 users,
+    36 s, tiny fixtures, two workers, made through ``loadgate ci``)."""
+    return smoke_run.out
 
 
+@pytest.mark.load
+@pytest.mark.smoke
 def test_analysis_reads_a_real_run_directory(closed_run):
     """The one run format: what ``loadgate run`` wrote is what analysis reads, with the
     generator probe, host CPU and outcomes; the verdict and exit code come from one table."""
@@ -83,7 +55,19 @@ def test_analysis_reads_a_real_run_directory(closed_run):
     assert run.meta.status == "completed" and run.gate_spec.users == 1500
     assert "POST /checkout" in run.gate_spec.routes
     result = analyze(run)
-    assert result.verdict == Verdict.PROJECTED and result.gate.exit_code == 3
+    # The verdict this data can honestly give: 12 users never apply the gate load of
+    # 1,500, so PROJECTED when every deciding validity check holds; INVALID when one
+    # fails -- on a busy machine the generator's own checks (event-loop lag, CPU) can,
+    # and then the data say nothing about the service. Never PASS/FAIL/INCONCLUSIVE;
+    # always exit 3. What this test is about is the format, asserted either way.
+    ref = result.steps[-1].step.name
+    failed = [c for c in result.checks if c.step in (None, ref) and c.decides and c.ok is False]
+    assert "run_completed" not in {c.name for c in failed}
+    expected = Verdict.INVALID if failed else Verdict.PROJECTED
+    assert result.verdict == expected, (result.verdict, [c.detail for c in failed])
+    assert result.gate.exit_code == 3
+    if failed:
+        assert len(result.gate.reasons) >= len(failed) and result.gate.advice
     samples = run.samples
     lag = samples[(samples.source == "generator") & (samples.metric == "event_loop_lag_ms")]
     assert lag.labels.nunique() == 2  # one probe per worker
@@ -95,9 +79,11 @@ def test_analysis_reads_a_real_run_directory(closed_run):
     assert {"generator_lag", "generator_cpu", "littles_law", "host_cpu"} <= set(checks)
     assert sum(o.requests for o in result.outcomes) == len(run.events)
     report = json.loads((closed_run / "report" / "report.json").read_text())
-    assert report["verdict"] == "PROJECTED" and report["exit_code"] == 3
+    assert report["verdict"] == expected.value and report["exit_code"] == 3
 
 
+@pytest.mark.load
+@pytest.mark.smoke
 def test_run_directory_is_complete(closed_run):
     data = manifest(closed_run)
     assert data["status"] == "completed"
@@ -113,6 +99,8 @@ def test_run_directory_is_complete(closed_run):
         assert (closed_run / "report" / report).stat().st_size > 0
 
 
+@pytest.mark.load
+@pytest.mark.smoke
 def test_event_count_matches_the_service_counter(closed_run):
     events = pd.read_parquet(closed_run / "events")
     samples = pd.read_parquet(closed_run / "samples")
@@ -129,6 +117,8 @@ def test_event_count_matches_the_service_counter(closed_run):
     assert abs(len(events) - served) <= 0.01 * served, (len(events), served)
 
 
+@pytest.mark.load
+@pytest.mark.smoke
 def test_tokens_minted_for_the_run_are_accepted(closed_run):
     """The run's stack generated its own signing secret and the credentials used it."""
     events = pd.read_parquet(closed_run / "events")
@@ -136,6 +126,8 @@ def test_tokens_minted_for_the_run_are_accepted(closed_run):
     assert events.status.between(200, 299).sum() > 0.9 * len(events)
 
 
+@pytest.mark.load
+@pytest.mark.smoke
 def test_closed_shape_follows_its_stages(closed_run):
     events = pd.read_parquet(closed_run / "events")
     start_us = pd.Timestamp(manifest(closed_run)["load_started_at"]).value // 1000
@@ -162,6 +154,7 @@ def open_config(directory: Path) -> Path:
     return path
 
 
+@pytest.mark.load
 def test_open_model_run_gives_a_gate_verdict_from_its_data(tmp_path):
     """A short open-model run with reports: its gate load is an arrival rate, the offered
     and achieved arrivals follow the plan, and the verdict is the one its data gives
@@ -268,6 +261,7 @@ def _wait_for_events(out: Path, proc: subprocess.Popen[str], count: int = 3) -> 
     raise AssertionError("no events were flushed in time")
 
 
+@pytest.mark.load
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_interrupted_run_stays_analysable(tmp_path, sig):
     out = tmp_path / "run"
@@ -321,6 +315,7 @@ def test_malformed_config_file_is_rejected(tmp_path):
     assert "phases.1" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.load
 def test_remote_worker_joins_the_run(tmp_path):
     """A worker started with ``loadgate worker`` (as on another machine) takes part."""
     port = free_port()

@@ -14,7 +14,7 @@ import pytest
 from loadgate.samplers import PgBouncerSampler, SamplerLoop, stack_samplers
 from stack.config import PG_MAX_CONNECTIONS
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def test_sampler_loop_records_every_service(full_stack, tmp_path):

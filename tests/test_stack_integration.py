@@ -16,7 +16,7 @@ from stack.config import PG_MAX_CONNECTIONS, STRIPE_API_KEY
 from stack.osrm_map import random_road_points
 from tests.support import STRIPE_UNDER_TEST
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def test_sql_through_pgbouncer(full_stack):

@@ -21,6 +21,8 @@ import httpx
 import pytest
 import stripe
 
+pytestmark = pytest.mark.services  # one real mock process serves the module
+
 MOCK_FILE = Path(__file__).resolve().parents[1] / "stack" / "stripe_mock.py"
 
 API_KEY = "sk_test_loadgate"

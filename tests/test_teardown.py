@@ -16,7 +16,7 @@ from tests.cli_helpers import run_cli, start_cli, wait_for_state
 from tests.leftovers import containers_of, listening, processes_of, temp_dirs_of
 from tests.support import PROVIDERS, require_provider
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 SMALL = ["-s", "postgres", "-s", "redis"]
 
 

@@ -26,7 +26,7 @@ from stack.config import StackConfig, StripeRealism
 from stack.stack import Stack
 from tests.cli_helpers import run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.load
 SEED = 7
 
 

@@ -23,7 +23,7 @@ from marketplace.profiles import get_profile
 from stack.config import StackConfig
 from stack.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def make_app() -> typer.Typer:

@@ -200,3 +200,16 @@ def test_shellcheck_accepts_every_run_script(steps, tmp_path):
             [str(binary), "-s", "bash", str(script)], capture_output=True, text=True
         )
         assert result.returncode == 0, (s["name"], result.stdout)
+
+
+def test_slow_tiers_run_every_night(workflow):
+    """The load and containers tiers, which `bash scripts/test.sh` leaves out, run in a job
+    of their own on the nightly schedule (and by hand) through scripts/test.sh."""
+    job = workflow["jobs"]["slow-tests"]
+    nightly = triggers(workflow)["schedule"][0]["cron"]
+    assert f"github.event.schedule == '{nightly}'" in job["if"]
+    assert "workflow_dispatch" in job["if"]
+    (command,) = [s["run"] for s in job["steps"] if "scripts/test.sh" in s.get("run", "")]
+    argv = shlex.split(command)
+    assert argv[:2] == ["bash", "scripts/test.sh"]
+    assert argv[argv.index("-m") + 1] == "load or containers"

@@ -30,7 +30,8 @@ from marketplace.migrate import migrate
 from marketplace.profiles import get_profile
 from stack.ownership import spawn_owned
 
-pytestmark = pytest.mark.integration
+# No pytestmark here: pytest ignores it in a conftest. Each test module is marked
+# `services` itself, and tests/tiers.py fails a test that starts a service unmarked.
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable

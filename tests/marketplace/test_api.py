@@ -10,7 +10,7 @@ import pytest
 
 from tests.marketplace.conftest import Service, metric_value, token
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def test_health_profile_and_openapi(phase1: Service) -> None:

@@ -126,6 +126,7 @@ def test_the_service_gets_the_stacks_secret(tmp_path: Path) -> None:
     assert SERVICES["marketplace"].env(ctx)["LOADGATE_AUTH_SECRET"] == config.auth_secret
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("secret", [None, "short"])
 def test_the_service_refuses_to_start_without_a_usable_secret(secret: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOADGATE_AUTH_SECRET"}
@@ -145,6 +146,7 @@ def test_the_service_refuses_to_start_without_a_usable_secret(secret: str | None
     assert "32 bytes" in lines[0]
 
 
+@pytest.mark.services
 def test_state_file_carries_the_secret_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,6 +164,7 @@ def test_state_file_carries_the_secret_owner_only(
     assert stack.config.auth_secret not in json.dumps(state)  # printable without leaking
 
 
+@pytest.mark.services
 def test_credentials_secret_is_explicit_then_env_then_the_running_stack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,6 +333,7 @@ def _unknown_id(world: World, profile: str) -> int:
         ]
 
 
+@pytest.mark.services
 def test_a_token_for_a_user_that_does_not_exist_is_refused(phase1: Service) -> None:
     ghost = token(_unknown_id(phase1.world, "phase1"), "consumer")
     product = phase1.world.product_ids("phase1")[0]
@@ -344,6 +348,7 @@ def test_a_token_for_a_user_that_does_not_exist_is_refused(phase1: Service) -> N
         assert c.get("/products").status_code == 200
 
 
+@pytest.mark.services
 def test_the_role_comes_from_the_database(phase1: Service) -> None:
     pid, auth = phase1.consumer()
     farmer_id, _ = phase1.user("farmer")
@@ -366,6 +371,7 @@ def test_the_role_comes_from_the_database(phase1: Service) -> None:
         assert c.get("/admin/jobs", headers=edited).status_code == 401
 
 
+@pytest.mark.services
 def test_a_known_user_costs_no_database_lookup_per_request(phase1: Service) -> None:
     """The worker's cache answers: at most one lookup per worker for 40 requests."""
     _, auth = phase1.consumer()
@@ -386,6 +392,7 @@ def test_a_known_user_costs_no_database_lookup_per_request(phase1: Service) -> N
 # --- the real service: input ------------------------------------------------------------
 
 
+@pytest.mark.services
 @pytest.mark.parametrize(
     ("path", "params"),
     [
@@ -408,6 +415,7 @@ def test_control_characters_in_query_strings_are_422(
     assert error["details"][0]["loc"][0] == "query"
 
 
+@pytest.mark.services
 def test_authenticated_routes_refuse_control_characters_too(phase1: Service) -> None:
     _, driver = phase1.user("driver")
     with phase1.client() as c:
@@ -437,6 +445,7 @@ def odd_products(phase1: Service) -> Iterator[list[str]]:
             conn.execute("DELETE FROM products WHERE id = ANY(%s)", (ids,))
 
 
+@pytest.mark.services
 def test_percent_and_underscore_in_search_match_literally(
     phase1: Service, odd_products: list[str]
 ) -> None:
@@ -454,6 +463,7 @@ def test_percent_and_underscore_in_search_match_literally(
     assert names("\\") == set()
 
 
+@pytest.mark.services
 def test_delivery_dates_outside_the_window_are_422(phase1: Service) -> None:
     _, consumer = phase1.consumer(credits="100.00")
     _, admin = phase1.user("admin")
@@ -507,6 +517,7 @@ def _local_address(response: httpx.Response) -> Any:
     return response.extensions["network_stream"].get_extra_info("client_addr")
 
 
+@pytest.mark.services
 def test_a_500_keeps_the_keep_alive_connection(faulty: Service) -> None:
     with httpx.Client(base_url=faulty.base, timeout=10) as c:
         first = c.get("/health")
@@ -528,6 +539,7 @@ def test_a_500_keeps_the_keep_alive_connection(faulty: Service) -> None:
     assert "unhandled error" in faulty.log_path.read_text()
 
 
+@pytest.mark.services
 def test_a_500_then_another_request_on_the_same_raw_socket(faulty: Service) -> None:
     """What a load generator does: write the next request at once, on the same socket."""
     host, port = faulty.base.removeprefix("http://").split(":")
@@ -544,6 +556,7 @@ def test_a_500_then_another_request_on_the_same_raw_socket(faulty: Service) -> N
     assert b"HTTP/1.1 200 " in received
 
 
+@pytest.mark.services
 def test_the_fault_route_is_off_by_default(phase1: Service) -> None:
     with phase1.client() as c:
         assert c.get("/_loadgate/fault").status_code == 404
@@ -553,6 +566,7 @@ def test_the_fault_route_is_off_by_default(phase1: Service) -> None:
 # --- end to end: stack up, fixtures load, the tokens work (and no others) ---------------
 
 
+@pytest.mark.services
 @pytest.mark.timeout(400)
 @pytest.mark.filterwarnings("ignore:The HMAC key is")  # the old public default is short
 def test_a_detached_stack_and_its_fixtures_share_a_fresh_secret(tmp_path: Path) -> None:

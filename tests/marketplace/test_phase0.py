@@ -20,7 +20,7 @@ from marketplace.db import edge_url
 from marketplace.profiles import EDGE_ROLE
 from tests.marketplace.conftest import Service, metric_value
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def test_unpaginated_catalogue_and_db_rate_limit_rows(phase0: Service) -> None:

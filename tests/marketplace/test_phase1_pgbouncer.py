@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from tests.marketplace.conftest import Service, metric_value, with_db
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 DATABASE = "blueharvests"
 REQUESTS = 60

@@ -11,7 +11,7 @@ import redis
 
 from tests.marketplace.conftest import Service, metric_value
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def rds(svc: Service) -> redis.Redis:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.marketplace.conftest import Service, metric_value
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def test_orders_are_partitioned_by_month(phase3: Service) -> None:

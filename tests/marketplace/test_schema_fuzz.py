@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.marketplace.conftest import Service, token
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 MAX_EXAMPLES = 25
 CHECKS = [

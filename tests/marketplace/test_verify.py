@@ -7,7 +7,7 @@ import pytest
 from marketplace.invariants import verify
 from tests.marketplace.conftest import Service
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 def test_verify_passes_then_catches_corruption(phase1: Service) -> None:
