@@ -303,6 +303,10 @@ class Isolation:
             (path / "cpu.shares").write_text(str(shares))
         else:
             (path / "cpu.weight").write_text(str(weight))
+        if side == "stack":
+            # Services that run as another user (Postgres refuses root) join the group in
+            # their own pre-exec, after Popen dropped privileges: they need to write it.
+            (path / "cgroup.procs").chmod(0o666)
         return path
 
     def place_self(self) -> None:
