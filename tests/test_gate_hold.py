@@ -3,7 +3,6 @@ evaluator (our own logic), the control the Locust shape follows, and the manifes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -62,7 +61,7 @@ def test_decided_at_the_planned_end_releases_at_once_and_keeps_the_plan(run_dir)
     record = hold.finish(PLANNED_END + 2)
     assert record["extended_s"] == 0 and record["outcome"] == "decided"
     assert gate_end(run_dir) == PLANNED_END
-    assert read_manifest(run_dir).model_extra["gate_hold"] == record
+    assert read_manifest(run_dir).gate_hold == record
 
 
 def test_undecided_holds_and_rechecks_until_decided(run_dir):
@@ -131,7 +130,7 @@ def test_no_cap_means_no_check_and_no_record(run_dir):
     hold = GateHold(run_dir, PLANNED_END, 0, fake, background=False)
     drive(hold, PLANNED_END + 30)
     assert fake.gate_ends == [] and hold.finish(PLANNED_END) is None
-    assert "gate_hold" not in json.loads((run_dir / "manifest.json").read_text())
+    assert read_manifest(run_dir).gate_hold is None
 
 
 def test_a_check_on_a_thread_does_not_block_the_loop(run_dir):
