@@ -147,13 +147,15 @@ class GateHold:
 
     def status(self, t: float | None) -> str | None:
         """One phrase for the live view while the hold is extended, else None."""
-        if self.cap_s <= 0 or t is None or t < self.planned_end_s or not self.checks:
+        if self.cap_s <= 0 or t is None or t < self.planned_end_s:
             return None
         if self.outcome is not None and self.outcome != "cap reached":
             return None
+        extra = min(t, self.planned_end_s + self.cap_s) - self.planned_end_s
+        if not self.checks:
+            return f"gate held +{extra:.0f}/{self.cap_s:.0f} s (checking the gate step)"
         if not self.checks[-1].undecided:
             return None
-        extra = min(t, self.planned_end_s + self.cap_s) - self.planned_end_s
         return f"gate held +{extra:.0f}/{self.cap_s:.0f} s ({self.reason})"
 
     def record(self) -> dict[str, Any]:
@@ -202,11 +204,16 @@ def set_gate_end(run_dir: Path, end_s: float, **fields: Any) -> None:
 
 
 def undecided_criteria(run_dir: Path) -> list[str]:
-    """Gate criteria of the run so far that are INCONCLUSIVE or short of data."""
+    """Gate criteria of the run so far that are INCONCLUSIVE or short of data.
+
+    Only when the gate load was applied (analysis found a gate step): below it, more of
+    the same load cannot decide a criterion measured at the gate load."""
     from analysis.analyze import analyze
     from analysis.runs import load_run
 
     result = analyze(load_run(run_dir))
+    if result.gate.step is None:
+        return []
     return [f"{c.description}: {c.status}" for c in result.gate.criteria if c.status in UNDECIDED]
 
 

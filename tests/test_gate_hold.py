@@ -145,6 +145,7 @@ def test_a_check_on_a_thread_does_not_block_the_loop(run_dir):
     hold = GateHold(run_dir, PLANNED_END, 60, slow)
     hold.poll(PLANNED_END)  # starts the check and returns
     assert hold.outcome is None and read_control(run_dir) is None  # the shape holds
+    assert hold.status(PLANNED_END + 4) == "gate held +4/60 s (checking the gate step)"
     release.set()
     hold._pending.join(10)
     hold.poll(PLANNED_END + 2)
