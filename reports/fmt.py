@@ -131,6 +131,13 @@ def placement_lines(manifest: dict) -> list[str]:
         if mechanism == "none":
             how = "shared, no isolation" + (f": {iso['note']}" if iso.get("note") else "")
             lines.append(f"System under test and generator on the same {len(stack)} cores ({how})")
+        elif mechanism == "weights":  # the stack also gets what the generator leaves idle
+            note = f"; {iso['note']}" if iso.get("note") else ""
+            cores = len(set(stack) | set(gen))
+            lines.append(
+                f"System under test on {len(stack)} cores (up to {cores} when the generator "
+                f"idles), generator on {len(gen)} first (isolation: cgroup weights{note})"
+            )
         else:
             note = f"; {iso['note']}" if iso.get("note") else ""
             lines.append(

@@ -143,3 +143,28 @@ def test_loadgate_run_rejects_an_unknown_isolation(tmp_path):
     result = run_cli(["run", "--phase", "1", "--isolation", "pinned"], tmp_path / "state")
     assert result.returncode == 2
     assert "error: --isolation 'pinned': choose one of" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("isolation", "first"),
+    [
+        (
+            {"mechanism": "cpuset", "generator_cpus": [0], "stack_cpus": [1]},
+            "System under test on 1 cores, generator on 1 (isolation: cpuset, CPUs 1 | 0)",
+        ),
+        (
+            {"mechanism": "weights", "generator_cpus": [0], "stack_cpus": [1]},
+            "System under test on 1 cores (up to 2 when the generator idles), generator on 1 "
+            "first (isolation: cgroup weights)",
+        ),
+        (
+            {"mechanism": "none", "generator_cpus": [0, 1], "stack_cpus": [0, 1], "note": "off"},
+            "System under test and generator on the same 2 cores (shared, no isolation: off)",
+        ),
+    ],
+)
+def test_the_reports_first_lines_say_where_each_side_ran(isolation, first):
+    from reports.fmt import placement_lines
+
+    assert placement_lines({"isolation": isolation}) == [first]
+    assert placement_lines({}) == []  # runs from before isolation, and --target runs
