@@ -186,3 +186,21 @@ def test_the_plan_carries_the_hold_cap():
     data = phase.model_dump()
     del data["gate_hold_max_s"]  # a plan.json written before the hold existed
     assert LoadPlan.from_dict(data).gate_hold_max_s == 0
+
+
+def test_open_model_arrivals_go_on_while_held_and_stop_when_released(tmp_path):
+    from loadgate.phase_config import load_phases, resolve
+    from scenarios.arrivals import Arrivals
+
+    phase = resolve(load_phases(), 1, users=12, duration_s=36, model="open", gate_hold_max_s=20)
+    plan = LoadPlan.from_dict(phase.model_dump())
+
+    def last_offset() -> float:
+        arrivals = Arrivals(plan, 42, 0, 1, None, None, run_dir=str(tmp_path))  # type: ignore[arg-type]
+        return max(arrivals.offsets())
+
+    assert last_offset() > plan.duration_s + 15  # no word yet: held up to the cap (20 s)
+    write_control(tmp_path, HoldControl(plan.duration_s + 5, "decided"))
+    assert plan.duration_s + 4 < last_offset() < plan.duration_s + 5
+    write_control(tmp_path, HoldControl(plan.duration_s))
+    assert last_offset() < plan.duration_s
