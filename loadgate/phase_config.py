@@ -389,16 +389,24 @@ def resolve(
         gate=gate,
         validity=defaults.validity.model_dump(),
         traffic=spec.traffic or defaults.traffic,
-        gate_hold_max_s=_hold_cap(gate_hold_max_s, defaults.gate_hold_max_s),
+        gate_hold_max_s=_hold_cap(gate_hold_max_s, defaults.gate_hold_max_s, stages, gate),
     )
 
 
-def _hold_cap(override: float | None, default: float) -> float:
-    if override is None:
-        return default
-    if override < 0:
+def _hold_cap(
+    override: float | None, default: float, stages: list[Stage], gate: dict[str, Any]
+) -> float:
+    """The gate hold's cap; 0 when the plan cannot apply the gate load or has no criteria
+    (holding more of a load below the gate cannot decide a criterion measured at it)."""
+    if override is not None and override < 0:
         raise ConfigError(f"--gate-hold-max {override:g}: must be >= 0 seconds (0 = never extend)")
-    return override
+    cap = default if override is None else override
+    last = stages[-1] if stages else None
+    if last is None or not (gate.get("criteria") or gate.get("routes")):
+        return 0.0
+    if gate.get("rate") is not None:
+        return cap if (last.rate or 0.0) >= gate["rate"] else 0.0
+    return cap if last.users >= (gate.get("users") or 0) else 0.0
 
 
 def _check_overrides(

@@ -192,7 +192,11 @@ def test_open_model_arrivals_go_on_while_held_and_stop_when_released(tmp_path):
     from loadgate.phase_config import load_phases, resolve
     from scenarios.arrivals import Arrivals
 
-    phase = resolve(load_phases(), 1, users=12, duration_s=36, model="open", gate_hold_max_s=20)
+    config = load_phases()
+    gate = config.phases[1].model_copy(update={"gate_users": 12})
+    config = config.model_copy(update={"phases": {**config.phases, 1: gate}})
+    phase = resolve(config, 1, duration_s=36, model="open", gate_hold_max_s=20)
+    assert phase.gate_hold_max_s == 20
     plan = LoadPlan.from_dict(phase.model_dump())
 
     def last_offset() -> float:

@@ -112,7 +112,12 @@ def test_the_shipped_config_states_isolation_and_the_hold_cap():
     assert config.defaults.isolation == "auto"
     assert config.defaults.generator_cpus == "auto"
     assert resolve(config, 1).gate_hold_max_s == config.defaults.gate_hold_max_s > 0
+    assert resolve(config, 1, gate_hold_max_s=30).gate_hold_max_s == 30
     assert resolve(config, 1, gate_hold_max_s=0).gate_hold_max_s == 0
+    # Below the gate load, or without criteria, more of the same load decides nothing.
+    assert resolve(config, 1, users=600).gate_hold_max_s == 0
+    assert resolve(config, 0).gate_hold_max_s == 0
+    assert resolve(config, 1, model="open").gate_hold_max_s > 0
 
 
 def test_loadgate_run_rejects_more_generator_cpus_than_the_host_has(tmp_path):
