@@ -43,8 +43,9 @@ from stack.errors import StackError
 
 Mechanism = Literal["cpuset", "weights", "none"]
 MODES = ("auto", "cpuset", "weights", "none")
-#: ``auto`` tries this first and falls back to the other (docs/isolation.md: measured).
-PREFERRED: tuple[Mechanism, Mechanism] = ("cpuset", "weights")
+#: ``auto`` tries weights first and falls back to cpuset (no writable cgroup: not root, a
+#: read-only cgroupfs); measured on a shared 2-core box, docs/isolation.md.
+PREFERRED: tuple[Mechanism, Mechanism] = ("weights", "cpuset")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PREFIX = "loadgate-"

@@ -67,10 +67,10 @@ def _check(unavailable: dict[str, str]):
 
 def test_auto_takes_the_preferred_mechanism_when_it_works():
     plan = plan_isolation("auto", None, [0, 1], check=_check({}))
-    assert plan.mechanism == "cpuset" and plan.note is None
+    assert plan.mechanism == "weights" and plan.note is None
     assert plan.record() == {
         "requested": "auto",
-        "mechanism": "cpuset",
+        "mechanism": "weights",
         "generator_cpus": [0],
         "stack_cpus": [1],
         "note": None,
@@ -78,14 +78,14 @@ def test_auto_takes_the_preferred_mechanism_when_it_works():
 
 
 def test_auto_falls_back_to_the_other_mechanism_and_says_why():
-    plan = plan_isolation("auto", None, [0, 1], check=_check({"cpuset": "no cpusets here"}))
-    assert plan.mechanism == "weights"
-    assert plan.note == "fell back to weights: no cpusets here"
+    plan = plan_isolation("auto", None, [0, 1], check=_check({"weights": "no cgroup here"}))
+    assert plan.mechanism == "cpuset"
+    assert plan.note == "fell back to cpuset: no cgroup here"
 
 
 def test_auto_with_neither_mechanism_runs_unisolated_and_says_so():
     plan = plan_isolation("auto", None, [0, 1], check=_check({"cpuset": "a", "weights": "b"}))
-    assert plan.mechanism == "none" and "a; b" in (plan.note or "")
+    assert plan.mechanism == "none" and plan.note == "no isolation available: b; a"
 
 
 def test_auto_on_one_cpu_uses_weights_over_the_whole_cpu():
