@@ -91,7 +91,5 @@ def test_an_undecided_gate_step_is_held_up_to_the_cap(tmp_path):
     assert iso["requested"] == "auto" and iso["mechanism"] in ("cpuset", "weights", "none")
     assert iso["generator_cpus"] and iso["stack_cpus"]
     if iso["mechanism"] != "none":
-        assert (
-            f"System under test on {len(iso['stack_cpus'])} cores, "
-            f"generator on {len(iso['generator_cpus'])}"
-        ) in summary
+        assert f"System under test on {len(iso['stack_cpus'])} cores" in summary
+        assert f"generator on {len(iso['generator_cpus'])}" in summary
