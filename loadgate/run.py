@@ -258,18 +258,10 @@ def _isolate(plan: IsolationPlan, run_dir: Path, progress: Progress) -> isolatio
     except isolation.IsolationError as exc:
         raise ConfigError(str(exc)) from None
     isolated.place_self()
-    split = plan.split
-    how = "" if plan.mechanism == "none" else f" ({plan.mechanism})"
-    progress(
-        f"isolation{how}: system under test on {len(split.stack)} cores "
-        f"(CPU {_cpus(split.stack)}), generator on {len(split.generator)} "
-        f"(CPU {_cpus(split.generator)})" + (f"; {plan.note}" if plan.note else "")
-    )
+    from reports.fmt import placement_lines  # the words the report's first line uses
+
+    progress(placement_lines({"isolation": plan.record()})[0])
     return isolated
-
-
-def _cpus(cpus: tuple[int, ...]) -> str:
-    return ",".join(str(c) for c in cpus)
 
 
 def _stream_logs(stack: Stack, run_dir: Path) -> LogStreamer:

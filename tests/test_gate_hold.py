@@ -208,3 +208,16 @@ def test_open_model_arrivals_go_on_while_held_and_stop_when_released(tmp_path):
     assert plan.duration_s + 4 < last_offset() < plan.duration_s + 5
     write_control(tmp_path, HoldControl(plan.duration_s))
     assert last_offset() < plan.duration_s
+
+
+def test_the_report_says_how_long_the_gate_step_was_held_and_why(run_dir):
+    from reports.fmt import placement_lines
+
+    fake = FakeEvaluator(["p95_ms: inconclusive"], [])
+    hold = GateHold(run_dir, PLANNED_END, 90, fake, recheck_s=20, background=False)
+    drive(hold, PLANNED_END + 25)
+    record = hold.finish(PLANNED_END + 21)
+    assert placement_lines({"gate_hold": record}) == [
+        "Gate step held 20 s past its plan (cap 90 s, decided): undecided: p95_ms: inconclusive"
+    ]
+    assert placement_lines({"gate_hold": {**record, "extended_s": 0.0}}) == []
