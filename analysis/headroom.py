@@ -359,6 +359,11 @@ def sut_cores(manifest: dict) -> float | None:
     ``host``; a count, or the list of CPU ids it was pinned to).  None when the run did not
     record one (then the whole host's count is what the service could use).
     """
+    iso = manifest.get("isolation") or {}
+    if iso.get("mechanism") == "cpuset" and iso.get("stack_cpus"):
+        # pinned: the stack had exactly these CPUs (with cgroup weights it may also use
+        # what the generator leaves idle, so the host's count stays the ceiling)
+        return float(len(iso["stack_cpus"]))
     for where in (manifest, manifest.get("host") or {}):
         value = where.get("sut_cpus") if isinstance(where, dict) else None
         if isinstance(value, list | tuple):

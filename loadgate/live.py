@@ -60,6 +60,8 @@ class LiveStats:
         self.errors = 0
         self.started = time.time()
         self.last: Snapshot | None = None
+        self.hold_status: str | None = None
+        """Set by the run while the gate step is held past its plan (loadgate.hold)."""
         self.procs = {}
         for name, pid in pids.items():
             try:
@@ -117,7 +119,7 @@ class LiveStats:
         return Snapshot(
             elapsed,
             self.plan.duration_s,
-            stage.name if stage else "done",
+            self.hold_status or (stage.name if stage else "done"),
             users,
             rps,
             p95,

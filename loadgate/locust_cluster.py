@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,9 @@ class LocustCluster:
     """Fixed master port (remote workers must know it); default: a free one."""
     remote_workers: int = 0
     """Workers started elsewhere (``loadgate worker``) the master waits for too."""
+    place: Callable[[], None] | None = None
+    """Runs in each Locust process before exec: the generator's side of the CPU split
+    (:mod:`stack.isolation`)."""
     master: subprocess.Popen[bytes] | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     web_port: int | None = None
@@ -138,7 +142,9 @@ class LocustCluster:
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         with open(self.run_dir / "locust" / f"{name}.log", "ab") as log:
-            return spawn_owned([*locust_command(), *args], log, REPO_ROOT, os.environ)
+            return spawn_owned(
+                [*locust_command(), *args], log, REPO_ROOT, os.environ, place=self.place
+            )
 
     @property
     def pids(self) -> dict[str, int]:

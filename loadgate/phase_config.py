@@ -131,11 +131,26 @@ class Defaults(_Strict):
     open: OpenModel
     validity: Validity
     traffic: Traffic
+    isolation: Literal["auto", "cpuset", "weights", "none"]
+    """CPU isolation of the generator from a stack on the same host (stack.isolation)."""
+    generator_cpus: str
+    """"auto", a count or a CPU list: the generator's share of the host's CPUs."""
+    gate_hold_max_s: NonNegativeFloat
+    """Longest extension of the gate step while a criterion is undecided (0 = never)."""
 
     @field_validator("persona_mix")
     @classmethod
     def _valid_mix(cls, mix: dict[str, float]) -> dict[str, float]:
         return _check_mix(mix)
+
+    @field_validator("generator_cpus", mode="before")
+    @classmethod
+    def _cpus_text(cls, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError('give "auto", a count ("1") or a CPU list ("0-1,3")')
+        return value
 
     @field_validator("think_time_s")
     @classmethod
@@ -219,6 +234,9 @@ class ResolvedPhase(_Strict):
     """A ``runformat.gate.GateSpec`` as a dict: what the manifest records."""
     validity: dict[str, float]
     traffic: Traffic
+    gate_hold_max_s: float = 0.0
+    """Longest extension of the gate step (the last stage) while a criterion is undecided;
+    the Locust shape holds past the plan only while loadgate says so (loadgate.hold)."""
 
     @property
     def duration_s(self) -> float:
@@ -329,6 +347,7 @@ def resolve(
     rate: float | None = None,
     profile: str | None = None,
     model: str | None = None,
+    gate_hold_max_s: float | None = None,
 ) -> ResolvedPhase:
     """Apply defaults and overrides to one phase; raises :class:`ConfigError`."""
     if phase not in config.phases:
@@ -370,7 +389,24 @@ def resolve(
         gate=gate,
         validity=defaults.validity.model_dump(),
         traffic=spec.traffic or defaults.traffic,
+        gate_hold_max_s=_hold_cap(gate_hold_max_s, defaults.gate_hold_max_s, stages, gate),
     )
+
+
+def _hold_cap(
+    override: float | None, default: float, stages: list[Stage], gate: dict[str, Any]
+) -> float:
+    """The gate hold's cap; 0 when the plan cannot apply the gate load or has no criteria
+    (holding more of a load below the gate cannot decide a criterion measured at it)."""
+    if override is not None and override < 0:
+        raise ConfigError(f"--gate-hold-max {override:g}: must be >= 0 seconds (0 = never extend)")
+    cap = default if override is None else override
+    last = stages[-1] if stages else None
+    if last is None or not (gate.get("criteria") or gate.get("routes")):
+        return 0.0
+    if gate.get("rate") is not None:
+        return cap if (last.rate or 0.0) >= gate["rate"] else 0.0
+    return cap if last.users >= (gate.get("users") or 0) else 0.0
 
 
 def _check_overrides(

@@ -30,6 +30,7 @@ from fixtures.sizes import get_size
 from loadgate import rundir
 from loadgate.constants import DEFAULT_SEED
 from loadgate.faults import Fault, FaultLog, FaultScheduler, FaultSpecError, resolve_faults
+from loadgate.hold import GateHold, subprocess_evaluator
 from loadgate.incidents import IncidentWatcher
 from loadgate.live import LiveStats, live_view
 from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_worker_count
@@ -38,8 +39,10 @@ from loadgate.queue_drain import wait_for_queue
 from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
 from marketplace.profiles import ProfileOverrideError, overrides_from_env
 from scenarios.plan import LoadPlan
+from stack import isolation
 from stack.config import StackConfig, StripeRealism
 from stack.control import ServiceControl
+from stack.isolation import IsolationPlan
 from stack.logs import LogStreamer
 from stack.stack import Stack, resolve_services
 
@@ -69,6 +72,12 @@ class RunOptions:
     remote_workers: int = 0
     faults: list[str] | None = None
     """``--fault`` specs (``loadgate.faults``); None = the phase config's, [] = none."""
+    isolation: str | None = None
+    """``--isolation`` auto/cpuset/weights/none; None = the config's ``isolation``."""
+    generator_cpus: str | None = None
+    """``--generator-cpus``: "auto", a count or a CPU list; None = the config's."""
+    gate_hold_max_s: float | None = None
+    """``--gate-hold-max``: longest extension of an undecided gate step; None = config's."""
 
 
 @dataclass
@@ -90,6 +99,7 @@ def prepare(options: RunOptions) -> ResolvedPhase:
         rate=options.rate,
         profile=options.profile,
         model=options.model,
+        gate_hold_max_s=options.gate_hold_max_s,
     )
     size = options.fixture_size or phase.fixture_size
     try:
@@ -109,6 +119,21 @@ def prepare(options: RunOptions) -> ResolvedPhase:
     if options.target and not options.target.startswith(("http://", "https://")):
         raise ConfigError(f"--target {options.target!r}: give a URL such as http://127.0.0.1:8000")
     return phase
+
+
+def plan_isolation(options: RunOptions) -> IsolationPlan | None:
+    """How the generator is isolated from a stack on this host (None with ``--target``:
+    the stack is elsewhere); bad ``--isolation`` / ``--generator-cpus`` is a ConfigError."""
+    if options.target:
+        return None
+    defaults = load_phases(options.config_path).defaults
+    try:
+        return isolation.plan_isolation(
+            options.isolation or defaults.isolation,
+            options.generator_cpus or defaults.generator_cpus,
+        )
+    except isolation.IsolationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def plan_faults(options: RunOptions, phase: ResolvedPhase) -> list[Fault]:
@@ -150,6 +175,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         overrides = overrides_from_env()
     except ProfileOverrideError as exc:
         raise ConfigError(str(exc)) from None
+    placement = plan_isolation(options)
     run_dir = rundir.create(options.out or rundir.default_run_dir(options.phase))
     plan_path = run_dir / "plan.json"
     plan_path.write_text(json.dumps(phase.model_dump(), indent=2))
@@ -166,6 +192,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         target=options.target,
         workers=options.workers,
         faults_planned=[dataclasses.asdict(f) for f in faults],
+        isolation=placement.record() if placement else None,
     )
     if overrides:  # e.g. the test-only racy_cart_delete: a run says it was not the profile
         rundir.write_manifest(run_dir, profile_overrides=overrides)
@@ -175,11 +202,14 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
     samplers: SamplerLoop | None = None
     cluster: LocustCluster | None = None
     guards = Guards()
+    isolated: isolation.Isolation | None = None
     try:
+        if placement is not None:
+            isolated = _isolate(placement, run_dir, progress)
         if options.target:
             host, credentials = options.target, options.credentials
         else:
-            stack = _bring_up(options, phase, run_dir, progress)
+            stack = _bring_up(options, phase, run_dir, progress, isolated)
             result.ready_after_s = stack.ready_after_s
             guards.streamer = _stream_logs(stack, run_dir)
             credentials = _load_fixtures(options, phase, stack, run_dir, progress)
@@ -197,6 +227,7 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
             master_bind=options.master_bind,
             master_port=options.master_port,
             remote_workers=options.remote_workers,
+            place=isolated.generator.enter if isolated else None,
         )
         # Samplers first: counters need a sample from before the load starts.
         samplers = SamplerLoop(run_dir, _samplers(stack))
@@ -223,7 +254,22 @@ def execute(options: RunOptions, console: Console, progress: Progress) -> RunRes
         raise
     finally:
         _finish(result, cluster, samplers, stack, run_dir, progress, guards, True)
+        if isolated is not None:
+            isolated.close()  # after the stack and Locust stopped: the cgroups are empty
     return result
+
+
+def _isolate(plan: IsolationPlan, run_dir: Path, progress: Progress) -> isolation.Isolation:
+    """Create the run's isolation and put the harness itself on the generator's side."""
+    try:
+        isolated = isolation.Isolation(plan, run_dir.name[-24:].replace("/", "_"))
+    except isolation.IsolationError as exc:
+        raise ConfigError(str(exc)) from None
+    isolated.place_self()
+    from reports.fmt import placement_lines  # the words the report's first line uses
+
+    progress(placement_lines({"isolation": plan.record()})[0])
+    return isolated
 
 
 def _stream_logs(stack: Stack, run_dir: Path) -> LogStreamer:
@@ -279,12 +325,17 @@ def _manifest_config(phase: ResolvedPhase) -> dict:
 
 
 def _bring_up(
-    options: RunOptions, phase: ResolvedPhase, run_dir: Path, progress: Progress
+    options: RunOptions,
+    phase: ResolvedPhase,
+    run_dir: Path,
+    progress: Progress,
+    isolated: isolation.Isolation | None = None,
 ) -> Stack:
     config = StackConfig(
         provider=options.provider,
         profile=phase.profile,  # type: ignore[arg-type]
         stripe=options.stripe,
+        placement=isolated.stack if isolated else None,
     )
     stack = Stack(config, progress=progress)
     stack.start()
@@ -367,24 +418,39 @@ def _samplers(stack: Stack | None) -> list[Sampler]:
 def _drive(
     cluster: LocustCluster, run_dir: Path, phase: ResolvedPhase, console: Console
 ) -> tuple[str, str | None]:
-    """Show the live view until Locust finishes the plan (bounded by the plan's length)."""
+    """Show the live view until Locust finishes the plan (bounded by the plan's length and
+    the gate hold's cap), holding the gate step while a criterion is undecided."""
     plan = LoadPlan.from_dict(phase.model_dump())
     live = LiveStats(run_dir, plan, cluster.pids)
-    deadline = time.monotonic() + plan.duration_s + DRAIN_TIMEOUT_S + 60
+    hold = GateHold(run_dir, plan.duration_s, plan.gate_hold_max_s, subprocess_evaluator(run_dir))
+    deadline = time.monotonic() + plan.duration_s + plan.gate_hold_max_s + DRAIN_TIMEOUT_S + 60
     load_started = False
-    with live_view(live, console) as view:
-        while not cluster.finished():
-            load_started = load_started or _record_load_start(run_dir)
-            if time.monotonic() > deadline:
-                console.print(
-                    "[red]Locust did not finish within the plan + drain + 60 s; stopping it[/red]"
-                )
-                return "timed_out", "Locust did not finish within the plan's length"
-            time.sleep(1)
-            live.refresh()
-            view.update(live.render())
-    live.refresh()
-    _record_load_start(run_dir)
+    try:
+        with live_view(live, console) as view:
+            while not cluster.finished():
+                load_started = load_started or _record_load_start(run_dir)
+                if time.monotonic() > deadline:
+                    console.print(
+                        "[red]Locust did not finish within the plan + gate hold cap + drain "
+                        "+ 60 s; stopping it[/red]"
+                    )
+                    return "timed_out", "Locust did not finish within the plan's length"
+                time.sleep(1)
+                t = _plan_time(run_dir) if load_started else None
+                hold.poll(t)
+                live.hold_status = hold.status(t)
+                live.refresh()
+                view.update(live.render())
+        live.refresh()
+        _record_load_start(run_dir)
+    finally:
+        record = hold.finish(_plan_time(run_dir))
+        if record and record["extended_s"] > 0:
+            console.print(
+                f"gate step held {record['extended_s']:.0f} s past its plan "
+                f"(cap {record['cap_s']:.0f} s, {record['outcome']}): {record['reason']}",
+                markup=False,
+            )
     code = cluster.master.returncode if cluster.master else None
     if code not in (0, 1):  # 1: Locust saw failed requests, which analysis judges itself
         return "failed", f"the Locust master exited with code {code}"
@@ -415,6 +481,12 @@ def stopped_early(run_dir: Path, plan_s: float, now: datetime | None = None) -> 
         "misses heartbeats for 3 s stops the test: an overloaded box or a crashed worker; "
         "see locust/*.log)"
     )
+
+
+def _plan_time(run_dir: Path) -> float | None:
+    """Seconds since the load shape's t = 0 (the master's test start), if known."""
+    started = _load_start_s(run_dir)
+    return None if started is None else time.time() - started
 
 
 def _record_load_start(run_dir: Path) -> bool:

@@ -20,11 +20,11 @@ from loadgate.signals import terminate_on_sigterm
 from stack.errors import ServiceNotReady, StackError
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--duration") -> float:
     """``90``, ``90s``, ``5m``, ``1h`` → seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not match:
-        raise ConfigError(f"--duration {text!r}: write seconds or a unit, e.g. 90, 90s, 5m, 1h")
+        raise ConfigError(f"{option} {text!r}: write seconds or a unit, e.g. 90, 90s, 5m, 1h")
     value, unit = float(match.group(1)), match.group(2) or "s"
     return value * {"s": 1, "m": 60, "h": 3600}[unit]
 
@@ -67,6 +67,27 @@ def run(
     report: Annotated[
         bool, typer.Option(help="Analyse and write the reports at the end (exit code = verdict).")
     ] = True,
+    isolation: Annotated[
+        str | None,
+        typer.Option(
+            help="CPU isolation of the generator from a stack on this host: auto, cpuset, "
+            "weights, none (default: the config's isolation)."
+        ),
+    ] = None,
+    generator_cpus: Annotated[
+        str | None,
+        typer.Option(
+            help="The generator's CPUs: auto (half), a count (1) or a list (0-1,3); the stack "
+            "gets the rest (default: the config's generator_cpus)."
+        ),
+    ] = None,
+    gate_hold_max: Annotated[
+        str | None,
+        typer.Option(
+            help="Hold an undecided gate step up to this much longer, e.g. 90s, 0 = never "
+            "(default: the config's gate_hold_max_s)."
+        ),
+    ] = None,
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -100,6 +121,11 @@ def run(
             master_port=master_port,
             remote_workers=remote_workers,
             faults=fault,
+            isolation=isolation,
+            generator_cpus=generator_cpus,
+            gate_hold_max_s=(
+                parse_duration(gate_hold_max, "--gate-hold-max") if gate_hold_max else None
+            ),
         )
         if provider not in PROVIDERS:
             raise ConfigError(f"unknown provider {provider!r}: choose {', '.join(PROVIDERS)}")

@@ -137,3 +137,43 @@ def constraint_kind(r, c) -> str:
     """A headroom row's class (hardware / architecture / objective), "—" when unknown."""
     binding = getattr(r, "binding", None)
     return binding.kinds.get(c.name, "—") if binding is not None else "—"
+
+
+def placement_lines(manifest: dict) -> list[str]:
+    """Where the run ran and how long its gate step was held: the report's first lines.
+
+    "System under test on N cores, generator on M" from the manifest's ``isolation``
+    (absent in runs before it existed, and with ``--target``), and the extended gate hold
+    with its reason from ``gate_hold`` when the hold was extended."""
+    lines = []
+    iso = manifest.get("isolation") or {}
+    if iso:
+        stack, gen = iso.get("stack_cpus") or [], iso.get("generator_cpus") or []
+        mechanism = iso.get("mechanism", "none")
+        if mechanism == "none":
+            how = "shared, no isolation" + (f": {iso['note']}" if iso.get("note") else "")
+            lines.append(f"System under test and generator on the same {len(stack)} cores ({how})")
+        elif mechanism == "weights":  # the stack also gets what the generator leaves idle
+            note = f"; {iso['note']}" if iso.get("note") else ""
+            cores = len(set(stack) | set(gen))
+            lines.append(
+                f"System under test on {len(stack)} cores (up to {cores} when the generator "
+                f"idles), generator on {len(gen)} first (isolation: cgroup weights{note})"
+            )
+        else:
+            note = f"; {iso['note']}" if iso.get("note") else ""
+            lines.append(
+                f"System under test on {len(stack)} cores, generator on {len(gen)} "
+                f"(isolation: {mechanism}, CPUs {_cpus(stack)} | {_cpus(gen)}{note})"
+            )
+    hold = manifest.get("gate_hold") or {}
+    if hold.get("extended_s"):
+        lines.append(
+            f"Gate step held {hold['extended_s']:.0f} s past its plan (cap {hold['cap_s']:.0f} s, "
+            f"{hold.get('outcome')}): {hold.get('reason') or 'undecided'}"
+        )
+    return lines
+
+
+def _cpus(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus) or "-"

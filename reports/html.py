@@ -214,6 +214,7 @@ def render(r: AnalysisResult) -> str:
 <div class="meta">run {escape(r.run_id)} · profile {escape(str(r.profile))} · {r.model} model ·
 {escape(str(r.manifest.get("started_at")))} → {escape(str(r.manifest.get("ended_at") or "—"))} ·
 {r.n_records:,} requests · git {escape(str(r.manifest.get("git_sha", "")))}</div>
+{"".join(f'<div class="meta">{escape(line)}</div>' for line in fmt.placement_lines(r.manifest))}
 <div class="verdict v-{escape(v)}"><div class="big">{escape(r.verdict)}</div>
 {"".join(f"<p>{escape(n)}</p>" for n in r.gate.notes())}
 <p>{escape(r.headroom.sentence)}</p></div>

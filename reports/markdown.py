@@ -24,6 +24,8 @@ def render(r: AnalysisResult) -> str:
         "",
         f"Run `{r.run_id}` · profile `{r.profile}` · {r.model} model · {r.n_records:,} requests",
         "",
+        *[f"{line}  " for line in fmt.placement_lines(r.manifest)],
+        "",
         *[f"> {n}  " for n in r.gate.notes()],
         f"> {r.headroom.sentence}",
         "",

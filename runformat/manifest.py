@@ -51,6 +51,12 @@ class Manifest(BaseModel):
     target: str | None = None
     requests: int | None = None
     stripe: dict[str, Any] | None = None  # the Stripe mock's realism: headroom's Stripe limit
+    #: CPU isolation of the generator from a stack on the same host: requested, mechanism,
+    #: generator_cpus, stack_cpus, note (absent in older runs and with --target)
+    isolation: dict[str, Any] | None = None
+    #: the gate step held past its plan while a criterion was undecided: planned_end_s,
+    #: cap_s, end_s, extended_s, outcome, reason, checks (absent when the plan had no cap)
+    gate_hold: dict[str, Any] | None = None
 
     @property
     def completed(self) -> bool:

@@ -12,12 +12,14 @@ the same products, whatever the service's speed.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from scenarios.context import TrafficContext
 from scenarios.credentials import CredentialPool
 from scenarios.flows import ROLE_OF, Session
+from scenarios.gate_hold import HoldControl, holding, read_control
 from scenarios.plan import LoadPlan
 
 
@@ -37,12 +39,16 @@ class Arrivals:
         drivers: int,
         pool: CredentialPool,
         context: TrafficContext,
+        run_dir: str = "",
     ) -> None:
         self.plan, self.seed, self.index, self.drivers = plan, seed, index, drivers
         self.pool, self.context = pool, context
         self.personas = [p for p, w in plan.persona_mix.items() if w > 0]
         self.weights = [plan.persona_mix[p] for p in self.personas]
         self.number = 0
+        self.run_dir = run_dir
+        self._control: HoldControl | None = None
+        self._control_read_at = float("-inf")
 
     def offsets(self) -> Iterator[float]:
         """Seconds from the start of each offered arrival, until the plan ends.
@@ -62,9 +68,24 @@ class Arrivals:
             t += rng.expovariate(peak)
             rate = self.plan.rate_at(t)
             if rate is None:
+                rate = self._held_rate(t)
+            if rate is None:
                 return
             if rng.random() * peak <= rate / self.drivers:
                 yield t
+
+    def _held_rate(self, t: float) -> float | None:
+        """Past the plan: the gate step's rate while loadgate holds it (scenarios.gate_hold);
+        the control file is read at most once a second."""
+        plan = self.plan
+        if plan.gate_hold_max_s <= 0 or not self.run_dir or not plan.stages:
+            return None
+        now = time.monotonic()
+        if now - self._control_read_at >= 1.0:
+            self._control, self._control_read_at = read_control(self.run_dir), now
+        if holding(t, plan.duration_s, plan.gate_hold_max_s, self._control):
+            return plan.stages[-1].rate or 0.0
+        return None
 
     def session(self, client: Any, intended_start: float | None = None) -> Session:
         """The next arrival: its persona, identity and own random stream."""

@@ -4,13 +4,16 @@ Kept out of ``locustfile.py`` so plain ``locust -f locustfile.py -u N -r R``
 keeps its usual meaning. Follows ``--loadgate-plan``: in the closed model
 the persona users ramp and hold per stage; in the open model one arrival
 driver per worker runs and the plan's rate does the rest. In both, one
-``OperationsUser`` runs the operator's timed jobs (batches, payouts).
+``OperationsUser`` runs the operator's timed jobs (batches, payouts). Past the plan's
+end the gate level is held while ``loadgate run`` says a criterion is undecided
+(:mod:`scenarios.gate_hold`), up to the plan's ``gate_hold_max_s``.
 """
 
 from __future__ import annotations
 
 from locust import LoadTestShape
 
+from scenarios.gate_hold import holding, read_control
 from scenarios.inputs import plan_of
 from scenarios.open_model import ArrivalUser
 from scenarios.personas import PERSONA_USERS, OperationsUser
@@ -30,11 +33,18 @@ class PlanShape(LoadTestShape):
             self._plan = plan
         return self._plan
 
+    def held(self, plan: LoadPlan, t: float) -> bool:
+        """Past the plan's end: whether loadgate still holds the gate step."""
+        if plan.gate_hold_max_s <= 0:
+            return False
+        run_dir = getattr(self.runner.environment.parsed_options, "loadgate_run_dir", "")
+        return holding(t, plan.duration_s, plan.gate_hold_max_s, read_control(run_dir))
+
     def tick(self):
         plan = self.plan()
         t = self.get_run_time()
         if plan.model == "open":
-            if t >= plan.duration_s:
+            if t >= plan.duration_s and not self.held(plan, t):
                 return None
             options = self.runner.environment.parsed_options
             drivers = max(1, getattr(options, "loadgate_arrival_drivers", 1))
@@ -42,7 +52,9 @@ class PlanShape(LoadTestShape):
             return drivers + 1, drivers + 1, [ArrivalUser, OperationsUser]
         users = plan.users_at(t)
         if users is None:
-            return None
+            if not self.held(plan, t):
+                return None
+            users = plan.stages[-1].users  # the gate level, held past the plan
         stage = plan.stage_at(t)
         spawn_rate = 100.0
         if stage is not None and stage.kind == "ramp":

@@ -59,6 +59,7 @@ class ArrivalUser(FastHttpUser):
             max(1, getattr(options, "loadgate_arrival_drivers", 1)),
             credential_pool(self.environment),
             traffic_context(self.environment, seed),
+            run_dir=getattr(options, "loadgate_run_dir", "") or "",
         )
         self.flows = Pool(self.max_in_flight)
         run_dir = getattr(options, "loadgate_run_dir", "")

@@ -36,6 +36,9 @@ class LoadPlan:
     think_time_s: tuple[float, float]
     persona_mix: dict[str, float]
     traffic: Traffic
+    gate_hold_max_s: float = 0.0
+    """Longest extension of the last stage (the gate step) while loadgate holds it
+    (scenarios.gate_hold); 0 = the plan ends where its stages end."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadPlan:
@@ -55,6 +58,7 @@ class LoadPlan:
             think_time_s=tuple(data["think_time_s"]),  # type: ignore[arg-type]
             persona_mix=dict(data["persona_mix"]),
             traffic=Traffic.model_validate(data["traffic"]),
+            gate_hold_max_s=float(data.get("gate_hold_max_s") or 0.0),
         )
 
     @classmethod
@@ -64,6 +68,11 @@ class LoadPlan:
     @property
     def duration_s(self) -> float:
         return self.stages[-1].end_s if self.stages else 0.0
+
+    @property
+    def gate_stage(self) -> PlanStage | None:
+        """The last stage: the gate step, the one an extended hold prolongs."""
+        return self.stages[-1] if self.stages else None
 
     def stage_at(self, t: float) -> PlanStage | None:
         for stage in self.stages:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from loadgate.constants import ProviderName
 from marketplace.profiles import PHASE1
+from stack.isolation import SidePlacement
 
 NetworkMode = Literal["auto", "host", "bridge"]
 
@@ -85,3 +86,6 @@ class StackConfig:
     )
     """The service's token signing secret: new and random for every stack (no public
     default); the state file and the credentials writer get the same one."""
+    placement: SidePlacement | None = field(default=None, compare=False)
+    """Where the stack's processes or containers run (CPU set or cgroup) when the load
+    generator shares this host (:mod:`stack.isolation`); ``None`` = anywhere."""

@@ -29,7 +29,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -57,12 +57,15 @@ _PR_SET_PDEATHSIG = 1
 # --- child processes ----------------------------------------------------------------
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Runs in the child just before exec: die when the harness dies."""
+def die_with_parent(parent_pid: int, place: Callable[[], None] | None = None) -> None:
+    """Runs in the child just before exec: die when the harness dies; then ``place`` it
+    (CPU set or cgroup, :mod:`stack.isolation`) so everything it starts inherits that."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the harness died before prctl took effect
         os._exit(1)
+    if place is not None:
+        place()
 
 
 def owner_env(stack_id: str | None = None) -> dict[str, str]:
@@ -79,11 +82,13 @@ def spawn_owned(
     cwd: Path,
     env: Mapping[str, str],
     stack_id: str | None = None,
+    place: Callable[[], None] | None = None,
     **popen: Any,
 ) -> subprocess.Popen[bytes]:
     """Start a child that is ours: own session, parent-death signal, owner tag.
 
-    Output (stdout and stderr) goes to ``log``; ``popen`` passes the rest
+    Output (stdout and stderr) goes to ``log``; ``place`` runs in the child before exec
+    (CPU isolation, inherited by its own children); ``popen`` passes the rest
     (``user``, ``group``...) to :class:`subprocess.Popen`.
     """
     parent_pid = os.getpid()
@@ -95,7 +100,7 @@ def spawn_owned(
         cwd=cwd,
         env={**env, **owner_env(stack_id)},
         start_new_session=True,
-        preexec_fn=lambda: die_with_parent(parent_pid),
+        preexec_fn=lambda: die_with_parent(parent_pid, place),
         **popen,
     )
 

@@ -406,3 +406,35 @@ def test_bridge_mode_definition_without_running_it(
     assert "host=postgres port=5432" in ini
     assert "listen_addr = 0.0.0.0" in ini and "listen_port = 6432" in ini
     assert not engine.networks.list(names=["loadgate-paper"])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a CPU split needs 2 CPUs")
+def test_cpuset_isolation_pins_the_container_and_its_later_backends(
+    engine: docker.DockerClient, request: pytest.FixtureRequest
+) -> None:
+    """The stack's side of the split reaches the engine (``--cpuset-cpus``), and a Postgres
+    backend forked inside the container afterwards runs on the stack's CPUs only."""
+    import psutil
+
+    from stack.isolation import CpuSplit, Isolation, IsolationPlan
+
+    cpus = sorted(os.sched_getaffinity(0))
+    plan = IsolationPlan("cpuset", "cpuset", CpuSplit((cpus[0],), tuple(cpus[1:])))
+    isolated = Isolation(plan, "ctest")
+    stack_id = f"t{os.getpid()}cpuset"
+    provider = ContainersProvider(replace(CONFIG, placement=isolated.stack), stack_id)
+    try:
+        provider.prepare([POSTGRES])
+        running = start_ready(provider, [POSTGRES])
+        container = engine.containers.get(running["postgres"].container_id)
+        assert container.attrs["HostConfig"]["CpusetCpus"] == ",".join(map(str, cpus[1:]))
+        with psycopg.connect(running["postgres"].url) as conn:
+            # pg_backend_pid() is the pid inside the container: find the host's by age.
+            conn.execute("select 1")
+            top = psutil.Process(int(container.attrs["State"]["Pid"]))
+            newest = max(top.children(recursive=True), key=lambda p: p.create_time())
+            assert sorted(newest.cpu_affinity()) == cpus[1:]
+    finally:
+        provider.close()
+        isolated.close()
+    assert not engine.containers.list(all=True, filters={"label": f"{LABEL_STACK}={stack_id}"})

@@ -62,6 +62,13 @@ def reproduce(
     seed: Annotated[int, typer.Option(help="Random seed of both runs.")] = 42,
     workers: Annotated[int | None, typer.Option(help="Local Locust workers per run.")] = None,
     config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
+    isolation: Annotated[
+        str | None,
+        typer.Option(help="CPU isolation of the generator: auto, cpuset, weights, none."),
+    ] = None,
+    generator_cpus: Annotated[
+        str | None, typer.Option(help="The generator's CPUs: auto, a count or a list.")
+    ] = None,
 ) -> None:
     """Check one of the seed's bottleneck claims: the same load plan against a "before" and
     an "after" architecture, both breaking points, and a verdict (confirmed / refuted /
@@ -80,7 +87,15 @@ def reproduce(
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers {workers}: need at least one Locust worker")
         options = ReproduceOptions(
-            name, out or default_out(name), quick, config, provider, seed, workers
+            name,
+            out or default_out(name),
+            quick,
+            config,
+            provider,
+            seed,
+            workers,
+            isolation,
+            generator_cpus,
         )
         prepared = prepare(options, repro)
         with terminate_on_sigterm():

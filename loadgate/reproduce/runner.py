@@ -39,6 +39,8 @@ class ReproduceOptions:
     provider: str = "auto"
     seed: int = 42
     workers: int | None = None
+    isolation: str | None = None
+    generator_cpus: str | None = None
 
 
 @dataclass
@@ -114,6 +116,9 @@ def run_side(
         out=options.out / label,
         seed=options.seed,
         fixture_size=prepared.plan.fixture_size,
+        isolation=options.isolation,
+        generator_cpus=options.generator_cpus,
+        gate_hold_max_s=0,  # a reproduction compares breaking points, not a gate verdict
     )
     if options.workers is not None:
         run_options.workers = options.workers

@@ -106,6 +106,8 @@ def container_for(
     }
     if spec.run_as_postgres:
         kwargs["user"] = "postgres"
+    if ctx.config.placement is not None:  # the stack's side of the CPU split
+        kwargs.update(ctx.config.placement.container_kwargs())
     if network is not None:
         container.with_network(network).with_network_aliases(spec.name)
         for port_name, host_port in host_ports.items():

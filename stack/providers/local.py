@@ -27,6 +27,7 @@ import psutil
 
 from stack.config import StackConfig
 from stack.errors import BinaryMissing, StackError
+from stack.isolation import reap_cgroups
 from stack.osrm_map import ensure_map, osrm_bin_dir
 from stack.ownership import make_owned_temp_dir, reap_processes, reap_temp_dirs, spawn_owned
 from stack.providers.base import Peers, Ports, Provider, RunningService, service_context
@@ -208,6 +209,7 @@ class LocalProvider(Provider):
                 user=user.pw_uid if user else None,
                 group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
+                place=self.config.placement.enter if self.config.placement else None,
             )
 
     def exit_code(self, service: RunningService) -> int | None:
@@ -254,4 +256,4 @@ class LocalProvider(Provider):
     @classmethod
     def reap_leftovers(cls) -> list[str]:
         """Kill orphaned service processes and delete temp trees of dead owners."""
-        return [*reap_processes(), *reap_temp_dirs(TEMP_PREFIX)]
+        return [*reap_processes(), *reap_temp_dirs(TEMP_PREFIX), *reap_cgroups()]

@@ -282,3 +282,15 @@ def test_binds_line_in_markdown_html_and_json(failing_run):
     kinds = {c["name"]: c["kind"] for c in data["headroom"]["constraints"]}
     assert kinds["latency SLO"] == "objective" and kinds[HOST_CPU] == "hardware"
     assert kinds["Stripe rate limit"] == "architecture"
+
+
+def test_sut_cores_from_the_isolation_the_run_recorded():
+    """A cpuset run's stack had exactly its CPUs; with cgroup weights the stack may use
+    what the generator leaves idle, so the host's count stays the ceiling."""
+    from analysis.headroom import sut_cores
+
+    pinned = {"isolation": {"mechanism": "cpuset", "stack_cpus": [1], "generator_cpus": [0]}}
+    weighted = {"isolation": {"mechanism": "weights", "stack_cpus": [1], "generator_cpus": [0]}}
+    assert sut_cores(pinned) == 1.0
+    assert sut_cores(weighted) is None
+    assert sut_cores({}) is None
