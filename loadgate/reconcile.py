@@ -219,16 +219,20 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
+def _rows_by_id(
+    conn: Any, table: str, columns: str, acks: list[dict[str, Any]], key: str
+) -> dict[int, dict[str, Any]]:
+    """The rows of ``table`` whose id some acknowledgement named in ``key``, by id: one
+    query per kind of write, however many were acknowledged."""
+    ids = [int(a[key]) for a in acks if a.get(key) is not None]
+    sql = f"SELECT {columns} FROM {table} WHERE id = ANY(%s)"  # names are ours, not input
+    return {r["id"]: r for r in conn.execute(sql, (ids,)).fetchall()}
+
+
 def check_orders(
     conn: Any, acks: list[dict[str, Any]], intents: list[dict[str, Any]] | None, out: Reconciliation
 ) -> None:
-    ids = [int(a["order_id"]) for a in acks if a.get("order_id") is not None]
-    rows = {
-        r["id"]: r
-        for r in conn.execute(
-            "SELECT id, consumer_id, status, total_amount FROM orders WHERE id = ANY(%s)", (ids,)
-        ).fetchall()
-    }
+    rows = _rows_by_id(conn, "orders", "id, consumer_id, status, total_amount", acks, "order_id")
     charges = _succeeded(intents) if intents is not None else None
     for ack in acks:
         order_id = ack.get("order_id")
@@ -319,14 +323,8 @@ def check_cart(
 
 
 def check_payouts(conn: Any, acks: list[dict[str, Any]], out: Reconciliation) -> None:
-    ids = [int(a["payout_id"]) for a in acks if a.get("payout_id") is not None]
-    rows = {
-        r["id"]: r
-        for r in conn.execute(
-            "SELECT id, recipient_id, amount FROM payouts WHERE id = ANY(%s)", (ids,)
-        ).fetchall()
-    }
-    told = Counter(ids)
+    rows = _rows_by_id(conn, "payouts", "id, recipient_id, amount", acks, "payout_id")
+    told = Counter(int(a["payout_id"]) for a in acks if a.get("payout_id") is not None)
     for ack in acks:
         pid = ack.get("payout_id")
         head = f"lost-payout payout={pid} recipient={ack.get('recipient')}"
@@ -344,12 +342,9 @@ def check_payouts(conn: Any, acks: list[dict[str, Any]], out: Reconciliation) ->
 
 
 def check_claims(conn: Any, acks: list[dict[str, Any]], out: Reconciliation) -> None:
-    ids = [int(a["batch_id"]) for a in acks if a.get("batch_id") is not None]
     held = {
-        r["id"]: r["driver_id"]
-        for r in conn.execute(
-            "SELECT id, driver_id FROM delivery_batches WHERE id = ANY(%s)", (ids,)
-        ).fetchall()
+        i: r["driver_id"]
+        for i, r in _rows_by_id(conn, "delivery_batches", "id, driver_id", acks, "batch_id").items()
     }
     winners: dict[int, set[int]] = defaultdict(set)
     for ack in acks:
@@ -371,13 +366,7 @@ def check_claims(conn: Any, acks: list[dict[str, Any]], out: Reconciliation) -> 
 
 
 def check_stops(conn: Any, acks: list[dict[str, Any]], out: Reconciliation) -> None:
-    ids = [int(a["stop_id"]) for a in acks if a.get("stop_id") is not None]
-    rows = {
-        r["id"]: r
-        for r in conn.execute(
-            "SELECT id, order_id, status FROM batch_stops WHERE id = ANY(%s)", (ids,)
-        ).fetchall()
-    }
+    rows = _rows_by_id(conn, "batch_stops", "id, order_id, status", acks, "stop_id")
     for ack in acks:
         sid = ack.get("stop_id")
         head = f"lost-stop stop={sid} order={ack.get('order_id')}"
