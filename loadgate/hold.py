@@ -31,6 +31,10 @@ from scenarios.gate_hold import HoldControl, write_control
 #: Seconds between two checks of an extended hold (one check of a phase-1 run takes a
 #: few seconds of a niced subprocess; more often would only add analysis load).
 RECHECK_S = 20.0
+#: Seconds a check looks behind the load's clock: events are flushed every 2 s and
+#: counters need a sample after the window's end, so the newest seconds are not yet on
+#: disk (a check of "now" saw them as missing data and counters as undecided).
+DATA_LAG_S = 5.0
 #: Longest a check may take before the hold gives up on it (then it releases).
 CHECK_TIMEOUT_S = 120.0
 #: The check's niceness: Locust's processes (nice 0) weigh ~10x more on the generator's
@@ -92,15 +96,16 @@ class GateHold:
         if t >= self.planned_end_s + self.cap_s:
             self.outcome = "cap reached"
             return
-        if self._pending is None and t >= self._next_at:
-            self._start(self.planned_end_s if not self.checks else t)
+        data_until = t - DATA_LAG_S  # what is on disk by now
+        if self._pending is None and t >= self._next_at and data_until >= self.planned_end_s:
+            self._start(self.planned_end_s if not self.checks else data_until, t)
 
-    def _start(self, gate_end_s: float) -> None:
+    def _start(self, gate_end_s: float, t: float) -> None:
         # The manifest is written here, on the caller's thread (the only manifest writer
         # during the load), so the check analyses the gate stage up to ``gate_end_s``.
         set_gate_end(self.run_dir, gate_end_s)
         if not self.background:
-            self._handle(self._check(gate_end_s), gate_end_s)
+            self._handle(self._check(gate_end_s), t)
             return
         thread = threading.Thread(target=self._run, args=(gate_end_s,), daemon=True)
         self._pending = thread

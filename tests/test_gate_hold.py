@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgate.hold import GateHold
+from loadgate.hold import DATA_LAG_S, GateHold
 from runformat.manifest import read_manifest, update_manifest
 from scenarios.gate_hold import HoldControl, holding, read_control, write_control
 from scenarios.plan import LoadPlan
@@ -119,7 +119,7 @@ def test_a_load_stopped_during_the_hold_ends_the_gate_step_there(run_dir):
 
 def test_a_failing_check_releases_rather_than_holding_blind(run_dir):
     hold = GateHold(run_dir, PLANNED_END, 60, FakeEvaluator(RuntimeError("boom")), background=False)
-    drive(hold, PLANNED_END + 3)
+    drive(hold, PLANNED_END + DATA_LAG_S + 1)  # a check waits for its data to be on disk
     assert hold.outcome == "check failed" and hold.release_at_s == PLANNED_END
     assert "boom" in hold.reason
     assert read_control(run_dir).release_at_s == PLANNED_END
@@ -143,12 +143,14 @@ def test_a_check_on_a_thread_does_not_block_the_loop(run_dir):
         return []
 
     hold = GateHold(run_dir, PLANNED_END, 60, slow)
-    hold.poll(PLANNED_END)  # starts the check and returns
+    hold.poll(PLANNED_END)  # the gate step's last seconds are not on disk yet: no check
+    assert hold._pending is None
+    hold.poll(PLANNED_END + DATA_LAG_S)  # starts the check and returns
     assert hold.outcome is None and read_control(run_dir) is None  # the shape holds
-    assert hold.status(PLANNED_END + 4) == "gate held +4/60 s (checking the gate step)"
+    assert hold.status(PLANNED_END + 6) == "gate held +6/60 s (checking the gate step)"
     release.set()
     hold._pending.join(10)
-    hold.poll(PLANNED_END + 2)
+    hold.poll(PLANNED_END + DATA_LAG_S + 2)
     assert hold.outcome == "decided" and read_control(run_dir).release_at_s == PLANNED_END
 
 

@@ -116,3 +116,25 @@ def test_docker_timestamps_parse_to_microseconds():
     when = _parse_stamp("2026-11-27T16:10:01.123456789Z")
     assert when is not None and when.microsecond == 123456 and when.second == 1
     assert _parse_stamp("not-a-stamp") is None
+
+
+def test_a_slow_service_is_not_down_until_its_probes_time_out_for_slow_for_s(tmp_path, monkeypatch):
+    """Timeouts from a service saturated by the load are latency, not an outage; refusals
+    are an outage at once; timeouts that last SLOW_FOR_S are an outage too."""
+    import loadgate.incidents as inc
+
+    clock = [1_000_000_000]
+    monkeypatch.setattr(inc, "now_us", lambda: clock[0])
+
+    def slow() -> None:
+        raise TimeoutError("ReadTimeout: timed out")
+
+    watcher = IncidentWatcher(tmp_path, {"stripe": slow}, lambda name: [])
+    for _ in range(5):  # 5 s of timed-out probes: slow
+        watcher.check_once()
+        clock[0] += 1_000_000
+    assert watcher.incidents == []
+    clock[0] += int(inc.SLOW_FOR_S * 1e6)
+    watcher.check_once()
+    assert len(watcher.incidents) == 1 and "timed out" in watcher.incidents[0]["reason"]
+    assert inc.is_timeout(TimeoutError()) and not inc.is_timeout(ConnectionRefusedError("111"))

@@ -156,7 +156,27 @@ def test_far_above_and_flat_fails():
     t = np.arange(6) * 10.0 + 5.0
     values = np.array([8400.0, 8600, 8300, 8550, 8450, 8500])
     d = sustain.decide(sustain.Batches(t, values, 10.0, 60.0), 2000.0, lambda v: f"{v:.0f}")
-    assert d.status == sustain.FAIL and "over 2x the limit" in d.reason
+    assert d.status == sustain.FAIL and "over 1.5x the limit" in d.reason
+
+
+def test_held_above_one_and_a_half_times_the_limit_fails_without_a_trend():
+    """The main job's shape: every batch 2-4x the limit, no significant trend (the queue
+    filled during the ramp), autocorrelated: held above the limit, a FAIL."""
+    rng = np.random.default_rng(7)
+    t = np.arange(10) * 10.0 + 5.0
+    level = 6000.0 * np.exp(np.cumsum(rng.normal(0, 0.12, t.size)) * 0.5)
+    values = np.clip(level, 4100, 7500)
+    d = sustain.decide(sustain.Batches(t, values, 10.0, 100.0), 2000.0, lambda v: f"{v:.0f}")
+    assert d.status == sustain.FAIL and "level" in d.reason
+
+
+def test_above_the_limit_but_not_by_half_again_is_not_failed_by_the_course():
+    """Every batch above the limit by 5-25 %: could be a stationary value near its limit
+    with long memory; the course leaves it to the interval (never a FAIL here)."""
+    t = np.arange(9) * 10.0 + 5.0
+    values = 2000.0 * np.array([1.05, 1.2, 1.25, 1.1, 1.15, 1.08, 1.22, 1.12, 1.18])
+    d = sustain.decide(sustain.Batches(t, values, 10.0, 90.0), 2000.0, str)
+    assert d.status is None
 
 
 def test_flat_noisy_batches_near_the_limit_decide_nothing():
