@@ -214,8 +214,11 @@ def undecided_criteria(run_dir: Path) -> list[str]:
     the same load cannot decide a criterion measured at the gate load."""
     from analysis.analyze import analyze
     from analysis.runs import load_run
+    from runformat.verdicts import Verdict
 
     result = analyze(load_run(run_dir))
+    if result.gate.verdict is Verdict.FAIL:
+        return []  # a criterion measured on the wrong side decides the verdict already
     return [f"{c.description}: {c.status}" for c in result.gate.undecided]
 
 

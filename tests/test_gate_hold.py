@@ -223,3 +223,34 @@ def test_the_report_says_how_long_the_gate_step_was_held_and_why(run_dir):
         "Gate step held 20 s past its plan (cap 90 s, decided): undecided: p95_ms: inconclusive"
     ]
     assert placement_lines({"gate_hold": {**record, "extended_s": 0.0}}) == []
+
+
+def test_a_gate_already_failed_is_not_held_for_its_other_criteria(tmp_path):
+    """The real evaluator: an overloaded gate whose P95 FAILs is decided (FAIL) even while
+    a criterion on a route nobody requests stays short of data; holding longer could not
+    change the verdict. The same run without the failing criterion is held for it."""
+    from analysis.synthetic import SyntheticSpec, write_run
+    from loadgate.hold import undecided_criteria
+
+    overload = dict(
+        lam=1 / 6,
+        latency_sigma=0.3,
+        latency_clip_ms=(2500, 12000),
+        latency_drift_per_s=0.015,
+        latency_ar_rho=0.99,
+        latency_ar_sd=0.1,
+        generator_lag_ms=1.0,
+    )
+    nobody = {"DELETE /nobody": {"p95_ms": 2000}}
+
+    def spec(criteria: dict) -> SyntheticSpec:
+        gate = {"users": 100, "criteria": criteria, "routes": nobody}
+        return SyntheticSpec(
+            levels=(25, 50, 100), hold_s=90.0, ramp_s=10.0, warmup_s=5.0, sigma=0.0,
+            kappa=0.0, seed=1, gate=gate, **overload,
+        )  # fmt: skip
+
+    failed = write_run(tmp_path / "failed", spec({"p95_ms": 2000}))
+    assert undecided_criteria(failed) == []
+    open_only = write_run(tmp_path / "open", spec({"error_rate": 0.01}))
+    assert any("DELETE /nobody" in c for c in undecided_criteria(open_only))
