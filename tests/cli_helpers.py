@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,14 @@ def run_cli(args: list[str], state_dir: Path, timeout: float = 120, **env: str):
     )
 
 
+def ctrl_c_reaches_the_child() -> None:
+    """``preexec_fn`` for a CLI a test will Ctrl-C: a shell starts background commands
+    with SIGINT ignored (no job control), and the ignore is inherited through pytest, so
+    a suite run as ``bash .ci/run &`` sent its children a Ctrl-C they never saw.  With
+    SIGINT back at its default before exec, Python installs KeyboardInterrupt as usual."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(args: list[str], state_dir: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "loadgate", *args],
@@ -33,6 +42,7 @@ def start_cli(args: list[str], state_dir: Path, **env: str) -> subprocess.Popen[
         stderr=subprocess.PIPE,
         text=True,
         env=loadgate_env(state_dir, **env),
+        preexec_fn=ctrl_c_reaches_the_child,
     )
 
 

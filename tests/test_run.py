@@ -17,7 +17,7 @@ import pytest
 
 from loadgate.phase_config import DEFAULT_CONFIG
 from stack.ports import free_port
-from tests.cli_helpers import fast_config, loadgate_env, run_cli
+from tests.cli_helpers import ctrl_c_reaches_the_child, fast_config, loadgate_env, run_cli
 from tests.leftovers import listening, processes_of
 
 SHORT = ["--phase", "1", "--provider", "local", "--fixture-size", "tiny", "--workers", "2"]
@@ -248,6 +248,7 @@ def _start_run(out: Path, state: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=loadgate_env(state),
+        preexec_fn=ctrl_c_reaches_the_child,
     )
 
 
