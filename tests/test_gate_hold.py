@@ -231,23 +231,15 @@ def test_a_gate_already_failed_is_not_held_for_its_other_criteria(tmp_path):
     change the verdict. The same run without the failing criterion is held for it."""
     from analysis.synthetic import SyntheticSpec, write_run
     from loadgate.hold import undecided_criteria
+    from tests.analysis.test_analysis_sustain import OVERLOAD  # the overloaded stack
 
-    overload = dict(
-        lam=1 / 6,
-        latency_sigma=0.3,
-        latency_clip_ms=(2500, 12000),
-        latency_drift_per_s=0.015,
-        latency_ar_rho=0.99,
-        latency_ar_sd=0.1,
-        generator_lag_ms=1.0,
-    )
     nobody = {"DELETE /nobody": {"p95_ms": 2000}}
 
     def spec(criteria: dict) -> SyntheticSpec:
         gate = {"users": 100, "criteria": criteria, "routes": nobody}
         return SyntheticSpec(
             levels=(25, 50, 100), hold_s=90.0, ramp_s=10.0, warmup_s=5.0, sigma=0.0,
-            kappa=0.0, seed=1, gate=gate, **overload,
+            kappa=0.0, seed=1, gate=gate, **OVERLOAD,
         )  # fmt: skip
 
     failed = write_run(tmp_path / "failed", spec({"p95_ms": 2000}))
