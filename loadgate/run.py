@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class RunOptions:
     fixture_size: str | None = None
     stripe: StripeRealism = field(default_factory=StripeRealism)
     master_bind: str = "127.0.0.1"
+    service_host: str = "127.0.0.1"
+    """``--service-host``: the address the local stack's service listens on (remote workers)."""
     master_port: int | None = None
     remote_workers: int = 0
     faults: list[str] | None = None
@@ -118,7 +121,24 @@ def prepare(options: RunOptions) -> ResolvedPhase:
         raise ConfigError(f"--credentials {options.credentials}: no such file")
     if options.target and not options.target.startswith(("http://", "https://")):
         raise ConfigError(f"--target {options.target!r}: give a URL such as http://127.0.0.1:8000")
+    _check_service_host(options)
     return phase
+
+
+def _check_service_host(options: RunOptions) -> None:
+    """The address must be this host's own: binding it later would only time out."""
+    if options.service_host == "127.0.0.1":
+        return
+    if options.target:
+        raise ConfigError("--service-host is for the local stack: drop it with --target")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((options.service_host, 0))
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(
+            f"--service-host {options.service_host}: not an address of this host ({exc}); "
+            "give one of this host's IPv4 addresses (ip -4 addr)"
+        ) from None
 
 
 def plan_isolation(options: RunOptions) -> IsolationPlan | None:
@@ -336,6 +356,7 @@ def _bring_up(
         profile=phase.profile,  # type: ignore[arg-type]
         stripe=options.stripe,
         placement=isolated.stack if isolated else None,
+        service_host=options.service_host,
     )
     stack = Stack(config, progress=progress)
     stack.start()

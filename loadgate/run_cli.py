@@ -61,6 +61,13 @@ def run(
     master_port: Annotated[
         int | None, typer.Option(help="Fixed master port (needed with --remote-workers).")
     ] = None,
+    service_host: Annotated[
+        str,
+        typer.Option(
+            help="Address of this host the local stack's service listens on, so remote "
+            "workers can reach it (default: loopback only)."
+        ),
+    ] = "127.0.0.1",
     remote_workers: Annotated[
         int, typer.Option(help="Workers joining from other machines ('loadgate worker').")
     ] = 0,
@@ -118,6 +125,7 @@ def run(
             seed=seed,
             fixture_size=fixture_size,
             master_bind=master_bind,
+            service_host=service_host,
             master_port=master_port,
             remote_workers=remote_workers,
             faults=fault,

@@ -57,6 +57,10 @@ def migrate_command(args: argparse.Namespace) -> int:
 
 
 TRUSTED_PROXIES_ENV = "LOADGATE_TRUSTED_PROXIES"
+ACCESS_LOG_ENV = "LOADGATE_ACCESS_LOG"
+"""``1``: one access-log line per request (client address, route, status) in the service
+log. Off by default: at phase-gate rates the log itself would load the system under test;
+a test that counts what each client host sent turns it on."""
 
 
 def proxy_settings(trusted: str) -> dict[str, object]:
@@ -104,7 +108,7 @@ def serve_command(args: argparse.Namespace) -> int:
             port=args.port,
             workers=max(1, args.workers),
             log_level=args.log_level,
-            access_log=False,
+            access_log=os.environ.get(ACCESS_LOG_ENV) == "1",
             # uvicorn's default (5 s) is shorter than the personas' think time:
             # the server would close idle keep-alive connections just as a
             # client reuses them, and the non-idempotent POST/PATCH that lose

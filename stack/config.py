@@ -80,6 +80,10 @@ class StackConfig:
     profile: str | None = None
     """Marketplace architecture profile (phase0..phase3); ``None`` = no service."""
     service_workers: int = 2
+    service_host: str = "127.0.0.1"
+    """Address the marketplace service listens on and is reached at (local provider).
+    Workers on other hosts need an address of this host they can route to; every other
+    service stays on 127.0.0.1, reached only by the service and the harness."""
     """Worker processes of the marketplace service."""
     auth_secret: str = field(
         default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False

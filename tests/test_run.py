@@ -293,6 +293,20 @@ def test_interrupted_run_stays_analysable(tmp_path, sig):
         (["--phase", "1", "--model", "poisson"], "unknown model"),
         (["--phase", "1", "--duration", "soon"], "--duration"),
         (["--phase", "1", "--fixture-size", "huge"], "unknown size 'huge'"),
+        (["--phase", "1", "--service-host", "192.0.2.7"], "not an address of this host"),
+        (
+            [
+                "--phase",
+                "1",
+                "--service-host",
+                "127.0.0.2",
+                "--target",
+                "http://[::1]:1",
+                "--credentials",
+                __file__,
+            ],
+            "drop it with --target",
+        ),
     ],
 )
 def test_bad_input_fails_before_anything_starts(tmp_path, args, needle):

@@ -88,6 +88,11 @@ class ContainersProvider(Provider):
 
     def prepare(self, specs: list[ServiceSpec]) -> None:
         """Engine, base image, images, OSRM map, network: all before any start."""
+        if self.config.service_host != HOST:
+            raise StackError(
+                f"service host {self.config.service_host}: only the local provider binds the "
+                "service to another address; use --provider local"
+            )
         base_id = self._base_image_id()
         for image in dict.fromkeys(spec.image for spec in specs):
             self.images[image] = self.ensure_image(image, base_id)

@@ -152,11 +152,12 @@ class LocalProvider(Provider):
             data_dir.chmod(0o700)
         log_path = service_root / "service.log"
         process = self._spawn(spec.command(ctx), ctx, spec, user, data_dir, log_path)
+        host = self._host(spec)
         return RunningService(
             spec=spec,
-            host=HOST,
+            host=host,
             ports=dict(host_ports),
-            url=spec.url(HOST, host_ports, self.config),
+            url=spec.url(host, host_ports, self.config),
             peer_host=HOST,
             peer_ports=dict(host_ports),
             handle=process,
@@ -178,8 +179,13 @@ class LocalProvider(Provider):
             osrm_bin=osrm_bin_dir(),
             osrm_data=self.osrm_data or Path("/nonexistent"),
             stripe_mock=f"{sys.executable} -m stack.stripe_mock",
-            listen_host=HOST,
+            listen_host=self._host(spec),
         )
+
+    def _host(self, spec: ServiceSpec) -> str:
+        """Only the system under test may face other hosts (``StackConfig.service_host``):
+        remote workers reach it; the databases and mocks stay on loopback."""
+        return self.config.service_host if spec.name == "marketplace" else HOST
 
     @staticmethod
     def _run_as(spec: ServiceSpec) -> pwd.struct_passwd | None:
