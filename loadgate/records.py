@@ -64,6 +64,10 @@ def write_batch(directory: Path, name: str, table: pa.Table) -> Path:
     return final
 
 
+def _call(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
 class ParquetBatches:
     """Append rows; every flush writes ``<dir>/<prefix>-<seq>.parquet`` atomically."""
 
@@ -81,6 +85,7 @@ class ParquetBatches:
         self.rows_appended = 0
         self._stop = threading.Event()
         self._task: Any = None
+        self._offload: Callable[[Callable[[], Any]], Any] = _call
 
     def append(self, row: Sequence[Any]) -> None:
         with self._lock:
@@ -104,12 +109,24 @@ class ParquetBatches:
         if sink is not None:
             sink(self.dir.name, name, table)
         else:
-            write_batch(self.dir, name, table)
+            self._offload(lambda: write_batch(self.dir, name, table))
         self.rows_written += table.num_rows
         return table.num_rows
 
-    def start(self, spawn: Callable[[Callable[[], None]], Any] | None = None) -> None:
-        """Flush every ``flush_s`` in the background (a thread, or ``spawn``'s task)."""
+    def start(
+        self,
+        spawn: Callable[[Callable[[], None]], Any] | None = None,
+        offload: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> None:
+        """Flush every ``flush_s`` in the background (a thread, or ``spawn``'s task).
+
+        ``offload`` runs the file write elsewhere and waits for it: in a Locust worker,
+        gevent's native thread pool, so compressing and writing a batch (pyarrow releases
+        the GIL) never stalls the event loop that times the requests. A disk busy with
+        another tenant's writes would otherwise show as generator lag.
+        """
+        if offload is not None:
+            self._offload = offload
 
         def loop() -> None:
             while not self._stop.wait(self.flush_s):

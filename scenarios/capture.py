@@ -122,8 +122,12 @@ class RawCapture:
             )
         )
 
-    def start(self, spawn: Callable[[Callable[[], None]], Any] | None = None) -> None:
-        self.batches.start(spawn)
+    def start(
+        self,
+        spawn: Callable[[Callable[[], None]], Any] | None = None,
+        offload: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> None:
+        self.batches.start(spawn, offload)
 
     def flush(self) -> int:
         return self.batches.flush()

@@ -28,6 +28,7 @@ from runformat.schemas import (
     LAG_METRIC,
     SAMPLE_SCHEMA,
 )
+from scenarios.blocking import in_native_thread
 
 
 class GeneratorProbe:
@@ -61,7 +62,7 @@ class GeneratorProbe:
                 )
 
     def start(self) -> None:
-        self.batches.start(spawn=gevent.spawn)
+        self.batches.start(spawn=gevent.spawn, offload=in_native_thread)
         self._greenlet = gevent.spawn(self._loop)
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from locust import FastHttpUser, task
 from loadgate.records import ARRIVAL_SCHEMA, ParquetBatches
 from runformat.schemas import DRAIN_TIMEOUT_S
 from scenarios.arrivals import Arrivals
+from scenarios.blocking import in_native_thread
 from scenarios.context import traffic_context
 from scenarios.flows import FLOWS, Session
 from scenarios.inputs import credential_pool, plan_of, process_index, seed_of
@@ -70,7 +71,7 @@ class ArrivalUser(FastHttpUser):
         )
         self.started = time.time()
         if self.arrivals is not None:
-            self.arrivals.start(spawn=gevent.spawn)
+            self.arrivals.start(spawn=gevent.spawn, offload=in_native_thread)
 
     @task
     def drive(self) -> None:

@@ -41,6 +41,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadgate.constants import DEFAULT_SEED
 from loadgate.rundir import TEST_START_FILE
+from scenarios.blocking import in_native_thread
 from scenarios.capture import RawCapture
 from scenarios.generator_probe import GeneratorProbe
 from scenarios.inputs import config_defaults, plan_of
@@ -117,7 +118,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         worker_id = f"{os.uname().nodename}-{os.getpid()}"
         capture = RawCapture(Path(run_dir), worker_id, users=lambda: total_users(environment))
         environment.events.request.add_listener(capture.on_request)
-        capture.start(spawn=gevent.spawn)
+        capture.start(spawn=gevent.spawn, offload=in_native_thread)
         _state["capture"] = capture
         probe = GeneratorProbe(Path(run_dir), worker_id)
         probe.start()
