@@ -9,9 +9,9 @@ import pandas as pd
 
 from analysis import (
     binding,
-    degradation,
     gates,
     headroom,
+    incidents,
     lost_writes,
     outcomes,
     saturation,
@@ -98,6 +98,6 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
         warnings=warns,
         routes=steps.route_table(run, step_list, step_of),
         outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
-        incidents=degradation.incidents(run),
+        incidents=incidents.incidents(run),
         binding=binds,
     )

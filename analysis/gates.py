@@ -9,7 +9,8 @@ straddles the limit is INCONCLUSIVE.  A deciding validity check that failed at t
 step (or a run that did not complete) makes the verdict INVALID whatever the criteria say.
 
 Criteria are defined once in ``runformat.criteria``; each is evaluated by the function
-the registry names (``p95``, ``error_rate``, ... below), with the same signature, for the
+registered under its name (``analysis.criterion.evaluates``: ``p95``, ``error_rate``, ...
+below, the fault criteria in ``analysis.degradation``), with the same signature, for the
 pooled gate and for each route under ``gate.routes``.
 """
 
@@ -21,10 +22,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis import sustain
+from analysis import degradation, sustain
 from analysis import usl as usl_mod
 from analysis.counters import counter_over_period, hit_rate
+from analysis.criterion import (
+    FAIL,
+    INCONCLUSIVE,
+    INSUFFICIENT,
+    PASS,
+    PROJECTED_FAIL,
+    PROJECTED_PASS,
+    CriterionResult,
+    GateContext,
+    evaluates,
+    evaluator,
+    insufficient,
+    result,
+    with_interval,
+)
 from analysis.headroom import project_p95, sanitize_criterion, trend_draws
+from analysis.incidents import incident_text, overlaps, unplanned_incidents
 from analysis.jobs import job_completion
 from analysis.outcomes import error_mask, load_period, window_mask
 from analysis.percentiles import proportion_ci
@@ -32,34 +49,14 @@ from analysis.runs import Run
 from analysis.steps import EndpointStats, StepStats, latency_stats
 from analysis.validity import Check
 from runformat.criteria import CRITERIA, Criterion
-from runformat.gate import GateSpec
 from runformat.schemas import DB_CONNECTION_ERRORS, PAYMENT_PENDING
 from runformat.verdicts import Verdict
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
-PROJECTED_PASS, PROJECTED_FAIL = "projected pass", "projected fail"
-INSUFFICIENT = "insufficient data"
-_PENDING = ""  # a value whose status _with_interval has not set yet
+#: Modules whose evaluators register themselves on import (``analysis.criterion``).
+EVALUATOR_MODULES = (degradation,)
 #: Observed users must reach this fraction of the gate load for a step to count as applied
 #: (users stop and start continuously; Locust's count dips by a user or two).
 APPLIED_FRACTION = 0.98
-
-
-@dataclass
-class CriterionResult:
-    name: str  # registry name, e.g. "p95_ms"
-    description: str  # e.g. "P95 < 2000 ms" or "POST /checkout: P95 < 2000 ms"
-    status: str
-    basis: str  # "measured" | "projected" | "none"
-    value: float | None
-    ci: tuple[float, float] | None
-    load: float | None  # load the value refers to
-    detail: str
-    route: str | None = None  # None: pooled over every route
-
-    @property
-    def passed(self) -> bool:
-        return self.status == PASS
 
 
 @dataclass
@@ -103,19 +100,6 @@ class GateResult:
         lines += self.binds
         lines += [f"To change: {a}" for a in self.advice]
         return lines
-
-
-@dataclass
-class GateContext:
-    """What every evaluator gets."""
-
-    run: Run
-    steps: list[StepStats]
-    fit: usl_mod.USLFit
-    gate: GateSpec
-    gate_load: float | None
-    step: StepStats | None  # the measured gate step
-    top: StepStats | None  # highest-load step with data
 
 
 def gate_load(run: Run) -> float | None:
@@ -222,23 +206,21 @@ def evaluate_step(
     wanted = [(n, lim, None) for n, lim in spec.criteria.items()]
     wanted += [(n, lim, r) for r, criteria in spec.routes.items() for n, lim in criteria.items()]
     return [
-        result
+        r
         for n, lim, route in wanted
         if n not in WHOLE_PERIOD
-        for result in _criterion(ctx, CRITERIA[n], lim, route)
+        for r in _criterion(ctx, CRITERIA[n], lim, route)
     ]
 
 
 def _incidents(gate: GateResult, run: Run, ref: StepStats | None) -> None:
     """Unplanned incidents (a service stopped answering, no fault aimed at it) are named
     beside the verdict; one during the gate window makes it INVALID."""
-    from analysis import degradation
-
     _, run_end = load_period(run)
-    for incident in degradation.unplanned_incidents(run):
-        text = degradation.incident_text(incident, run.start_us)
+    for incident in unplanned_incidents(run):
+        text = incident_text(incident, run.start_us)
         window = (ref.step.start_us, ref.step.end_us) if ref is not None else None
-        if window is not None and degradation.overlaps(incident, *window, run_end):
+        if window is not None and overlaps(incident, *window, run_end):
             gate.verdict = Verdict.INVALID
             gate.reasons.append(f"unplanned incident during the gate window: {text}")
             advice = (
@@ -285,53 +267,13 @@ def _criterion(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> list[CriterionResult]:
     """One result, or one per injected fault (``analysis.degradation``'s evaluators)."""
-    found = spec.evaluator()(ctx, spec, limit, route)
+    found = evaluator(spec.name)(ctx, spec, limit, route)
     out = []
-    for result in found if isinstance(found, list) else [found]:
-        result = sanitize_criterion(result, ctx.top)
-        result.route = route
-        out.append(_with_interval(result, spec, limit))
+    for r in found if isinstance(found, list) else [found]:
+        r = sanitize_criterion(r, ctx.top)
+        r.route = route
+        out.append(with_interval(r, spec, limit))
     return out
-
-
-def _with_interval(r: CriterionResult, spec: Criterion, limit: float) -> CriterionResult:
-    """Let the interval speak: an interval straddling the limit decides nothing.
-
-    A result whose evaluator already decided it (``_decided``: by the window's course,
-    or insufficient) keeps its status."""
-    if r.value is None or r.status != _PENDING:
-        return r
-    measured = r.basis == "measured"
-    if r.ci is None:
-        r.status = _side(spec.ok(r.value, limit), measured)
-        return r
-    lo_ok, hi_ok = (spec.ok(v, limit) for v in r.ci)
-    if lo_ok != hi_ok:
-        span = f"[{r.ci[0]:.4g}, {r.ci[1]:.4g}]"
-        r.status = INCONCLUSIVE if measured else INSUFFICIENT
-        r.detail += f"; inconclusive: its 95% interval {span} straddles {limit:g}"
-        return r
-    r.status = _side(lo_ok, measured)
-    return r
-
-
-def _side(ok: bool, measured: bool) -> str:
-    if measured:
-        return PASS if ok else FAIL
-    return PROJECTED_PASS if ok else PROJECTED_FAIL
-
-
-def _result(ctx, spec, limit, route, value, ci, basis, load, detail) -> CriterionResult:
-    """A result whose status ``_with_interval`` sets from value, interval and basis."""
-    return CriterionResult(
-        spec.name, spec.describe(limit, route), _PENDING, basis, value, ci, load, detail
-    )
-
-
-def _insufficient(ctx, spec, limit, route, detail, load=None) -> CriterionResult:
-    return CriterionResult(
-        spec.name, spec.describe(limit, route), INSUFFICIENT, "none", None, None, load, detail
-    )
 
 
 def _endpoint(st: StepStats, route: str) -> EndpointStats | None:
@@ -348,9 +290,10 @@ def _route_mask(ctx: GateContext, route: str | None) -> np.ndarray:
     return m
 
 
-# --- evaluators (named by runformat.criteria) -----------------------------------------
+# --- evaluators (registered under their runformat.criteria names) -----------------------
 
 
+@evaluates("p95_ms")
 def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> CriterionResult:
     """P95 at the gate step; the open model's from the intended start (no coordinated
     omission: a request the generator sent late still waited from when it was due).
@@ -369,7 +312,7 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
             ep = _endpoint(st, route)
             lat = ep.latency if ep else None
         if lat is None:
-            return _insufficient(ctx, spec, limit, route, f"no {route} requests", st.load)
+            return insufficient(spec, limit, route, f"no {route} requests", st.load)
         q = lat.p(0.95)
         course = _course_p95(ctx, route, limit)
         basis = "from the intended start" if open_model else "from the actual send"
@@ -384,8 +327,8 @@ def p95(ctx: GateContext, spec: Criterion, limit: float, route: str | None) -> C
     value, ci = proj
     far = ctx.gate_load > 2 * ctx.fit.max_measured
     ext = ", extrapolated beyond 2x the measured load" if far else ""
-    return _result(
-        ctx, spec, limit, route, value, ci, "projected", ctx.gate_load,
+    return result(
+        spec, limit, route, value, ci, "projected", ctx.gate_load,
         f"USL projection from {ctx.fit.max_measured:.0f} measured users{ext}",
     )  # fmt: skip
 
@@ -447,8 +390,8 @@ def _decided(
         return done(FAIL, f"{detail}; {course.reason}: the system does not sustain "
                           f"{_load_text(ctx, st)}")  # fmt: skip
     if low is not None and high is not None:
-        r = _with_interval(_result(ctx, spec, limit, route, value, (low, high), "measured",
-                                   st.load, detail), spec, limit)  # fmt: skip
+        r = with_interval(result(spec, limit, route, value, (low, high), "measured",
+                                  st.load, detail), spec, limit)  # fmt: skip
         if r.status == PASS and course.status == sustain.RISING:
             r.status = INCONCLUSIVE
             r.detail += f"; held: {course.reason}"
@@ -474,6 +417,7 @@ def _dropped(ctx: GateContext, st: StepStats) -> int:
     return int(win["dropped"].sum())
 
 
+@evaluates("error_rate")
 def error_rate(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> CriterionResult:
@@ -489,7 +433,7 @@ def error_rate(
             m = _route_mask(ctx, route)
             n = int(np.count_nonzero(m))
             if not n:
-                return _insufficient(ctx, spec, limit, route, f"no {route} requests", st.load)
+                return insufficient(spec, limit, route, f"no {route} requests", st.load)
             k = int(np.count_nonzero(error_mask(ctx.run)[m]))
             rate, ci = k / n, proportion_ci(k, n)
             detail = f"{k} of {n} {route} requests failed"
@@ -516,20 +460,21 @@ def error_rate(
     rates = np.array([s.error_rate for s in ctx.steps if s.n])
     trend = trend_draws(loads, rates)
     if trend is None:
-        return _result(
-            ctx, spec, limit, route, top.error_rate, top.error_rate_ci, "projected",
+        return result(
+            spec, limit, route, top.error_rate, top.error_rate_ci, "projected",
             ctx.gate_load, f"no upward trend; value at {top.load:.0f} carried to the gate load",
         )  # fmt: skip
     slope, intercept, draws = trend
     value = intercept + slope * ctx.gate_load
     d = draws[:, 1] + draws[:, 0] * ctx.gate_load
     lo, hi = np.percentile(d, [2.5, 97.5], method="inverted_cdf")
-    return _result(
-        ctx, spec, limit, route, float(value), (float(max(lo, 0)), float(hi)), "projected",
+    return result(
+        spec, limit, route, float(value), (float(max(lo, 0)), float(hi)), "projected",
         ctx.gate_load, "linear trend of error rate vs load",
     )  # fmt: skip
 
 
+@evaluates("payment_pending_rate")
 def payment_pending_rate(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> CriterionResult:
@@ -540,15 +485,16 @@ def payment_pending_rate(
     m = _route_mask(ctx, route)
     n = int(np.count_nonzero(m))
     if not n:
-        return _insufficient(ctx, spec, limit, route, "no requests in the gate step", st.load)
+        return insufficient(spec, limit, route, "no requests in the gate step", st.load)
     code = ctx.run.events.outcome.code_of(PAYMENT_PENDING)
     k = int(np.count_nonzero(ctx.run.events.outcome.codes[m] == code)) if code >= 0 else 0
-    return _result(
-        ctx, spec, limit, route, k / n, proportion_ci(k, n), "measured", st.load,
+    return result(
+        spec, limit, route, k / n, proportion_ci(k, n), "measured", st.load,
         f"{k} of {n} {route or 'requests'} answered 202 payment_pending",
     )  # fmt: skip
 
 
+@evaluates("db_connection_errors")
 def db_connection_errors(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> CriterionResult:
@@ -564,6 +510,7 @@ def db_connection_errors(
     )  # fmt: skip
 
 
+@evaluates("cache_hit_rate")
 def cache_hit_rate(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> CriterionResult:
@@ -593,13 +540,14 @@ def _sampled_at_gate(
         return _not_reached(ctx, spec, limit, route)
     value, how = read(ref)
     if value is None:
-        return _insufficient(ctx, spec, limit, route, how, ref.load)
+        return insufficient(spec, limit, route, how, ref.load)
     if ctx.step is not None:
-        return _result(ctx, spec, limit, route, value, None, "measured", ref.load, how)
+        return result(spec, limit, route, value, None, "measured", ref.load, how)
     detail = projected.format(how=how, load=ref.load)
-    return _result(ctx, spec, limit, route, value, None, "projected", ctx.gate_load, detail)
+    return result(spec, limit, route, value, None, "projected", ctx.gate_load, detail)
 
 
+@evaluates("job_completion_rate")
 def job_completion_rate(
     ctx: GateContext, spec: Criterion, limit: float, route: str | None
 ) -> CriterionResult:
@@ -608,12 +556,12 @@ def job_completion_rate(
     99.9 %, so a short run is INCONCLUSIVE on it, never PASS."""
     rate, ci, detail = job_completion(ctx.run, *load_period(ctx.run))
     if rate is None:
-        return _insufficient(ctx, spec, limit, route, detail)
+        return insufficient(spec, limit, route, detail)
     if ci is not None and ci[0] < limit <= 1.0 and rate >= limit:
         detail += f"; showing >= {limit:.2%} needs >= {_jobs_needed(limit):,} jobs and no failure"
     measured = ctx.step is not None
-    return _result(
-        ctx, spec, limit, route, rate, ci, "measured" if measured else "projected",
+    return result(
+        spec, limit, route, rate, ci, "measured" if measured else "projected",
         ctx.gate_load, detail,
     )  # fmt: skip
 
@@ -630,8 +578,8 @@ def _nonzero(d: dict[str, int]) -> str:
 
 def _not_reached(ctx: GateContext, spec, limit, route, why: str = "") -> CriterionResult:
     top = f"{ctx.top.load:.0f}" if ctx.top else "no"
-    return _insufficient(
-        ctx, spec, limit, route,
+    return insufficient(
+        spec, limit, route,
         f"gate load {ctx.gate_load} not applied (max {top}) and no model to project "
         f"from{'; ' + why if why else ''}",
         ctx.gate_load,

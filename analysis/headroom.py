@@ -28,6 +28,7 @@ from scipy import stats
 
 from analysis import usl as usl_mod
 from analysis.counters import counter_delta
+from analysis.criterion import INSUFFICIENT
 from analysis.runs import Run
 from analysis.seed_plan import HPA_TARGET_UTILISATION
 from analysis.steps import StepStats
@@ -623,7 +624,7 @@ def leadership_sentence(
 
 
 def sanitize_criterion(r, top):
-    """Reporting rules for a gate criterion (gates.CriterionResult) that is projected.
+    """Reporting rules for a projected gate criterion (``analysis.criterion.CriterionResult``).
 
     ``top`` is the highest measured step (StepStats or None).  A projection to a gate load
     beyond 3x the highest measured load is withdrawn ("insufficient data", reason given);
@@ -634,7 +635,7 @@ def sanitize_criterion(r, top):
         return r
     top_load = float(top.load) if top is not None else 0.0
     if usl_mod.beyond_range(r.load, top_load):
-        r.status, r.basis, r.value, r.ci = "insufficient data", "none", None, None
+        r.status, r.basis, r.value, r.ci = INSUFFICIENT, "none", None, None
         r.detail = (
             f"gate load {r.load:,.0f} is {BEYOND} (more than {EXTRAPOLATION_LIMIT:g}x the "
             f"highest measured load, {top_load:,.0f}): not projected; run closer to it"
@@ -645,7 +646,7 @@ def sanitize_criterion(r, top):
         r.value = min(max(r.value, 0.0), 1.0)
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     elif r.name.endswith("_ms") and r.value <= 0:
-        r.status, r.basis, r.value, r.ci = "insufficient data", "none", None, None
+        r.status, r.basis, r.value, r.ci = INSUFFICIENT, "none", None, None
         r.detail = "projected latency is not positive: the model does not describe this load"
         return r
     r.ci = (min(lo, r.value), max(hi, r.value)) if r.ci else None
