@@ -8,7 +8,7 @@ of three classes (DESIGN.md, "Verdicts"):
   machine, so more cores (or memory) fix it.  For CPU the verdict says how many cores the
   gate load needs: the process's measured demand per request (:mod:`analysis.demands`)
   projected to the gate load exactly as ``loadgate plan`` projects a milestone
-  (:func:`analysis.capacity_plan.demand_at`, utilisation law, the seed's 70 % planning
+  (:func:`analysis.plan.demand_at`, utilisation law, the seed's 70 % planning
   line of §6.3) beside the cores this run had (:func:`analysis.headroom.available_cores`).
 * ``architecture`` — a limit of the seed's design: the DB connection cap, the PgBouncer
   pool, Stripe's rate limit, a lock or a queue.  More cores do not move it; only a later
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis import capacity_plan as cp
 from analysis import demands as dm
+from analysis import plan as cp
 from analysis.headroom import (
     HOST_CPU,
     MEMORY_PLANNING_LINE,

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.capacity_plan import PLAN_RESOURCES, CapacityPlan  # noqa: E402
+from analysis.plan import PLAN_RESOURCES, CapacityPlan  # noqa: E402
 from analysis.seed_plan import SEED_PHASES  # noqa: E402
 
 DPI = 96

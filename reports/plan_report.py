@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from analysis import generator_sizing
-from analysis.capacity_plan import CapacityPlan, Projection, fmt_amount
+from analysis.plan import CapacityPlan, Projection, fmt_amount
 from reports import plan_charts
 from reports.html import CSS
 

@@ -16,8 +16,8 @@ import pytest
 
 from analysis import analyze, load_run
 from analysis import binding as bd
-from analysis import capacity_plan as cp
 from analysis import demands as dm
+from analysis import plan as cp
 from analysis.headroom import HOST_CPU, Constraint, Headroom, compute_headroom
 from analysis.saturation import fit_usl
 from analysis.steps import build_steps, compute_step_stats

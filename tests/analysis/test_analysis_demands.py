@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import capacity_plan as cp
 from analysis import demands as dm
 from analysis import load_run
+from analysis import plan as cp
+from analysis.steps import build_steps
 from analysis.synthetic import SyntheticSpec, write_run
 from loadgate.phase_config import load_phases
 
@@ -187,7 +188,7 @@ def test_backtest_catches_a_wrong_model(tmp_path):
     contention the plan assumes away), the backtest error shows it."""
     run_dir = write_run(tmp_path / "r", SPEC)
     run = load_run(run_dir)
-    top = max(cp.build_steps(run), key=lambda s: s.users)
+    top = max(build_steps(run), key=lambda s: s.users)
     s = run.samples
     m = (
         (s["source"] == "process:marketplace")
@@ -211,7 +212,7 @@ def test_seed_formula_as_written(demand_run):
 
 
 def test_no_steady_step_is_a_plan_error(demand_run, monkeypatch):
-    monkeypatch.setattr(cp.dm, "build_steps", lambda run: [])
+    monkeypatch.setattr(dm, "build_steps", lambda run: [])
     with pytest.raises(cp.PlanError, match="steady-state"):
         cp.plan([demand_run])
 
