@@ -38,11 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import statsmodels.api as sm
 from scipy import stats
 
-from analysis.runs import Run
+from analysis.runs import Run, parquet_files, read_tables
 from analysis.steps import Step, build_steps
 
 #: Routes below this share of the steady-state requests are pooled ("other routes").
@@ -289,12 +288,8 @@ def read_records(path: Path) -> _Records:
     it needs, and persona and bytes are not among them.
     """
     cols = ["ts_us", "persona", "method", "name", "users", "bytes"]
-    tables = []
-    for f in sorted((path / "events").glob("*.parquet")):
-        try:
-            tables.append(pq.read_table(f, columns=cols))
-        except (pa.ArrowInvalid, OSError):
-            continue  # a truncated file: load_run already warned about it
+    # a truncated file: load_run already warned about it
+    tables = read_tables(parquet_files(path / "events"), cols, [], quiet=True)
     if not tables:
         raise DemandError(f"{path}: no readable events")
     t = pa.concat_tables(tables, promote_options="permissive").to_pandas()

@@ -523,16 +523,17 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
     slo = criteria.get("p95_ms")
     if slo is not None:
         cons.append(latency_constraint(run, steps, fit, float(slo)))
-    budget = float(criteria.get("error_rate", 0.01))
-    cons.append(
-        crossing(
-            "error budget",
-            f"error rate < {budget:.2%}",
-            loads,
-            [st.error_rate if st.n else None for st in steps],
-            budget,
+    budget = criteria.get("error_rate")
+    if budget is not None:  # no error_rate in the gate (phase 0's empty gate): no budget
+        cons.append(
+            crossing(
+                "error budget",
+                f"error rate < {float(budget):.2%}",
+                loads,
+                [st.error_rate if st.n else None for st in steps],
+                float(budget),
+            )
         )
-    )
     stripe = _stripe_rates(run, steps)
     if any(v is not None for v in stripe):
         cons.append(_stripe_constraint(run, steps, stripe, fit))

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from analysis import usl as usl_mod  # noqa: E402
 from analysis.analyze import AnalysisResult  # noqa: E402
+from analysis.headroom import CPU_PLANNING_LINE  # noqa: E402
 from reports import fmt  # noqa: E402
 
 DPI = 96
@@ -210,7 +211,13 @@ def resources(r: AnalysisResult) -> bytes:
         for source, g in sub.groupby("source") if not sub.empty else []:
             ax.plot(g["t_s"], g["value"] * scale, lw=1, label=str(source))
         if metric == "cpu_percent":
-            ax.axhline(70, color="tab:red", ls="--", lw=0.8, label="70% planning line")
+            ax.axhline(
+                CPU_PLANNING_LINE,
+                color="tab:red",
+                ls="--",
+                lw=0.8,
+                label=f"{CPU_PLANNING_LINE:.0f}% planning line",
+            )
         ax.set_xlabel("time since start (s)")
         ax.set_ylabel(unit)
         if ax.get_legend_handles_labels()[0]:

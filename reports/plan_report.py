@@ -14,7 +14,6 @@ never disagree.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ import numpy as np
 from analysis import generator_sizing
 from analysis.plan import CapacityPlan, Projection, fmt_amount
 from reports import plan_charts
-from reports.html import CSS
+from reports.html import CSS, tag
+from reports.images import img
 
 SCHEMA = "loadgate.plan/1"
 #: A projected "ready" is never drawn as a pass (README "Reading a verdict"): the projected colours.
@@ -282,7 +282,7 @@ def tables(plan: CapacityPlan) -> list[Table]:
         side.append(
             [
                 f"{m.milestone} (phase {m.phase})",
-                f"{m.seed.users:,}",
+                f"{m.target_users:,}",
                 f"${m.seed.monthly_cost_usd:,}",
                 m.seed.infrastructure,
                 need,
@@ -335,9 +335,8 @@ def _js(v: float | None) -> str:
 
 
 def _tag(basis: str) -> str:
-    if basis not in ("measured", "projected"):
-        return ""
-    return f'<span class="tag {basis}">{basis}</span>'
+    """Only measured and projected numbers are labelled here (a seed figure is cited)."""
+    return tag(basis) if basis in ("measured", "projected") else ""
 
 
 def _html_table(t: Table) -> str:
@@ -352,8 +351,7 @@ def _html_table(t: Table) -> str:
 def _img(png: bytes | str) -> str:
     if isinstance(png, str):
         return f'<p class="warn">{escape(png)}</p>'
-    data = base64.b64encode(png).decode()
-    return f'<img alt="required capacity per resource vs users" src="data:image/png;base64,{data}">'
+    return img(png, "required capacity per resource vs users")
 
 
 def render_html(plan: CapacityPlan, chart: bytes | str) -> str:

@@ -83,7 +83,9 @@ def plan(
     Raises PlanError (one line) when the runs hold no steady-state step with records.
     """
     if not 0 < utilisation <= 1:
-        raise PlanError(f"planning utilisation {utilisation}: must be in (0, 1], e.g. 0.7")
+        raise PlanError(
+            f"planning utilisation {utilisation}: must be in (0, 1], e.g. {PLANNING_UTILISATION:g}"
+        )
     phases_file = milestone_config(config)
     wanted = MILESTONE_PHASES if phase is None else (phase,)
     for p in wanted:
@@ -137,4 +139,9 @@ def plan(
         measured_gates=measured,
         unreliable=unreliable,
         generator=size_generators(runs, milestones),
+        phase_users={
+            p: phases_file.phases[p].target_users
+            for p in MILESTONE_PHASES
+            if p in phases_file.phases
+        },
     )

@@ -147,6 +147,8 @@ class CapacityPlan:
     #: why the projection is unreliable (backtest error > 20 %); None when it held
     unreliable: str | None = None
 
+    #: target users of each milestone phase in the phase config (the chart's phase ranges)
+    phase_users: dict[int, int] = field(default_factory=dict)
     #: load-generator worker cores per milestone (analysis.generator_sizing)
     generator: list[GeneratorSizing] = field(default_factory=list)
 
