@@ -37,7 +37,7 @@ from scipy import stats
 from analysis.outcomes import error_mask, load_period
 from analysis.percentiles import proportion_ci
 from analysis.runs import Run
-from analysis.steps import latency_stats
+from analysis.step_stats import latency_stats
 from runformat.schemas import PAYMENT_PENDING
 
 BREAKER_METRIC = "marketplace_circuit_breaker_state"

@@ -28,11 +28,12 @@ from analysis.criterion import (
     result,
     with_interval,
 )
-from analysis.headroom import project_p95, trend_draws
+from analysis.crossings import project_p95, trend_draws
 from analysis.jobs import job_completion
 from analysis.outcomes import error_mask, load_period, window_mask
 from analysis.percentiles import proportion_ci
-from analysis.steps import EndpointStats, StepStats, latency_stats
+from analysis.step_stats import latency_stats
+from analysis.steps import EndpointStats, StepStats
 from runformat.criteria import Criterion
 from runformat.schemas import DB_CONNECTION_ERRORS, PAYMENT_PENDING
 

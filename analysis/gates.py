@@ -34,6 +34,7 @@ from analysis.criterion import (
 )
 from analysis.headroom import sanitize_criterion
 from analysis.incidents import incident_text, overlaps, unplanned_incidents
+from analysis.lost_data import lost_in_window, lost_text
 from analysis.outcomes import load_period
 from analysis.runs import Run
 from analysis.steps import StepStats
@@ -143,8 +144,6 @@ def _lost_data(gate: GateResult, run: Run, ref: StepStats | None) -> None:
     """Unreadable events files are named beside the verdict with the seconds of the gate
     window they cover; the window-coverage check (``validity.window_coverage``) counts
     those seconds as holes and decides whether the verdict stands."""
-    from analysis.validity import lost_in_window, lost_text
-
     if not run.lost_events:
         return
     gate.lost_files = len(run.lost_events)

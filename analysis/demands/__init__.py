@@ -59,6 +59,7 @@ from analysis.demands.resources import (
 )
 from analysis.runs import Run
 from analysis.steps import Step, build_steps
+from runformat.metrics import USED_MEMORY
 
 __all__ = [
     "ALL_USERS",
@@ -113,7 +114,7 @@ def estimate(runs: list[Run], step_lists: list[list[Step]] | None = None) -> Dem
             n_users = float(np.median(rec.users[inside]))
             route_x = np.bincount(gc[inside], minlength=g) / st.duration_s
             levels.append(StepLevel(run.run_id, st, n_users, float(route_x.sum()), route_x, {}))
-            mem = _step_mean(run.samples, "redis", "used_memory", st)
+            mem = _step_mean(run.samples, "redis", USED_MEMORY, st)
             if mem is not None:
                 mem_points.append((n_users, mem))
         for spec in RESOURCES:

@@ -11,6 +11,17 @@ import numpy as np
 from scipy import stats
 
 from analysis.steps import Step
+from runformat.metrics import (
+    CACHE_HITS,
+    CPU_PERCENT,
+    KEYSPACE_HITS,
+    OSRM_CALLS,
+    STRIPE_CALLS,
+    TOTAL_COMMANDS_PROCESSED,
+    TOTAL_XACT_COUNT,
+    TOTAL_XACT_TIME,
+    XACT_TOTAL,
+)
 
 #: Routes below this share of the steady-state requests are pooled ("other routes").
 MIN_ROUTE_SHARE = 0.02
@@ -56,22 +67,18 @@ def _cpu(key: str, label: str, *candidates: tuple[str, str]) -> ResourceSpec:
 
 
 RESOURCES: tuple[ResourceSpec, ...] = (
-    _cpu(
-        "service_cpu", "service", ("process:marketplace", "cpu_percent"), ("service", "cpu_percent")
-    ),
-    _cpu(
-        "postgres_cpu", "Postgres", ("process:postgres", "cpu_percent"), ("postgres", "cpu_percent")
-    ),
-    _cpu("replica_cpu", "Postgres replica", ("process:replica", "cpu_percent")),
-    _cpu("pgbouncer_cpu", "PgBouncer", ("process:pgbouncer", "cpu_percent")),
-    _cpu("redis_cpu", "Redis", ("process:redis", "cpu_percent")),
-    _cpu("stripe_cpu", "Stripe mock", ("process:stripe", "cpu_percent")),
-    _cpu("osrm_cpu", "OSRM", ("process:osrm", "cpu_percent")),
+    _cpu("service_cpu", "service", ("process:marketplace", CPU_PERCENT), ("service", CPU_PERCENT)),
+    _cpu("postgres_cpu", "Postgres", ("process:postgres", CPU_PERCENT), ("postgres", CPU_PERCENT)),
+    _cpu("replica_cpu", "Postgres replica", ("process:replica", CPU_PERCENT)),
+    _cpu("pgbouncer_cpu", "PgBouncer", ("process:pgbouncer", CPU_PERCENT)),
+    _cpu("redis_cpu", "Redis", ("process:redis", CPU_PERCENT)),
+    _cpu("stripe_cpu", "Stripe mock", ("process:stripe", CPU_PERCENT)),
+    _cpu("osrm_cpu", "OSRM", ("process:osrm", CPU_PERCENT)),
     ResourceSpec(
         "db_xacts",
         "DB transactions",
         "counter",
-        (("pgbouncer", "total_xact_count"), ("postgres", "xact_total")),
+        (("pgbouncer", TOTAL_XACT_COUNT), ("postgres", XACT_TOTAL)),
         1.0,
         "xact/s",
         "transactions",
@@ -90,7 +97,7 @@ RESOURCES: tuple[ResourceSpec, ...] = (
         "server_hold",
         "PgBouncer server-connection time",
         "counter",
-        (("pgbouncer", "total_xact_time"),),
+        (("pgbouncer", TOTAL_XACT_TIME),),
         1e-6,  # µs
         "connections",
         "connection-ms",
@@ -100,19 +107,19 @@ RESOURCES: tuple[ResourceSpec, ...] = (
         "stripe_calls",
         "Stripe calls",
         "counter",
-        (("service", "stripe_calls"),),
+        (("service", STRIPE_CALLS),),
         1.0,
         "req/s",
         "calls",
     ),
     ResourceSpec(
-        "osrm_calls", "OSRM calls", "counter", (("service", "osrm_calls"),), 1.0, "req/s", "calls"
+        "osrm_calls", "OSRM calls", "counter", (("service", OSRM_CALLS),), 1.0, "req/s", "calls"
     ),
     ResourceSpec(
         "redis_ops",
         "Redis operations",
         "counter",
-        (("redis", "total_commands_processed"),),
+        (("redis", TOTAL_COMMANDS_PROCESSED),),
         1.0,
         "ops/s",
         "ops",
@@ -121,7 +128,7 @@ RESOURCES: tuple[ResourceSpec, ...] = (
         "cache_hits",
         "cache hits",
         "counter",
-        (("service", "cache_hits"), ("redis", "keyspace_hits")),
+        (("service", CACHE_HITS), ("redis", KEYSPACE_HITS)),
         1.0,
         "hits/s",
         "hits",

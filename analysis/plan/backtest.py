@@ -8,7 +8,7 @@ import numpy as np
 
 from analysis import demands as dm
 from analysis import seed_plan
-from analysis.headroom import available_cores
+from analysis.cores import available_cores
 from analysis.plan.milestones import profile_pool
 from analysis.plan.types import (
     MATERIAL,
@@ -18,7 +18,9 @@ from analysis.plan.types import (
     BacktestRow,
 )
 from analysis.runs import Run
-from analysis.steps import build_steps, compute_step_stats
+from analysis.step_stats import compute_step_stats
+from analysis.steps import build_steps
+from runformat.metrics import CPU_PERCENT
 
 
 def predict_throughput(users: np.ndarray, throughput: np.ndarray, at: float) -> float:
@@ -113,7 +115,7 @@ def seed_formula(run: Run) -> dm.DemandError | seed_plan.SeedFormula:
     top = max(stats, key=lambda s: s.load)
     cpu, source = None, "not sampled"
     for src in ("process:marketplace", "service"):
-        v = top.resources.get(src, {}).get("cpu_percent")
+        v = top.resources.get(src, {}).get(CPU_PERCENT)
         if v is not None:
             cores, where = available_cores(run, [top], src)
             cpu, source = v / cores, f"{src} cpu_percent / {cores:g} cores ({where})"

@@ -30,6 +30,7 @@ from analysis.plan.types import (
     fmt_amount,
 )
 from analysis.runs import Run
+from runformat.metrics import POOL_SIZE
 
 
 def milestone_config(config: Path | None):
@@ -53,7 +54,7 @@ def stripe_capacity(runs: list[Run]) -> seed_plan.SeedCapacity:
 
 def profile_pool(runs: list[Run]) -> float | None:
     """The pool the run's profile had: PgBouncer's pool_size, else the service's pool max."""
-    for source, metric in (("pgbouncer", "pool_size"), ("service", "marketplace_db_pool_max_size")):
+    for source, metric in (("pgbouncer", POOL_SIZE), ("service", "marketplace_db_pool_max_size")):
         for run in runs:
             s = run.samples
             if s.empty:

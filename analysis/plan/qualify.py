@@ -8,7 +8,7 @@ import math
 
 from analysis import demands as dm
 from analysis import gates, saturation, validity
-from analysis.headroom import available_cores
+from analysis.cores import available_cores
 from analysis.plan.types import (
     PLAN_RESOURCES,
     RELIABLE_BACKTEST_ERROR,
@@ -17,12 +17,13 @@ from analysis.plan.types import (
     MilestonePlan,
 )
 from analysis.runs import Run
-from analysis.steps import build_steps, compute_step_stats
+from analysis.step_stats import compute_step_stats
+from analysis.steps import build_steps
 
 
 def measured_gate(run: Run) -> MeasuredGate:
     """The run's gate evaluated as ``loadgate report`` evaluates it, and the cores each
-    planned process had (:func:`analysis.headroom.available_cores`)."""
+    planned process had (:func:`analysis.cores.available_cores`)."""
     stats = compute_step_stats(run, build_steps(run))
     fit = saturation.fit_usl(stats, run.model)
     gate = gates.evaluate(run, stats, fit, validity.run_checks(run, stats))

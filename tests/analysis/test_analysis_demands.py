@@ -1,6 +1,6 @@
 """Service demands and the capacity plan on synthetic runs with known per-request demands.
 
-The synthetic writer (analysis/synthetic.py) drives each resource's samples by the
+The synthetic writer (tests/synthetic.py) drives each resource's samples by the
 utilisation law from the records' own per-second route counts, so every demand is known
 exactly and the estimate must recover it.
 """
@@ -14,8 +14,8 @@ from analysis import demands as dm
 from analysis import load_run
 from analysis import plan as cp
 from analysis.steps import build_steps
-from analysis.synthetic import SyntheticSpec, write_run
 from loadgate.phase_config import load_phases
+from tests.synthetic import SyntheticSpec, write_run
 
 #: Known demands (rate units per request): CPU in core-seconds, calls, connection-seconds.
 SERVICE_CPU = {
@@ -218,7 +218,7 @@ def test_no_steady_step_is_a_plan_error(demand_run, monkeypatch):
 
 
 def test_predict_throughput_is_exact_on_the_usl():
-    from analysis.synthetic import usl_throughput
+    from tests.synthetic import usl_throughput
 
     spec = SyntheticSpec()
     n = np.array([10.0, 20, 40, 60, 80])
