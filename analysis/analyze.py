@@ -9,12 +9,13 @@ import pandas as pd
 
 from analysis import (
     binding,
-    degradation,
     gates,
     headroom,
+    incidents,
     lost_writes,
     outcomes,
     saturation,
+    step_stats,
     steps,
     timeseries,
     usl,
@@ -44,7 +45,7 @@ class AnalysisResult:
     resources: pd.DataFrame
     faults: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
-    routes: steps.RouteTable | None = None  # whole run per route, steady-state windows
+    routes: step_stats.RouteTable | None = None  # whole run per route, steady-state windows
     #: per-route requests, errors and business outcomes over the whole load period
     outcomes: list[outcomes.RouteOutcomes] = field(default_factory=list)
     #: services that stopped answering during the run (incidents.jsonl), drawn on charts
@@ -64,7 +65,7 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
     holding the gate step longer could decide (``inconclusive``, ``insufficient data``)."""
     step_list = steps.build_steps(run, until_us)
     step_of = steps.assign_steps(run.events.ts_us, step_list)  # shared by both tables
-    stats = steps.compute_step_stats(run, step_list, step_of)
+    stats = step_stats.compute_step_stats(run, step_list, step_of)
     fit = saturation.fit_usl(stats, run.model)
     warns = list(run.warnings)
     if not step_list:
@@ -96,8 +97,8 @@ def analyze(run: Run, until_us: int | None = None) -> AnalysisResult:
         resources=timeseries.resources(run),
         faults=run.faults,
         warnings=warns,
-        routes=steps.route_table(run, step_list, step_of),
+        routes=step_stats.route_table(run, step_list, step_of),
         outcomes=outcomes.route_outcomes(run, *outcomes.load_period(run)),
-        incidents=degradation.incidents(run),
+        incidents=incidents.incidents(run),
         binding=binds,
     )

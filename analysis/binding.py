@@ -8,8 +8,8 @@ of three classes (DESIGN.md, "Verdicts"):
   machine, so more cores (or memory) fix it.  For CPU the verdict says how many cores the
   gate load needs: the process's measured demand per request (:mod:`analysis.demands`)
   projected to the gate load exactly as ``loadgate plan`` projects a milestone
-  (:func:`analysis.capacity_plan.demand_at`, utilisation law, the seed's 70 % planning
-  line of §6.3) beside the cores this run had (:func:`analysis.headroom.available_cores`).
+  (:func:`analysis.plan.demand_at`, utilisation law, the seed's 70 % planning
+  line of §6.3) beside the cores this run had (:func:`analysis.cores.available_cores`).
 * ``architecture`` — a limit of the seed's design: the DB connection cap, the PgBouncer
   pool, Stripe's rate limit, a lock or a queue.  More cores do not move it; only a later
   phase's architecture does, and the verdict names which phase and section.
@@ -27,19 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis import capacity_plan as cp
 from analysis import demands as dm
-from analysis.headroom import (
-    HOST_CPU,
-    MEMORY_PLANNING_LINE,
-    SLO_CONSTRAINTS,
-    Constraint,
-    Headroom,
-    available_cores,
-    memory_limit,
-)
+from analysis import plan as cp
+from analysis.cores import available_cores
+from analysis.crossings import HOST_CPU, MEMORY_PLANNING_LINE, SLO_CONSTRAINTS, Constraint
+from analysis.headroom import Headroom, memory_limit
 from analysis.runs import Run
 from analysis.steps import StepStats
+from runformat.metrics import CPU_PERCENT, RSS_BYTES
 
 HARDWARE, ARCHITECTURE, OBJECTIVE, UNCLASSIFIED = (
     "hardware",
@@ -148,7 +143,7 @@ class Binding:
 def _demand_key(source: str) -> str | None:
     """The demand (analysis.demands) measured from ``source``'s cpu_percent, if any."""
     for spec in dm.RESOURCES:
-        if spec.rate_unit == "cores" and (source, "cpu_percent") in spec.candidates:
+        if spec.rate_unit == "cores" and (source, CPU_PERCENT) in spec.candidates:
             return spec.key
     return None
 
@@ -240,7 +235,7 @@ def memory_needed(
     pts = [
         (st.load, v)
         for st in steps
-        if (v := st.resources.get(source, {}).get("rss_bytes")) is not None
+        if (v := st.resources.get(source, {}).get(RSS_BYTES)) is not None
     ]
     if len({p[0] for p in pts}) < 2:
         return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from runformat.metrics import CACHE_HITS, CACHE_MISSES, KEYSPACE_HITS, KEYSPACE_MISSES
+
 
 def counter_delta(
     samples: pd.DataFrame,
@@ -52,8 +54,8 @@ def hit_rate(
 ) -> tuple[float | None, str]:
     """Cache hit rate: the service's own counters first, Redis keyspace counters second."""
     for source, hits_m, miss_m in (
-        ("service", "cache_hits", "cache_misses"),
-        ("redis", "keyspace_hits", "keyspace_misses"),
+        ("service", CACHE_HITS, CACHE_MISSES),
+        ("redis", KEYSPACE_HITS, KEYSPACE_MISSES),
     ):
         hits = counter_delta(samples, source, hits_m, start_us, end_us)
         misses = counter_delta(samples, source, miss_m, start_us, end_us)

@@ -20,15 +20,14 @@ measured against that, fault by fault:
   more errors than the run's pre-fault error rate explains (binomial tail < 0.001). It is
   "not observed" (censored) unless the load went on 10 s past it.
 
-Unplanned incidents (``incidents.jsonl``, ``loadgate.incidents``: a service that stopped
-answering when no fault targeted it) during the gate window make the verdict INVALID.
+Unplanned incidents (a service that stopped answering when no fault targeted it) are
+read in ``analysis.incidents``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,10 +37,9 @@ from scipy import stats
 from analysis.outcomes import error_mask, load_period
 from analysis.percentiles import proportion_ci
 from analysis.runs import Run
-from analysis.steps import latency_stats
+from analysis.step_stats import latency_stats
 from runformat.schemas import PAYMENT_PENDING
 
-INCIDENTS_FILE = "incidents.jsonl"
 BREAKER_METRIC = "marketplace_circuit_breaker_state"
 OPEN = 2.0  # marketplace.metrics.BREAKER_STATES["opened"]
 BREAKER_OF = {"stripe": "stripe", "osrm": "osrm", "redis": "redis"}
@@ -95,26 +93,6 @@ class FaultMeasure:
 
 
 # --- reading ---------------------------------------------------------------------------
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """A ``*.jsonl`` whose records carry an ``id``: the last line of an id is its state
-    (faults and incidents are rewritten as they change). Non-JSON lines are skipped."""
-    if not path.exists():
-        return []
-    latest: dict[Any, dict[str, Any]] = {}
-    for number, line in enumerate(path.read_text().splitlines()):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            latest[record.get("id", f"line{number}")] = record
-    return list(latest.values())
-
-
-def incidents(run: Run) -> list[dict[str, Any]]:
-    return read_records(Path(run.path) / INCIDENTS_FILE)
 
 
 def windows(run: Run) -> list[dict[str, Any]]:
@@ -329,149 +307,6 @@ def _last_error_burst(run: Run, start: int, horizon: int, baseline: float) -> in
         return start
     last = bad[-1]
     return int(t[(bins == last) & err].max()) + 1
-
-
-# --- gate criteria (named by runformat.criteria; called by analysis.gates) ---------------
-
-
-def _measures(ctx: Any) -> list[FaultMeasure]:
-    """Measured once per gate evaluation (every degradation criterion reads them)."""
-    cached = ctx.__dict__.get("_degradation")
-    if cached is None:
-        cached = ctx.__dict__["_degradation"] = measure(ctx.run)
-    return cached
-
-
-def _per_fault(ctx: Any, spec: Any, limit: float, route: str | None, one: Any) -> list[Any]:
-    from analysis.gates import _insufficient
-
-    measures = _measures(ctx)
-    if not measures:
-        return [
-            _insufficient(
-                ctx, spec, limit, route,
-                "no fault was injected: graceful degradation is measured by a fault run "
-                "(the phase's faults in config/phases.toml, or --fault)",
-            )
-        ]  # fmt: skip
-    results = [r for r in (one(m) for m in measures) if r is not None]
-    return results or [
-        _insufficient(ctx, spec, limit, route, "no injected fault to which this applies")
-    ]
-
-
-def _censored(ctx: Any, spec: Any, limit: float, m: FaultMeasure, value: float, why: str) -> Any:
-    """A lower bound: fails when already beyond the limit, else decides nothing."""
-    from analysis.gates import _insufficient, _result
-
-    if not spec.ok(value, limit):
-        return _result(ctx, spec, limit, m.label, value, None, "measured", m.users,
-                       f"{why} (at least {value:.0f} s)")  # fmt: skip
-    return _insufficient(ctx, spec, limit, m.label, why, m.users)
-
-
-def fault_detect_s(ctx: Any, spec: Any, limit: float, route: str | None) -> list[Any]:
-    """Fault start to the guarding breaker open; ±1 s for the 1 Hz samples."""
-    from analysis.gates import _result
-
-    def one(m: FaultMeasure) -> Any:
-        if m.detect_s is None:
-            if m.detect_note.startswith("no circuit breaker"):
-                return None
-            return _censored(ctx, spec, limit, m, (m.end_us - m.start_us) / 1e6, m.detect_note)
-        ci = (max(m.detect_s - 1.0, 0.0), m.detect_s)
-        return _result(ctx, spec, limit, m.label, m.detect_s, ci, "measured", m.users,
-                       m.detect_note)  # fmt: skip
-
-    return _per_fault(ctx, spec, limit, route, one)
-
-
-def fault_recovery_s(ctx: Any, spec: Any, limit: float, route: str | None) -> list[Any]:
-    """Fault end to the last sign of degradation (seed §5.5: within 1 minute)."""
-    from analysis.gates import _result
-
-    def one(m: FaultMeasure) -> Any:
-        assert m.recovery_s is not None
-        if m.recovery_censored:
-            return _censored(ctx, spec, limit, m, m.recovery_s, m.recovery_note)
-        ci = (max(m.recovery_s - 1.0, 0.0), m.recovery_s + 1.0)
-        return _result(ctx, spec, limit, m.label, m.recovery_s, ci, "measured", m.users,
-                       f"{m.recovery_note}; {m.mix_text()}")  # fmt: skip
-
-    return _per_fault(ctx, spec, limit, route, one)
-
-
-def fault_error_rate(ctx: Any, spec: Any, limit: float, route: str | None) -> list[Any]:
-    """Catalogue and cart requests that failed during the fault."""
-    from analysis.gates import _insufficient, _result
-
-    def one(m: FaultMeasure) -> Any:
-        if not m.paths_n:
-            return _insufficient(ctx, spec, limit, m.label, m.p95_note, m.users)
-        detail = f"{m.paths_errors} of {m.paths_n} catalogue/cart requests failed"
-        rate = m.paths_errors / m.paths_n
-        return _result(ctx, spec, limit, m.label, rate, m.paths_error_ci, "measured", m.users,
-                       detail)  # fmt: skip
-
-    return _per_fault(ctx, spec, limit, route, one)
-
-
-def fault_p95_ms(ctx: Any, spec: Any, limit: float, route: str | None) -> list[Any]:
-    """P95 of catalogue and cart requests during the fault (no interval: decides nothing)."""
-    from analysis.gates import INSUFFICIENT, CriterionResult, _insufficient, _result
-
-    def one(m: FaultMeasure) -> Any:
-        if m.p95_ms is None:
-            return _insufficient(ctx, spec, limit, m.label, m.p95_note, m.users)
-        detail = f"{m.paths_n} catalogue/cart requests during the fault"
-        if m.p95_ci is None:
-            return CriterionResult(spec.name, spec.describe(limit, m.label), INSUFFICIENT,
-                                   "measured", m.p95_ms, None, m.users,
-                                   f"{detail}; {m.p95_note}")  # fmt: skip
-        return _result(ctx, spec, limit, m.label, m.p95_ms, m.p95_ci, "measured", m.users,
-                       detail)  # fmt: skip
-
-    return _per_fault(ctx, spec, limit, route, one)
-
-
-def fault_order_failure_rate(ctx: Any, spec: Any, limit: float, route: str | None) -> list[Any]:
-    """Checkouts that failed (not paid, not deferred, not a declined card) from the fault's
-    start to its recovery (seed §5.5: < 1 % vs a 100 % cascade)."""
-    from analysis.gates import _insufficient, _result
-
-    def one(m: FaultMeasure) -> Any:
-        if not m.orders:
-            return _insufficient(ctx, spec, limit, m.label, m.mix_text(), m.users)
-        k, n = m.order_failures, m.orders
-        return _result(ctx, spec, limit, m.label, k / n, proportion_ci(k, n), "measured",
-                       m.users, m.mix_text())  # fmt: skip
-
-    return _per_fault(ctx, spec, limit, route, one)
-
-
-# --- incidents beside the verdict ----------------------------------------------------------
-
-
-def unplanned_incidents(run: Run) -> list[dict[str, Any]]:
-    return [i for i in incidents(run) if not i.get("planned")]
-
-
-def incident_text(incident: dict[str, Any], origin_us: int) -> str:
-    at = (int(incident.get("start_us") or origin_us) - origin_us) / 1e6
-    end = incident.get("end_us")
-    lasted = f"for {(end - incident['start_us']) / 1e6:.0f} s" if end else "until the end"
-    last = next((line for line in reversed(incident.get("log_tail") or []) if line.strip()), "")
-    tail = f"; last log line: {last.strip()[:160]}" if last else ""
-    return (
-        f"{incident.get('service')} stopped answering at {at:.0f} s, {lasted} "
-        f"({incident.get('reason', '')}){tail}"
-    )
-
-
-def overlaps(incident: dict[str, Any], start_us: int, end_us: int, run_end_us: int) -> bool:
-    begin = int(incident.get("start_us") or 0)
-    finish = int(incident.get("end_us") or run_end_us)
-    return begin < end_us and finish > start_us
 
 
 # --- side by side: one fault scenario under two profiles ---------------------------------

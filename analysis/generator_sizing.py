@@ -5,7 +5,7 @@ above ~80 % of that core it delays its own requests (``analysis.validity``'s gen
 checks). Its demand is measured like a service demand: CPU-seconds per request, from
 the workers' own CPU samples (``scenarios.generator_probe``, source ``generator``, 1 Hz,
 100 = one core; shipped from remote workers too) over the requests they recorded. A
-milestone's throughput (``analysis.capacity_plan``) times that demand, at the 80 %
+milestone's throughput (``analysis.plan``) times that demand, at the 80 %
 ceiling, is the cores to provision. Without generator samples the README benchmark's
 figure stands in (4,800 buyers = 1,971 req/s at 74 % of one core) and the basis says so.
 
@@ -86,7 +86,7 @@ def cores_for(throughput: float, demand: GeneratorDemand) -> int:
 
 
 def size_generators(runs: Sequence[Any], milestones: Sequence[Any]) -> list[GeneratorSizing]:
-    """One row per milestone (``analysis.capacity_plan.MilestonePlan``)."""
+    """One row per milestone (``analysis.plan.types.MilestonePlan``)."""
     demand = measure(runs)
     return [
         GeneratorSizing(

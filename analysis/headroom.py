@@ -23,41 +23,41 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import stats
-
 from analysis import usl as usl_mod
+from analysis.cores import (
+    _cpu_sources,
+    available_cores,
+    is_system_under_test,
+    resource_series,
+)
 from analysis.counters import counter_delta
+from analysis.criterion import INSUFFICIENT
+from analysis.crossings import (
+    BEYOND,
+    CPU_PLANNING_LINE,
+    EXTRAPOLATION_LIMIT,
+    HOST_CPU,
+    MEMORY_PLANNING_LINE,
+    NON_BINDING,
+    SLO_CONSTRAINTS,
+    Constraint,
+    crossing,
+    latency_constraint,
+    utilization_crossing,
+)
 from analysis.runs import Run
-from analysis.seed_plan import HPA_TARGET_UTILISATION
 from analysis.steps import StepStats
-from runformat.schemas import HOST_CPU_METRIC, HOST_SOURCE, is_generator_source
-
-#: percent of the cores available to the service: the seed's HPA target (§6.3)
-CPU_PLANNING_LINE = 100.0 * HPA_TARGET_UTILISATION
-MEMORY_PLANNING_LINE = 0.80  # fraction of the memory limit
-EXTRAPOLATION_LIMIT = usl_mod.EXTRAPOLATION_LIMIT
-BEYOND = usl_mod.BEYOND  # basis of a crossing projected beyond 3x the highest measured load
-#: Constraints whose crossing is a service-level objective ("SLO capacity").
-SLO_CONSTRAINTS = ("latency SLO", "error budget")
-HOST_CPU = "host CPU"
-#: Rows shown for headroom that never bind (they are not limits of the system under test).
-NON_BINDING = (HOST_CPU,)
-_DRAWS = 2000
-
-
-@dataclass
-class Constraint:
-    """One constraint's headroom.  ``load`` None means not reached (lower bound given)."""
-
-    name: str
-    limit: str
-    basis: str  # "measured" | "projected" | "not reached" | BEYOND | "not available"
-    load: float | None
-    ci: tuple[float, float] | None
-    lower_bound: float | None
-    extrapolated: bool  # projected above the highest measured load (but within 3x)
-    detail: str
+from runformat.metrics import (
+    CL_WAITING,
+    CONNECTIONS_TOTAL,
+    CPU_PERCENT,
+    MAX_CONNECTIONS,
+    POOL_SIZE,
+    RSS_BYTES,
+    STRIPE_CALLS,
+    SV_ACTIVE,
+)
+from runformat.schemas import HOST_CPU_METRIC, HOST_SOURCE
 
 
 @dataclass
@@ -68,341 +68,11 @@ class Headroom:
     sentence: str
 
 
-def trend_draws(
-    loads: np.ndarray, values: np.ndarray, seed: int = 0
-) -> tuple[float, float, np.ndarray] | None:
-    """Straight-line fit of ``values`` vs load, with (slope, intercept) draws.
-
-    The draws carry the fit's uncertainty into a projection's interval (headroom
-    crossings here, projected gate criteria in :mod:`analysis.gates`). None when
-    the slope is not significantly positive: there is no trend to project.
-    """
-    if len(np.unique(loads)) < 3:
-        return None
-    lr = stats.linregress(loads, values)
-    if not (lr.slope > 0 and lr.pvalue < 0.05):
-        return None
-    _, cov = np.polyfit(loads, values, 1, cov=True) if len(loads) > 3 else (None, None)
-    rng = np.random.default_rng(seed)
-    if cov is None or not np.all(np.isfinite(cov)):
-        cov = np.diag([lr.stderr**2, lr.intercept_stderr**2])
-    draws = rng.multivariate_normal(
-        [lr.slope, lr.intercept], cov, size=_DRAWS, check_valid="ignore"
-    )
-    return lr.slope, lr.intercept, draws
-
-
-def crossing(name: str, limit: str, loads, values, threshold: float, unit: str = "") -> Constraint:
-    """Load at which ``values`` (per step, vs ``loads``) reach ``threshold``."""
-    pts = sorted(
-        (float(a), float(b))
-        for a, b in zip(loads, values, strict=True)
-        if b is not None and np.isfinite(b)
-    )
-    if not pts:
-        return Constraint(
-            name, limit, "not available", None, None, None, False, "metric not sampled"
-        )
-    ld = np.array([p[0] for p in pts])
-    vals = np.array([p[1] for p in pts])
-    top = float(ld.max())
-    over = np.flatnonzero(vals >= threshold)
-    if over.size:
-        i = int(over[0])
-        if i == 0:
-            return Constraint(
-                name,
-                limit,
-                "measured",
-                float(ld[0]),
-                (0.0, float(ld[0])),
-                None,
-                False,
-                f"already at {vals[0]:.4g}{unit} at the lowest load",
-            )
-        a, b = ld[i - 1], ld[i]
-        frac = (threshold - vals[i - 1]) / (vals[i] - vals[i - 1])
-        return Constraint(
-            name,
-            limit,
-            "measured",
-            float(a + frac * (b - a)),
-            (float(a), float(b)),
-            None,
-            False,
-            f"crossed between {a:.0f} and {b:.0f} (interpolated)",
-        )
-    trend = trend_draws(ld, vals)
-    if trend is None:
-        return _not_reached(
-            name,
-            limit,
-            top,
-            f"max {vals.max():.4g}{unit} of {threshold:.4g}{unit}; "
-            "no significant upward trend to project",
-        )
-    slope, intercept, draws = trend
-    load = (threshold - intercept) / slope
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = (threshold - draws[:, 1]) / draws[:, 0]
-    d = np.where(draws[:, 0] > 0, d, np.inf)
-    lo, hi = np.percentile(d, [2.5, 97.5], method="inverted_cdf")
-    return _projected(
-        name,
-        limit,
-        float(load),
-        (float(lo), float(hi)),
-        top,
-        f"linear trend {slope:.4g}{unit} per unit load; max measured {vals.max():.4g}{unit}",
-    )
-
-
-def _not_reached(name: str, limit: str, top: float, detail: str) -> Constraint:
-    """Not crossed at any measured load, nor projectable: ``top`` is a lower bound."""
-    return Constraint(name, limit, "not reached", None, None, top, False, detail)
-
-
-def _projected(
-    name: str, limit: str, load: float, ci: tuple[float, float], top: float, detail: str
-) -> Constraint:
-    """A model-based crossing, under the reporting rules of :func:`bounded`."""
-    return bounded(Constraint(name, limit, "projected", load, ci, top, False, detail))
-
-
-def bounded(c: Constraint) -> Constraint:
-    """Apply the reporting rules to a projected crossing (``lower_bound`` = top measured).
-
-    Beyond 3x the highest measured load the crossing is not a number (basis BEYOND); an
-    interval is widened to contain its point and an upper end beyond the range becomes
-    inf (printed "beyond the measured range").
-    """
-    if c.basis != "projected" or c.load is None or c.lower_bound is None:
-        return c
-    top = c.lower_bound
-    if usl_mod.beyond_range(c.load, top):
-        return Constraint(
-            c.name,
-            c.limit,
-            BEYOND,
-            None,
-            None,
-            top,
-            False,
-            f"the model puts it beyond {EXTRAPOLATION_LIMIT:g}x the highest measured load "
-            f"({top:,.0f}): not projected as a number; {c.detail}",
-        )
-    lo, hi = c.ci if c.ci else (c.load, c.load)
-    lo, hi = min(lo, c.load), max(hi, c.load)
-    if usl_mod.beyond_range(hi, top):
-        hi = math.inf
-    c.ci = (max(lo, 0.0), hi)
-    c.extrapolated = c.load > top
-    return c
-
-
-def utilization_crossing(
-    name: str,
-    limit: str,
-    steps: list[StepStats],
-    values: list[float | None],
-    threshold: float,
-    fit: usl_mod.USLFit,
-    unit: str = "",
-) -> Constraint:
-    """Throughput-driven metrics (CPU, Stripe calls): utilisation law, then the USL.
-
-    CPU and external calls grow with throughput X, not with users (U = X * D), and X
-    itself flattens with load; a straight line against users would overstate how soon
-    they bind.  So: metric = a + b X (least squares), X needed = (limit - a) / b, and the
-    load that delivers that X from the USL.  A limit that needs more than the USL's X_max
-    is never reached: throughput saturates first.
-    """
-    loads = [st.load for st in steps]
-    measured = crossing(name, limit, loads, values, threshold, unit)
-    if measured.basis in ("measured", "not available") or not fit.ok:
-        return measured
-    pts = [(st.throughput_rps, v) for st, v in zip(steps, values, strict=True) if v is not None]
-    trend = trend_draws(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-    top = max(loads)
-    if trend is None:
-        return measured
-    slope, intercept, draws = trend
-    x_need = (threshold - intercept) / slope
-    x_need_draws = (threshold - draws[:, 1]) / np.where(draws[:, 0] > 0, draws[:, 0], np.nan)
-    grid = np.geomspace(1.0, top * 100, 1500)
-    x_point = usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam)
-    hit = np.flatnonzero(x_point >= x_need)
-    detail = f"needs {x_need:,.1f} req/s ({slope:.4g}{unit} per req/s)"
-    if not hit.size:
-        return _not_reached(
-            name,
-            limit,
-            top,
-            f"{detail}; above the USL's "
-            + (f"X_max {fit.x_max:,.1f} req/s" if fit.x_max is not None else "reach")
-            + ": throughput saturates first",
-        )
-    load = float(grid[hit[0]])
-    pd = fit.draws()
-    xs = usl_mod.usl_model(grid[None, :], pd[:, :1], pd[:, 1:2], pd[:, 2:3])
-    lo, hi = _first_crossing_interval(grid, xs >= x_need_draws[:, None])
-    if not usl_mod.beyond_range(load, top):
-        detail += f"; the USL delivers it at about {load:,.0f} users"
-    return _projected(name, limit, load, (lo, hi), top, detail)
-
-
-def _first_crossing_interval(grid: np.ndarray, reached: np.ndarray) -> tuple[float, float]:
-    """95% interval of the first load at which each parameter draw reaches the limit.
-
-    ``reached`` is draws x grid; a draw that never reaches it counts as infinite load.
-    """
-    first = np.where(reached.any(axis=1), grid[np.argmax(reached, axis=1)], np.inf)
-    lo, hi = np.percentile(first, [2.5, 97.5], method="inverted_cdf")
-    return float(lo), float(hi)
-
-
-def latency_constraint(
-    run: Run, steps: list[StepStats], fit: usl_mod.USLFit, slo_ms: float
-) -> Constraint:
-    """P95 SLO: measured crossing, else USL-projected response time scaled to P95."""
-    loads = [st.load for st in steps]
-    p95 = [st.latency.p(0.95).value_ms for st in steps]
-    name, limit = "latency SLO", f"P95 < {slo_ms:g} ms"
-    measured = crossing(name, limit, loads, p95, slo_ms, " ms")
-    if measured.basis == "not available":
-        measured.detail = "insufficient data for a P95 at every step"
-    if measured.basis == "measured" or run.model != "closed" or not fit.ok:
-        return measured
-    proj = project_p95(run, steps, fit, None)
-    if proj is None:
-        return measured
-    z = sum(run.think_time_s) / 2.0
-    grid = np.unique(np.geomspace(max(fit.max_measured, 1), fit.max_measured * 50, 400))
-    # (the grid runs past 3x so that a crossing beyond it is known to be beyond, not absent)
-    ratio, _ = proj
-    draws = fit.draws()
-    xs = usl_mod.usl_model(grid[None, :], draws[:, :1], draws[:, 1:2], draws[:, 2:3])
-    p95_draws = ratio * (grid[None, :] / xs - z) * 1000.0
-    point_curve = ratio * (grid / usl_mod.usl_model(grid, fit.sigma, fit.kappa, fit.lam) - z) * 1000
-    hit = np.flatnonzero(point_curve >= slo_ms)
-    top = max(loads)
-    if not hit.size:
-        return _not_reached(
-            name,
-            limit,
-            top,
-            f"USL projection stays under the SLO up to {EXTRAPOLATION_LIMIT:g}x measured load",
-        )
-    load = float(grid[hit[0]])
-    lo, hi = _first_crossing_interval(grid, p95_draws >= slo_ms)
-    detail = f"USL response time N/X(N) - Z scaled by P95/mean = {ratio:.2f}"
-    return _projected(name, limit, load, (lo, hi), top, detail)
-
-
-def project_p95(
-    run: Run, steps: list[StepStats], fit: usl_mod.USLFit, load: float | None
-) -> tuple[float, tuple[float, float]] | None:
-    """(P95/mean ratio, _) when load is None; else (P95 ms at load, interval) from the USL.
-
-    None when there is nothing honest to say: no fit, or a projected response time that
-    is not positive (N/X(N) < Z: the model is outside its domain there).
-    """
-    ok = [st for st in steps if st.latency.p(0.95).ok and st.latency.mean_ms]
-    if not ok or not fit.ok:
-        return None
-    top = max(ok, key=lambda st: st.load)
-    ratio = top.latency.p(0.95).value_ms / top.latency.mean_ms
-    if load is None:
-        return ratio, (ratio, ratio)
-    z = sum(run.think_time_s) / 2.0
-    draws = fit.draws()
-    x = usl_mod.usl_model(np.full(len(draws), load), *draws.T)
-    p95 = ratio * (load / x - z) * 1000.0
-    point = (
-        ratio
-        * (load / usl_mod.usl_model(np.array([load]), fit.sigma, fit.kappa, fit.lam)[0] - z)
-        * 1000.0
-    )
-    if not point > 0:
-        return None  # a negative response time: the model does not describe this load
-    lo, hi = np.percentile(p95, [2.5, 97.5], method="inverted_cdf")
-    return float(point), (max(min(float(lo), point), 0.0), max(float(hi), point))
-
-
-def _resource_series(steps: list[StepStats], source: str, metric: str) -> list[float | None]:
-    return [st.resources.get(source, {}).get(metric) for st in steps]
-
-
-def is_generator(source: str) -> bool:
-    """The load generator's own samples (never a constraint of the system under test)."""
-    return is_generator_source(source)  # one definition: runformat.schemas
-
-
-#: ``loadgate run`` itself (samplers, probes, live view): measured, never the system under test.
-HARNESS_SOURCE = "process:harness"
-
-
-def is_system_under_test(source: str) -> bool:
-    """A source whose limits are the system's: not the generator, not the harness."""
-    return not is_generator(source) and source != HARNESS_SOURCE
-
-
-def _cpu_sources(steps: list[StepStats]) -> list[str]:
-    found = {src for st in steps for src, m in st.resources.items() if "cpu_percent" in m}
-    return sorted(s for s in found if is_system_under_test(s))
-
-
-def sut_cores(manifest: dict) -> float | None:
-    """CPUs the system under test was given, when the run isolated it from the generator.
-
-    The plug-in point for CPU isolation: a manifest ``sut_cpus`` (top level or under
-    ``host``; a count, or the list of CPU ids it was pinned to).  None when the run did not
-    record one (then the whole host's count is what the service could use).
-    """
-    iso = manifest.get("isolation") or {}
-    if iso.get("mechanism") == "cpuset" and iso.get("stack_cpus"):
-        # pinned: the stack had exactly these CPUs (with cgroup weights it may also use
-        # what the generator leaves idle, so the host's count stays the ceiling)
-        return float(len(iso["stack_cpus"]))
-    for where in (manifest, manifest.get("host") or {}):
-        value = where.get("sut_cpus") if isinstance(where, dict) else None
-        if isinstance(value, list | tuple):
-            value = len(value)
-        try:
-            if value is not None and float(value) > 0:
-                return float(value)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-def available_cores(run: Run, steps: list[StepStats], source: str | None) -> tuple[float, str]:
-    """Cores a process could use in this run, and where that number comes from.
-
-    The source's ``cpu_limit_cores`` sample (a container quota) if any, else the system
-    under test's CPUs (:func:`sut_cores`), else the host's ``cpus`` from the manifest,
-    else 1.  One place for every "this run had N cores" (headroom, plan, backtest).
-    """
-    if source is not None:
-        limit = [v for v in _resource_series(steps, source, "cpu_limit_cores") if v]
-        if limit:
-            return float(max(limit)), f"{source} cpu_limit_cores"
-    sut = sut_cores(run.manifest)
-    if sut is not None:
-        return sut, "the system under test's CPUs (manifest sut_cpus)"
-    host = (run.manifest.get("host") or {}).get("cpus")
-    if host:
-        return float(host), "host cores (manifest host.cpus)"
-    return 1.0, "not recorded (1 assumed)"
-
-
 def _cpu_utilisation(run: Run, steps: list[StepStats], source: str) -> list[float | None]:
     """cpu_percent (psutil convention: 100 = one core) as a percent of the cores available
     (:func:`available_cores`)."""
     cores, _ = available_cores(run, steps, source)
-    return [
-        None if v is None else v / cores for v in _resource_series(steps, source, "cpu_percent")
-    ]
+    return [None if v is None else v / cores for v in resource_series(steps, source, CPU_PERCENT)]
 
 
 def host_cpu_constraint(steps: list[StepStats], fit: usl_mod.USLFit) -> Constraint | None:
@@ -412,7 +82,7 @@ def host_cpu_constraint(steps: list[StepStats], fit: usl_mod.USLFit) -> Constrai
     crossing is not a limit of the system under test (``NON_BINDING``).  None when the
     host was not sampled.
     """
-    values = _resource_series(steps, HOST_SOURCE, HOST_CPU_METRIC)
+    values = resource_series(steps, HOST_SOURCE, HOST_CPU_METRIC)
     if not any(v is not None for v in values):
         return None
     c = utilization_crossing(
@@ -431,14 +101,14 @@ def host_cpu_constraint(steps: list[StepStats], fit: usl_mod.USLFit) -> Constrai
 def _db_connections(steps: list[StepStats]) -> list[float | None]:
     """Postgres backends in use: ``connections_total`` (the sampler's sum over states),
     else ``connections_active``."""
-    total = _resource_series(steps, "postgres", "connections_total")
+    total = resource_series(steps, "postgres", CONNECTIONS_TOTAL)
     if any(v is not None for v in total):
         return total
-    return _resource_series(steps, "postgres", "connections_active")
+    return resource_series(steps, "postgres", "connections_active")
 
 
 def memory_limit(run: Run, steps: list[StepStats], source: str) -> float | None:
-    lim = [v for v in _resource_series(steps, source, "memory_limit_bytes") if v]
+    lim = [v for v in resource_series(steps, source, "memory_limit_bytes") if v]
     if lim:
         return float(max(lim))
     host = run.manifest.get("host", {}) or {}
@@ -449,7 +119,7 @@ def memory_limit(run: Run, steps: list[StepStats], source: str) -> float | None:
 def _stripe_rates(run: Run, steps: list[StepStats]) -> list[float | None]:
     out = []
     for st in steps:
-        d = counter_delta(run.samples, "service", "stripe_calls", st.step.start_us, st.step.end_us)
+        d = counter_delta(run.samples, "service", STRIPE_CALLS, st.step.start_us, st.step.end_us)
         out.append(None if d is None else d / st.step.duration_s)
     return out
 
@@ -474,7 +144,7 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
             s
             for st in steps
             for s, m in st.resources.items()
-            if "rss_bytes" in m and is_system_under_test(s)
+            if RSS_BYTES in m and is_system_under_test(s)
         }
     )
     for src in mem_sources:
@@ -482,7 +152,7 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
         if limit:
             rss = [
                 None if v is None else v / limit * 100
-                for v in _resource_series(steps, src, "rss_bytes")
+                for v in resource_series(steps, src, RSS_BYTES)
             ]
             cons.append(
                 crossing(
@@ -495,26 +165,26 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
                 )
             )
     pools = (  # (constraint, source, its size's metric, connections in use per step)
-        ("DB connections", "postgres", "max_connections", lambda: _db_connections(steps)),
+        ("DB connections", "postgres", MAX_CONNECTIONS, lambda: _db_connections(steps)),
         (
             "PgBouncer pool",
             "pgbouncer",
-            "pool_size",
-            lambda: _resource_series(steps, "pgbouncer", "sv_active"),
+            POOL_SIZE,
+            lambda: resource_series(steps, "pgbouncer", SV_ACTIVE),
         ),
     )
     for name, source, size_metric, in_use in pools:
-        size = max((v for v in _resource_series(steps, source, size_metric) if v), default=None)
+        size = max((v for v in resource_series(steps, source, size_metric) if v), default=None)
         if size:
             limit = f"{size_metric} = {size:.0f}"
             cons.append(crossing(name, limit, loads, in_use(), float(size)))
-    if any(v is not None for v in _resource_series(steps, "pgbouncer", "cl_waiting")):
+    if any(v is not None for v in resource_series(steps, "pgbouncer", CL_WAITING)):
         cons.append(
             crossing(
                 "PgBouncer client waits",
                 "mean cl_waiting >= 1",
                 loads,
-                _resource_series(steps, "pgbouncer", "cl_waiting"),
+                resource_series(steps, "pgbouncer", CL_WAITING),
                 1.0,
             )
         )
@@ -522,16 +192,17 @@ def compute_headroom(run: Run, steps: list[StepStats], fit: usl_mod.USLFit) -> H
     slo = criteria.get("p95_ms")
     if slo is not None:
         cons.append(latency_constraint(run, steps, fit, float(slo)))
-    budget = float(criteria.get("error_rate", 0.01))
-    cons.append(
-        crossing(
-            "error budget",
-            f"error rate < {budget:.2%}",
-            loads,
-            [st.error_rate if st.n else None for st in steps],
-            budget,
+    budget = criteria.get("error_rate")
+    if budget is not None:  # no error_rate in the gate (phase 0's empty gate): no budget
+        cons.append(
+            crossing(
+                "error budget",
+                f"error rate < {float(budget):.2%}",
+                loads,
+                [st.error_rate if st.n else None for st in steps],
+                float(budget),
+            )
         )
-    )
     stripe = _stripe_rates(run, steps)
     if any(v is not None for v in stripe):
         cons.append(_stripe_constraint(run, steps, stripe, fit))
@@ -623,7 +294,7 @@ def leadership_sentence(
 
 
 def sanitize_criterion(r, top):
-    """Reporting rules for a gate criterion (gates.CriterionResult) that is projected.
+    """Reporting rules for a projected gate criterion (``analysis.criterion.CriterionResult``).
 
     ``top`` is the highest measured step (StepStats or None).  A projection to a gate load
     beyond 3x the highest measured load is withdrawn ("insufficient data", reason given);
@@ -634,7 +305,7 @@ def sanitize_criterion(r, top):
         return r
     top_load = float(top.load) if top is not None else 0.0
     if usl_mod.beyond_range(r.load, top_load):
-        r.status, r.basis, r.value, r.ci = "insufficient data", "none", None, None
+        r.status, r.basis, r.value, r.ci = INSUFFICIENT, "none", None, None
         r.detail = (
             f"gate load {r.load:,.0f} is {BEYOND} (more than {EXTRAPOLATION_LIMIT:g}x the "
             f"highest measured load, {top_load:,.0f}): not projected; run closer to it"
@@ -645,7 +316,7 @@ def sanitize_criterion(r, top):
         r.value = min(max(r.value, 0.0), 1.0)
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     elif r.name.endswith("_ms") and r.value <= 0:
-        r.status, r.basis, r.value, r.ci = "insufficient data", "none", None, None
+        r.status, r.basis, r.value, r.ci = INSUFFICIENT, "none", None, None
         r.detail = "projected latency is not positive: the model does not describe this load"
         return r
     r.ci = (min(lo, r.value), max(hi, r.value)) if r.ci else None

@@ -189,23 +189,29 @@ class Run:
         return float(tt[0]), float(tt[1])
 
 
-def _parquet_files(directory: Path) -> list[Path]:
+def parquet_files(directory: Path) -> list[Path]:
+    """The Parquet files of a run-directory folder (events/, samples/...), in name order."""
     return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
 
 
-def _read_tables(
+def read_tables(
     files: list[Path],
     columns: list[str] | None,
     run_warnings: list[str],
     read_dictionary: list[str] | None = None,
     lost: list[Path] | None = None,
+    quiet: bool = False,
 ) -> list[pa.Table]:
     """Read every file; a file that does not parse (a killed writer) is skipped with a
     warning (and appended to ``lost``).  A file that parses but lacks a needed column is
-    a format error naming the column: the files are readable, the format is not met."""
+    a format error naming the column: the files are readable, the format is not met.
+
+    ``quiet``: a second read of a run that ``load_run`` already read and warned about
+    (``analysis.demands``'s extra columns): a file that does not parse or lacks a column
+    is skipped without a word."""
     tables = []
     for f in files:
-        present = columns if columns is None else _require_columns(f, columns)
+        present = columns if columns is None or quiet else _require_columns(f, columns)
         try:
             table = pq.read_table(f, columns=present, read_dictionary=read_dictionary)
             for name in [] if columns is None else [c for c in columns if c not in present]:
@@ -213,6 +219,8 @@ def _read_tables(
                 table = table.append_column(name, fill.dictionary_encode())
             tables.append(table)
         except (pa.ArrowInvalid, OSError) as exc:
+            if quiet:
+                continue
             msg = f"skipped unreadable file {f.name} (truncated by a killed run?): {exc}"
             warnings.warn(msg, stacklevel=3)
             log.warning(msg)
@@ -230,7 +238,7 @@ def _require_columns(f: Path, columns: list[str]) -> list[str]:
     try:
         names = set(pq.read_schema(f).names)
     except (pa.ArrowInvalid, OSError):
-        return columns  # unreadable: _read_tables skips it with a warning
+        return columns  # unreadable: read_tables skips it with a warning
     missing = [c for c in columns if c not in names and c not in OPTIONAL_COLUMNS]
     if missing:
         raise RunFormatError(
@@ -296,9 +304,9 @@ def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
 
 
 def _read_events(path: Path, run_warnings: list[str], lost_files: list[LostFile]) -> Events:
-    files = _parquet_files(path / "events")
+    files = parquet_files(path / "events")
     lost: list[Path] = []
-    tables = _read_tables(
+    tables = read_tables(
         files,
         list(NEEDED_COLUMNS),
         run_warnings,
@@ -341,7 +349,7 @@ def _combine(methods: Categorical, names: Categorical) -> Categorical:
 
 
 def _read_samples(path: Path, run_warnings: list[str]) -> pd.DataFrame:
-    tables = _read_tables(_parquet_files(path / "samples"), None, run_warnings)
+    tables = read_tables(parquet_files(path / "samples"), None, run_warnings)
     if not tables:
         return pd.DataFrame(
             {
@@ -362,7 +370,7 @@ def _read_samples(path: Path, run_warnings: list[str]) -> pd.DataFrame:
 
 
 def _read_arrivals(path: Path, run_warnings: list[str]) -> pd.DataFrame | None:
-    tables = _read_tables(_parquet_files(path / "arrivals"), None, run_warnings)
+    tables = read_tables(parquet_files(path / "arrivals"), None, run_warnings)
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive").to_pandas()

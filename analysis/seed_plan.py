@@ -41,9 +41,7 @@ class SeedCapacity:
 @dataclass(frozen=True)
 class SeedPhase:
     phase: int
-    milestone: str  # §8.4
-    users: int  # §2
-    gate_users: int  # §8.4 "Load test ..."
+    milestone: str  # §8.4 (its users and gate load: the phase config, config/phases.toml)
     monthly_cost_usd: int  # §7.1
     infrastructure: str  # what §7 / the phase section plans
     capacities: dict[str, SeedCapacity] = field(default_factory=dict)
@@ -74,8 +72,6 @@ SEED_PHASES: dict[int, SeedPhase] = {
     0: SeedPhase(
         0,
         "M0 (baseline)",
-        100,
-        100,
         500,
         "Supabase edge functions with 15 direct DB connections, one Postgres, no cache (§1.2)",
         {"db_connections": SeedCapacity(15.0, "§1.1", "15 DB connections")},
@@ -83,8 +79,6 @@ SEED_PHASES: dict[int, SeedPhase] = {
     1: SeedPhase(
         1,
         "M1",
-        1_000,
-        1_500,
         640,
         "PgBouncer 1,000 connections (§3.1), Redis rate limiting (§3.2), indexes (§3.3), "
         "CDN (§3.4), pagination (§3.5); one primary",
@@ -98,8 +92,6 @@ SEED_PHASES: dict[int, SeedPhase] = {
     2: SeedPhase(
         2,
         "M2",
-        10_000,
-        15_000,
         1_280,
         "+ 2 read replicas (§4.1), Redis cache 10 GB (§4.2), job queue (§4.3), Stripe customer "
         "caching (§4.4), OSRM on a t3.large (§4.5)",
@@ -117,8 +109,6 @@ SEED_PHASES: dict[int, SeedPhase] = {
     3: SeedPhase(
         3,
         "M3",
-        50_000,
-        75_000,
         2_680,
         "+ 3 regions, replicas in US-East and EU-West (§5.1), global CDN (§5.2), "
         "partitioning (§5.3), materialized views (§5.4), circuit breakers (§5.5)",
@@ -136,8 +126,6 @@ SEED_PHASES: dict[int, SeedPhase] = {
     4: SeedPhase(
         4,
         "M4",
-        100_000,
-        150_000,
         20_880,
         "§7.2: primary 8 CPU/32 GB, 3 read replicas, 8 shards; Redis 10 GB; EKS with 20 "
         "t3.xlarge + 10 c5.2xlarge; microservices (§6.1), HPA at 70 % CPU (§6.3)",

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.lost_data import channel_lost_in_window, channel_workers, lost_in_window, lost_text
 from analysis.runs import Run
 from analysis.steps import StepStats
 from runformat.schemas import (
@@ -371,27 +372,9 @@ def window_coverage(run: Run, st: StepStats) -> Check:
     )
 
 
-def _channel_workers(run: Run) -> dict[str, dict]:
-    return (run.manifest.get("record_channel") or {}).get("workers") or {}
-
-
-def channel_lost_in_window(run: Run, start_us: int, end_us: int) -> int:
-    """Request records shipping workers lost while last heard of in [start, end).
-
-    A worker loses its records at the end of its life (the unacknowledged batch of a
-    killed worker), so its loss is placed at the time the master last heard from it.
-    """
-    lost = 0
-    for account in _channel_workers(run).values():
-        seen = int(account.get("last_seen_us") or 0)
-        if start_us <= seen < end_us:
-            lost += int(account.get("streams", {}).get("events", {}).get("lost", 0))
-    return lost
-
-
 def record_delivery(run: Run) -> Check | None:
     """Per shipping worker: request records sent, acknowledged, written and lost."""
-    workers = _channel_workers(run)
+    workers = channel_workers(run)
     if not workers:
         return None
     parts, lost_total, total = [], 0, 0
@@ -414,27 +397,6 @@ def record_delivery(run: Run) -> Check | None:
         + "; ".join(parts),
         decides=False,
     )
-
-
-def lost_in_window(run: Run, start_us: int, end_us: int) -> list[tuple[str, tuple[int, int]]]:
-    """Unreadable events files that may cover part of [start_us, end_us), with that part."""
-    out = []
-    for f in run.lost_events:
-        span = f.span(start_us, end_us)
-        if span is not None:
-            out.append((f.name, span))
-    return out
-
-
-def lost_text(lost: list[tuple[str, tuple[int, int]]], origin_us: int) -> str:
-    """e.g. ``1 unreadable events file (w0-000012.parquet) covering 225–315 s``: seconds
-    from the load start, as every report's time axis."""
-    names = ", ".join(n for n, _ in lost)
-    spans = ", ".join(
-        f"{(a - origin_us) / 1e6:.0f}–{(b - origin_us) / 1e6:.0f} s" for _, (a, b) in lost
-    )
-    s = "s" if len(lost) > 1 else ""
-    return f"{len(lost)} unreadable events file{s} ({names}) covering {spans} of the load"
 
 
 STEP_CHECKS = (

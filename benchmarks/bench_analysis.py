@@ -28,7 +28,7 @@ LEVELS = (100, 200, 300, 400, 600, 800, 1000, 1200, 1500)
 
 
 def bench_spec(records: int):
-    from analysis.synthetic import SyntheticSpec, expected_records
+    from tests.synthetic import SyntheticSpec, expected_records
 
     spec = SyntheticSpec(
         levels=LEVELS,
@@ -54,7 +54,7 @@ def bench_spec(records: int):
 
 
 def ensure_run(path: Path, records: int) -> None:
-    from analysis.synthetic import write_run
+    from tests.synthetic import write_run
 
     marker = path / ".records"
     if marker.exists() and marker.read_text() == str(records):

@@ -1,7 +1,7 @@
 """``loadgate plan RUN... [--phase N] [--out DIR]``: the capacity plan for M1–M4.
 
 Measures each request's cost per resource in the runs (analysis/demands.py), projects every
-milestone with operational laws (analysis/capacity_plan.py) and writes the leadership page
+milestone with operational laws (analysis/plan/) and writes the leadership page
 (plan.html, plan.md) and plan.json.  A plan is a projection, never a gate: exit 0 when it
 was written, 2 (one ``error:`` line) when a run directory is missing or unusable or the
 output cannot be written.
@@ -35,8 +35,8 @@ def plan(
     ] = PLANNING_UTILISATION,
 ) -> None:
     """Capacity plan for milestones M1-M4 from the measured service demands of runs."""
-    from analysis.capacity_plan import RELIABLE_BACKTEST_ERROR, PlanError
-    from analysis.capacity_plan import plan as make_plan
+    from analysis.plan import RELIABLE_BACKTEST_ERROR, PlanError
+    from analysis.plan import plan as make_plan
     from reports import ReportError, load_checked
     from reports.plan_report import write
 

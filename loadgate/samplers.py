@@ -31,7 +31,32 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadgate.records import SAMPLE_SCHEMA, ParquetBatches, now_us
-from runformat.schemas import HOST_CPU_METRIC, HOST_SOURCE
+from runformat.metrics import (
+    CACHE_HITS,
+    CACHE_MISSES,
+    CONNECTIONS,
+    CONNECTIONS_TOTAL,
+    CPU_PERCENT,
+    DEADLOCKS_TOTAL,
+    JOBS_COMPLETED,
+    JOBS_ENQUEUED,
+    JOBS_FAILED,
+    LOCKS_WAITING,
+    MAX_CONNECTIONS,
+    MEMORY_PERCENT,
+    OPEN_FDS,
+    OSRM_CALLS,
+    POOL_COLUMNS,
+    POOL_SIZE,
+    REDIS_METRICS,
+    RSS_BYTES,
+    SOCKETS,
+    STATEMENT_METRICS,
+    STATS_COLUMNS,
+    STRIPE_CALLS,
+    XACT_TOTAL,
+)
+from runformat.schemas import DB_CONNECTION_ERRORS, HOST_CPU_METRIC, HOST_SOURCE
 
 Row = tuple[str, str, float, str]
 
@@ -212,13 +237,13 @@ class ProcessSampler:
                 sockets += count_sockets(proc.pid)
         source = self.source or f"process:{self.name}"
         rows = [
-            (source, "cpu_percent", cpu, ""),
-            (source, "rss_bytes", rss, ""),
-            (source, "open_fds", fds, ""),
+            (source, CPU_PERCENT, cpu, ""),
+            (source, RSS_BYTES, rss, ""),
+            (source, OPEN_FDS, fds, ""),
         ]
         if count_now:
             self._sockets_at = time.monotonic()
-            rows.append((source, "sockets", sockets, ""))
+            rows.append((source, SOCKETS, sockets, ""))
         return rows
 
 
@@ -239,7 +264,7 @@ class HostSampler:
     def sample(self) -> Iterable[Row]:
         return [
             (HOST_SOURCE, HOST_CPU_METRIC, float(psutil.cpu_percent(None)), ""),
-            (HOST_SOURCE, "memory_percent", float(psutil.virtual_memory().percent), ""),
+            (HOST_SOURCE, MEMORY_PERCENT, float(psutil.virtual_memory().percent), ""),
         ]
 
 
@@ -271,18 +296,18 @@ class PostgresSampler:
         ).fetchall()
         total = 0
         for state, count in states:
-            rows.append((self.name, "connections", float(count), _labels(state=state)))
+            rows.append((self.name, CONNECTIONS, float(count), _labels(state=state)))
             total += count
-        rows.append((self.name, "connections_total", float(total), ""))
+        rows.append((self.name, CONNECTIONS_TOTAL, float(total), ""))
         (max_conn,) = conn.execute("SHOW max_connections").fetchone()  # type: ignore[misc]
-        rows.append((self.name, "max_connections", float(max_conn), ""))
+        rows.append((self.name, MAX_CONNECTIONS, float(max_conn), ""))
         xacts = conn.execute(
             "SELECT sum(xact_commit + xact_rollback), sum(deadlocks) FROM pg_stat_database"
         ).fetchone()
-        rows.append((self.name, "xact_total", float(xacts[0] or 0), ""))  # type: ignore[index]
-        rows.append((self.name, "deadlocks_total", float(xacts[1] or 0), ""))  # type: ignore[index]
+        rows.append((self.name, XACT_TOTAL, float(xacts[0] or 0), ""))  # type: ignore[index]
+        rows.append((self.name, DEADLOCKS_TOTAL, float(xacts[1] or 0), ""))  # type: ignore[index]
         (waiting,) = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()  # type: ignore[misc]
-        rows.append((self.name, "locks_waiting", float(waiting), ""))
+        rows.append((self.name, LOCKS_WAITING, float(waiting), ""))
         return rows + self._statements(conn)
 
     def _statements(self, conn: psycopg.Connection) -> list[Row]:
@@ -293,8 +318,10 @@ class PostgresSampler:
             counts = conn.execute(STATEMENT_COUNTS).fetchone()
         except psycopg.Error:
             return []
-        names = ("statements_total", "rate_limit_statements_total", "rate_limit_writes_total")
-        return [(self.name, n, float(v or 0), "") for n, v in zip(names, counts or (), strict=True)]
+        return [
+            (self.name, n, float(v or 0), "")
+            for n, v in zip(STATEMENT_METRICS, counts or (), strict=True)
+        ]
 
 
 STATEMENT_COUNTS = (
@@ -308,7 +335,7 @@ STATEMENT_COUNTS = (
 """Statement calls of this database: all, on ``rate_limits``, and writes to it (this
 query names the table too: queries reading pg_stat_statements are left out)."""
 
-_POOL_COLUMNS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait")
+_POOL_COLUMNS = POOL_COLUMNS
 
 
 @dataclass
@@ -361,19 +388,13 @@ class PgBouncerSampler:
             for record in cur.fetchall():
                 database = dict(zip(names, record, strict=True))
                 if database.get("name") == self.database:
-                    rows.append((self.name, "pool_size", float(database.get("pool_size") or 0), ""))
+                    rows.append((self.name, POOL_SIZE, float(database.get("pool_size") or 0), ""))
             cur = conn.execute("SHOW STATS")
             names = [c.name for c in cur.description or []]
             for record in cur.fetchall():
                 stats = dict(zip(names, record, strict=True))
                 if stats.get("database") == self.database:
-                    for column in (
-                        "total_xact_count",
-                        "total_query_count",
-                        "total_wait_time",
-                        "total_xact_time",
-                        "total_query_time",
-                    ):
+                    for column in STATS_COLUMNS:
                         rows.append((self.name, column, float(stats.get(column) or 0), ""))
         except psycopg.Error:
             conn.close()  # PgBouncer went away: connect again on the next tick
@@ -391,28 +412,20 @@ class RedisSampler:
         if self._client is None:
             self._client = redis.Redis.from_url(self.url, socket_timeout=2)
         info = self._client.info()
-        metrics = (
-            "instantaneous_ops_per_sec",
-            "connected_clients",
-            "used_memory",
-            "keyspace_hits",
-            "keyspace_misses",
-            "total_commands_processed",
-        )
-        return [(self.name, m, float(info.get(m, 0)), "") for m in metrics]
+        return [(self.name, m, float(info.get(m, 0)), "") for m in REDIS_METRICS]
 
 
 # Summary counters analysis reads (docs/run-directory.md), derived from the
 # service's own Prometheus series: (metric, family, label filter).
 DERIVED_COUNTERS: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("db_connection_errors", "marketplace_db_connection_errors_total", {}),
-    ("cache_hits", "marketplace_cache_requests_total", {"result": "hit"}),
-    ("cache_misses", "marketplace_cache_requests_total", {"result": "miss"}),
-    ("jobs_enqueued", "marketplace_queue_jobs_enqueued_total", {}),
-    ("jobs_completed", "marketplace_queue_jobs_completed_total", {}),
-    ("jobs_failed", "marketplace_queue_jobs_failed_total", {}),
-    ("stripe_calls", "marketplace_external_calls_total", {"service": "stripe"}),
-    ("osrm_calls", "marketplace_external_calls_total", {"service": "osrm"}),
+    (DB_CONNECTION_ERRORS, "marketplace_db_connection_errors_total", {}),
+    (CACHE_HITS, "marketplace_cache_requests_total", {"result": "hit"}),
+    (CACHE_MISSES, "marketplace_cache_requests_total", {"result": "miss"}),
+    (JOBS_ENQUEUED, "marketplace_queue_jobs_enqueued_total", {}),
+    (JOBS_COMPLETED, "marketplace_queue_jobs_completed_total", {}),
+    (JOBS_FAILED, "marketplace_queue_jobs_failed_total", {}),
+    (STRIPE_CALLS, "marketplace_external_calls_total", {"service": "stripe"}),
+    (OSRM_CALLS, "marketplace_external_calls_total", {"service": "osrm"}),
 )
 
 

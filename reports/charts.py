@@ -19,7 +19,9 @@ import numpy as np  # noqa: E402
 
 from analysis import usl as usl_mod  # noqa: E402
 from analysis.analyze import AnalysisResult  # noqa: E402
+from analysis.crossings import CPU_PLANNING_LINE  # noqa: E402
 from reports import fmt  # noqa: E402
+from runformat.metrics import CPU_PERCENT, RSS_BYTES  # noqa: E402
 
 DPI = 96
 SIZE = (9.5, 3.6)
@@ -202,15 +204,21 @@ def resources(r: AnalysisResult) -> bytes:
     # cpu_percent follows psutil (100 = one core); the planning line is of the whole host.
     cores = float((r.manifest.get("host") or {}).get("cpus") or 1)
     for ax, metric, scale, unit in (
-        (axes[0], "cpu_percent", 1.0 / cores, "CPU (% of host cores)"),
-        (axes[1], "rss_bytes", 2**-20, "RSS (MiB)"),
+        (axes[0], CPU_PERCENT, 1.0 / cores, "CPU (% of host cores)"),
+        (axes[1], RSS_BYTES, 2**-20, "RSS (MiB)"),
     ):
         _shade(ax, r)
         sub = df[df["metric"] == metric] if not df.empty else df
         for source, g in sub.groupby("source") if not sub.empty else []:
             ax.plot(g["t_s"], g["value"] * scale, lw=1, label=str(source))
-        if metric == "cpu_percent":
-            ax.axhline(70, color="tab:red", ls="--", lw=0.8, label="70% planning line")
+        if metric == CPU_PERCENT:
+            ax.axhline(
+                CPU_PLANNING_LINE,
+                color="tab:red",
+                ls="--",
+                lw=0.8,
+                label=f"{CPU_PLANNING_LINE:.0f}% planning line",
+            )
         ax.set_xlabel("time since start (s)")
         ax.set_ylabel(unit)
         if ax.get_legend_handles_labels()[0]:

@@ -8,13 +8,13 @@ Every number carries a measured / projected tag.
 
 from __future__ import annotations
 
-import base64
 from html import escape
 from pathlib import Path
 
 from analysis.analyze import AnalysisResult
 from analysis.compare import Comparison
 from reports import charts, fmt
+from reports.images import img
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1c2430}
@@ -38,7 +38,8 @@ img{max-width:100%;display:block;margin:6px 0 14px}
 """
 
 
-def _tag(basis: str) -> str:
+def tag(basis: str) -> str:
+    """The measured / projected label every number carries (anything else: grey)."""
     cls = basis if basis in ("measured", "projected") else "none"
     return f'<span class="tag {cls}">{escape(basis)}</span>'
 
@@ -54,12 +55,6 @@ def _status(status: str) -> str:
         else "s-insufficient"
     )
     return f'<span class="{cls}">{escape(status)}</span>'
-
-
-def _img(png: bytes | str, alt: str) -> str:
-    if isinstance(png, str):  # the chart could not be drawn: say why
-        return f'<p class="warn">{escape(alt)}: {escape(png)}</p>'
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def _q(q) -> str:
@@ -81,7 +76,7 @@ def _gate_table(r: AnalysisResult) -> str:
     )
     rows = "".join(
         f"<tr><td>{escape(c.description)}</td><td class=n>"
-        f"{escape(fmt.criterion_value(c.name, c.value, c.ci))}</td><td>{_tag(c.basis)}</td>"
+        f"{escape(fmt.criterion_value(c.name, c.value, c.ci))}</td><td>{tag(c.basis)}</td>"
         f"<td>{_status(c.status)}</td><td class=meta>{escape(c.detail)}</td></tr>"
         for c in r.gate.criteria
     )
@@ -118,12 +113,12 @@ def _endpoint_table(r: AnalysisResult) -> str:
     window = fmt.window(st.step.start_us - r.start_us, st.step.end_us - r.start_us)
     out = (
         f"<p>Step <b>{escape(st.step.name)}</b> at {st.load:,.0f} users, steady-state window "
-        f"{window} (warm-up excluded) {_tag('measured')}</p>"
+        f"{window} (warm-up excluded) {tag('measured')}</p>"
         f"{ROUTE_HEAD}{_route_rows(st.endpoints)}</table>"
     )
     if r.routes is not None and r.routes.endpoints:
         out += (
-            f"<p>Whole run: {escape(r.routes.description)} {_tag('measured')}</p>"
+            f"<p>Whole run: {escape(r.routes.description)} {tag('measured')}</p>"
             f"{ROUTE_HEAD}{_route_rows(r.routes.endpoints)}</table>"
         )
     return out
@@ -160,12 +155,12 @@ def _usl_block(r: AnalysisResult) -> str:
     fit = r.usl
     knee = (
         f"Knee of P95 vs load at <b>{fmt.num(r.knee.load)}</b> users "
-        f"(P95 {fmt.ms(r.knee.p95_ms)}) {_tag('measured')}"
+        f"(P95 {fmt.ms(r.knee.p95_ms)}) {tag('measured')}"
         if r.knee.load is not None
         else f"Knee of P95 vs load: {escape(r.knee.reason or '')}"
     )
-    tag = _tag("projected") if fit.ok else ""
-    return f"<p>{knee}.</p><p>{tag} {escape(fmt.usl_summary(fit))}.</p>"
+    label = tag("projected") if fit.ok else ""
+    return f"<p>{knee}.</p><p>{label} {escape(fmt.usl_summary(fit))}.</p>"
 
 
 def _headroom_table(r: AnalysisResult) -> str:
@@ -178,7 +173,7 @@ def _headroom_table(r: AnalysisResult) -> str:
         rows.append(
             f"<tr><td>{escape(c.name)}{b}</td><td>{escape(fmt.constraint_kind(r, c))}</td>"
             f"<td>{escape(c.limit)}</td>"
-            f"<td class=n>{where}{ext}</td><td>{_tag(basis)} "
+            f"<td class=n>{where}{ext}</td><td>{tag(basis)} "
             f"{'' if basis != 'none' else escape(c.basis)}</td>"
             f"<td class=meta>{escape(c.detail)}</td></tr>"
         )
@@ -219,15 +214,15 @@ def render(r: AnalysisResult) -> str:
 {"".join(f"<p>{escape(n)}</p>" for n in r.gate.notes())}
 <p>{escape(r.headroom.sentence)}</p></div>
 <h2>Gate criteria</h2>{_gate_table(r)}
-<h2>Latency over time {_tag("measured")}</h2>
-{_img(imgs["latency_over_time"], "latency percentiles over time")}
+<h2>Latency over time {tag("measured")}</h2>
+{img(imgs["latency_over_time"], "latency percentiles over time")}
 <h2>Throughput and scalability</h2>{_usl_block(r)}
-{_img(imgs["throughput_vs_users"], "throughput vs users with USL curve")}
-<h2>Errors {_tag("measured")}</h2>{_img(imgs["errors_by_class"], "error rate by class")}
-<h2>Resources {_tag("measured")}</h2>{_img(imgs["resources"], "resource use per service")}
-<h2>Headroom</h2>{_headroom_table(r)}{_img(imgs["headroom"], "headroom per constraint")}
+{img(imgs["throughput_vs_users"], "throughput vs users with USL curve")}
+<h2>Errors {tag("measured")}</h2>{img(imgs["errors_by_class"], "error rate by class")}
+<h2>Resources {tag("measured")}</h2>{img(imgs["resources"], "resource use per service")}
+<h2>Headroom</h2>{_headroom_table(r)}{img(imgs["headroom"], "headroom per constraint")}
 <h2>Per route</h2>{_endpoint_table(r)}
-<h2>Load steps (steady state) {_tag("measured")}</h2>{_steps_table(r)}
+<h2>Load steps (steady state) {tag("measured")}</h2>{_steps_table(r)}
 <h2>Validity checks</h2>{_checks(r)}
 {f'<h2>Warnings</h2><ul class="warn">{warn}</ul>' if warn else ""}
 <p class="meta">Percentiles come from raw per-request records (µs); intervals are 95%
@@ -258,7 +253,7 @@ def render_comparison(c: Comparison) -> str:
 <div class="verdict v-{v}"><div class="big">{escape(c.verdict)}</div>
 <p>Errors: two-proportion z-test. Latency of successful requests: Mann–Whitney U,
 Hodges–Lehmann shift, P95/P99 with 95% intervals. Tolerance ±{c.tolerance:.0%}, α = {c.alpha}
-(Bonferroni-adjusted); steady-state windows only. All values {_tag("measured")}.</p></div>
+(Bonferroni-adjusted); steady-state windows only. All values {tag("measured")}.</p></div>
 <table><tr><th>endpoint</th><th>n (run / base)</th><th>errors base → run</th>
 <th>median run</th><th>median base</th><th>HL shift</th><th>relative</th><th>p</th>
 <th>P95 base → run</th><th>P99 base → run</th><th>verdict</th></tr>{rows}</table>

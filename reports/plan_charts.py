@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.capacity_plan import PLAN_RESOURCES, CapacityPlan  # noqa: E402
+from analysis.plan import PLAN_RESOURCES, CapacityPlan  # noqa: E402
 from analysis.seed_plan import SEED_PHASES  # noqa: E402
 
 DPI = 96
@@ -90,9 +90,10 @@ def required_capacity(plan: CapacityPlan) -> bytes:
 
 def _capacity_steps(ax, plan: CapacityPlan, key: str) -> None:
     """The seed's capacity for each milestone phase, drawn over that phase's user range."""
-    edges = [0.0, *[float(p.users) for p in SEED_PHASES.values() if p.phase >= 1]]
+    phases = sorted(plan.phase_users)
+    edges = [0.0, *[float(plan.phase_users[p]) for p in phases]]
     first = True
-    for (lo, hi), phase in zip(zip(edges[:-1], edges[1:], strict=True), (1, 2, 3, 4), strict=True):
+    for (lo, hi), phase in zip(zip(edges[:-1], edges[1:], strict=True), phases, strict=True):
         cap = SEED_PHASES[phase].capacities.get(key)
         if key == "stripe_rps":
             cap = plan.stripe_limit

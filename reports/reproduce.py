@@ -12,7 +12,6 @@ report (``reports.html``): inline CSS, PNGs as data URIs, no script, no network.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from loadgate.reproduce.verdict import Outcome, SideResult  # noqa: E402
 from reports import fmt  # noqa: E402
 from reports.charts import png_bytes  # noqa: E402
 from reports.html import CSS  # noqa: E402
+from reports.images import img  # noqa: E402
 
 JSON_FILE, MD_FILE, HTML_FILE = "reproduce.json", "reproduce.md", "reproduce.html"
 VERDICT_CLASS = {"confirmed": "v-PASS", "refuted": "v-FAIL", "inconclusive": "v-INCONCLUSIVE"}
@@ -317,13 +317,6 @@ def render_markdown(doc: dict) -> str:
 # --- HTML -------------------------------------------------------------------------------
 
 
-def _img(caption: str, png: bytes | str) -> str:
-    if isinstance(png, str):
-        return f'<p class="warn">{escape(caption)}: {escape(png)}</p>'
-    data = base64.b64encode(png).decode()
-    return f'<img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
-
-
 def _md_bold(text: str) -> str:
     """A Markdown cell's text as HTML (only ``**bold**`` and backticks occur there)."""
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text)).replace("`", "")
@@ -374,7 +367,7 @@ criteria decide each step</div>
 <b>Seed predicts:</b> {escape(doc["prediction"])}</p>
 <table><tr><th></th><th>before</th><th>after</th></tr>{table}</table>
 <h2>Over load <span class="tag measured">measured</span></h2>
-{"".join(_img(c, p) for c, p in images)}
+{"".join(img(p, c) for c, p in images)}
 <h2>Steps (steady-state windows)</h2>{steps}
 <p class="meta">{escape(doc["basis"])}. A breaking point is the first step where a gate
 criterion failed with its interval on the wrong side (a count: above its limit); its bracket

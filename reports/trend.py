@@ -9,7 +9,6 @@ verdict, never points.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from analysis.trend import SCHEMA, Trend, TrendPoint  # noqa: E402
 from reports import fmt  # noqa: E402
 from reports.charts import SIZE, png_bytes  # noqa: E402
 from reports.html import CSS  # noqa: E402
+from reports.images import img  # noqa: E402
 
 TREND_CSS = """
 tr.regression td{background:#fbe9e7} tr.offline td{color:#6b7280}
@@ -264,12 +264,8 @@ def _headline(trend: Trend) -> str:
 def render_html(trend: Trend) -> str:
     imgs = charts(trend)
 
-    def img(name: str, alt: str) -> str:
-        png = imgs[name]
-        if isinstance(png, str):
-            return f'<p class="warn">{escape(alt)}: {escape(png)}</p>'
-        data = base64.b64encode(png).decode()
-        return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+    def chart(name: str, alt: str) -> str:
+        return img(imgs[name], alt)
 
     rows = []
     for p in trend.points:
@@ -301,10 +297,10 @@ runs are points of the line; INVALID, INCONCLUSIVE and PROJECTED runs are grey b
 numbers describe the harness or decide nothing. A red marker is a regression against the
 previous point, decided by the same test as <code>loadgate compare</code> (errors,
 latency shift and tails, with tolerance).</p>
-<h2>Gate P95</h2>{img("p95", "gate P95 per run")}
-<h2>Error rate</h2>{img("errors", "error rate per run")}
-<h2>Throughput at the gate load</h2>{img("throughput", "throughput per run")}
-<h2>Binding constraint</h2>{img("binding", "binding constraint per run")}
+<h2>Gate P95</h2>{chart("p95", "gate P95 per run")}
+<h2>Error rate</h2>{chart("errors", "error rate per run")}
+<h2>Throughput at the gate load</h2>{chart("throughput", "throughput per run")}
+<h2>Binding constraint</h2>{chart("binding", "binding constraint per run")}
 <h2>Runs</h2>
 <table><tr>{"".join(f"<th>{h}</th>" for h in HEAD)}</tr>{"".join(rows)}</table>
 </main></body></html>

@@ -1,16 +1,14 @@
 """The registry of gate criteria: defined once, read everywhere.
 
 Config validation (``loadgate.phase_config``) accepts exactly these names and bounds,
-``analysis.gates`` evaluates each with its registered evaluator and compares with its
-comparison, and reports describe each with :meth:`Criterion.describe`.  The evaluator
-is named by import path (``module:function``) because this package is the bottom layer
-and must not import ``analysis``; :meth:`Criterion.evaluator` resolves it.
+``analysis.gates`` evaluates each with the evaluator registered under its name in
+``analysis.criterion`` and compares with its comparison, and reports describe each with
+:meth:`Criterion.describe`.  Only the declarative data lives here: this package is the
+bottom layer and names no code of ``analysis``.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +25,6 @@ class Criterion:
     label: str  # what is measured, e.g. "P95"
     comparison: Comparison
     unit: Unit
-    evaluation: str  # "module:function" of the evaluator (see analysis.gates)
     per_route: bool  # may also be set per route under gate.routes
     help: str
 
@@ -57,10 +54,6 @@ class Criterion:
             raise ValueError(f"{self.name} must be a whole number >= 0")
         return float(limit)
 
-    def evaluator(self) -> Callable[..., Any]:
-        module, _, function = self.evaluation.partition(":")
-        return getattr(importlib.import_module(module), function)
-
 
 def format_value(unit: Unit, value: float) -> str:
     if unit == "ms":
@@ -80,7 +73,6 @@ CRITERIA: dict[str, Criterion] = {
             "P95",
             "lt",
             "ms",
-            "analysis.gates:p95",
             True,
             "95th percentile latency at the gate step (open model: from the intended start)",
         ),
@@ -89,7 +81,6 @@ CRITERIA: dict[str, Criterion] = {
             "errors",
             "lt",
             "ratio",
-            "analysis.gates:error_rate",
             True,
             "share of failed requests at the gate step (open model: dropped arrivals count)",
         ),
@@ -98,7 +89,6 @@ CRITERIA: dict[str, Criterion] = {
             "payment deferred",
             "le",
             "ratio",
-            "analysis.gates:payment_pending_rate",
             True,
             "share of requests answered 202 payment_pending (Stripe failed or breaker open);"
             ' set it per route: routes."POST /checkout"',
@@ -108,7 +98,6 @@ CRITERIA: dict[str, Criterion] = {
             "DB connection errors",
             "le",
             "count",
-            "analysis.gates:db_connection_errors",
             False,
             "service DB connection errors over the whole load period",
         ),
@@ -117,7 +106,6 @@ CRITERIA: dict[str, Criterion] = {
             "cache hit rate",
             "ge",
             "ratio",
-            "analysis.gates:cache_hit_rate",
             False,
             "cache hits / lookups at the gate step",
         ),
@@ -126,7 +114,6 @@ CRITERIA: dict[str, Criterion] = {
             "job completion",
             "ge",
             "ratio",
-            "analysis.gates:job_completion_rate",
             False,
             "background jobs completed / enqueued",
         ),
@@ -136,7 +123,6 @@ CRITERIA: dict[str, Criterion] = {
             "time to detect",
             "le",
             "s",
-            "analysis.degradation:fault_detect_s",
             False,
             "fault start to the guarding circuit breaker (Stripe, OSRM, Redis) open",
         ),
@@ -145,7 +131,6 @@ CRITERIA: dict[str, Criterion] = {
             "catalogue/cart errors during the fault",
             "lt",
             "ratio",
-            "analysis.degradation:fault_error_rate",
             False,
             "share of catalogue and cart requests that failed during each fault",
         ),
@@ -154,7 +139,6 @@ CRITERIA: dict[str, Criterion] = {
             "catalogue/cart P95 during the fault",
             "lt",
             "ms",
-            "analysis.degradation:fault_p95_ms",
             False,
             "P95 of catalogue and cart requests during each fault",
         ),
@@ -163,7 +147,6 @@ CRITERIA: dict[str, Criterion] = {
             "order failures during the fault",
             "lt",
             "ratio",
-            "analysis.degradation:fault_order_failure_rate",
             False,
             "checkouts failed (not paid, deferred or declined) from a fault to its recovery",
         ),
@@ -172,7 +155,6 @@ CRITERIA: dict[str, Criterion] = {
             "time to recover",
             "le",
             "s",
-            "analysis.degradation:fault_recovery_s",
             False,
             "fault end to breakers closed, no deferred payment and errors at the pre-fault rate",
         ),

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis import analyze, load_run
-from analysis.synthetic import SyntheticSpec, write_run
 from loadgate.ci_cli import decide, find_baseline
 from loadgate.cli import app
 from runformat.manifest import update_manifest
+from tests.synthetic import SyntheticSpec, write_run
 
 # Few errors: a 18 s gate window of ~1,000 requests shows "< 1 %" with its interval.
 SMALL = SyntheticSpec(

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import analyze, degradation, load_run
-from analysis.synthetic import START_US, SyntheticSpec, write_run
 from runformat.schemas import EVENT_SCHEMA, SAMPLE_SCHEMA
 from runformat.verdicts import Verdict
+from tests.synthetic import START_US, SyntheticSpec, write_run
 
 S = 1_000_000
 FAULT_START, FAULT_END = START_US + 200 * S, START_US + 230 * S

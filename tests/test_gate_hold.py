@@ -229,9 +229,9 @@ def test_a_gate_already_failed_is_not_held_for_its_other_criteria(tmp_path):
     """The real evaluator: an overloaded gate whose P95 FAILs is decided (FAIL) even while
     a criterion on a route nobody requests stays short of data; holding longer could not
     change the verdict. The same run without the failing criterion is held for it."""
-    from analysis.synthetic import SyntheticSpec, write_run
     from loadgate.hold import undecided_criteria
     from tests.analysis.test_analysis_sustain import OVERLOAD  # the overloaded stack
+    from tests.synthetic import SyntheticSpec, write_run
 
     nobody = {"DELETE /nobody": {"p95_ms": 2000}}
 

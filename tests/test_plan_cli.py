@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.synthetic import write_run
 from tests.analysis.test_analysis_demands import SPEC
 from tests.analysis.test_analysis_reports import (
     CHROMIUM,
@@ -22,6 +21,7 @@ from tests.analysis.test_analysis_reports import (
     _page_requests,
 )
 from tests.cli_helpers import run_cli
+from tests.synthetic import write_run
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 

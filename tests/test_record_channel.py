@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.validity import channel_lost_in_window, record_delivery
+from analysis.lost_data import channel_lost_in_window
+from analysis.validity import record_delivery
 from loadgate.records import ParquetBatches, set_sink
 from scenarios import record_channel as rc
 

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.synthetic import SyntheticSpec, write_run
 from loadgate.run_cli import finish
 from reports import ReportError, compare_dirs, report_run, verdict_exit_code, write_comparison
 from tests.cli_helpers import run_cli
+from tests.synthetic import SyntheticSpec, write_run
 from tests.test_cli_errors import assert_one_clear_error
 
 # Few errors: a 18 s gate window of ~1,000 requests must show "< 1 %" with its interval.

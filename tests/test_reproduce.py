@@ -1,6 +1,6 @@
 """``loadgate reproduce`` without a stack: the registry and its CLI, the single-flag
 profile overrides, the phase config's ``[reproduce.*]`` tables, the breaking-point
-finder, and verdicts on synthetic run directories (``analysis.synthetic``, the one
+finder, and verdicts on synthetic run directories (``tests.synthetic``, the one
 run-format writer) -- including inconclusive when the machine saturated first."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from analysis.synthetic import SyntheticSpec, write_run
 from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
 from loadgate.reproduce import registry
 from loadgate.reproduce.breaking import BreakingPoint, Judged, StepResult, breaking_point
@@ -30,6 +29,7 @@ from marketplace.profiles import (
 )
 from reports import reproduce as reproduce_report
 from tests.cli_helpers import run_cli
+from tests.synthetic import SyntheticSpec, write_run
 
 NAMES = ("db-connections", "rate-limit-writes", "indexes", "stripe-limits",
          "batch-generation", "caching")  # fmt: skip

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from analysis.synthetic import SyntheticSpec, write_run
 from loadgate.cli import app
 from runformat.manifest import update_manifest
 from tests.analysis.test_analysis_reports import (
@@ -21,6 +20,7 @@ from tests.analysis.test_analysis_reports import (
     _open_in_chromium,
     _page_requests,
 )
+from tests.synthetic import SyntheticSpec, write_run
 
 # A P95 limit far above every night's P95: the slower night still PASSes its gate, and
 # only the comparison with the night before can tell it regressed.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis import analyze, load_run
-from analysis.synthetic import START_US, SyntheticSpec, write_run
+from tests.synthetic import START_US, SyntheticSpec, write_run
 
 
 @pytest.fixture(scope="session")

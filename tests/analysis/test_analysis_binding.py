@@ -1,7 +1,7 @@
 """What binds, hardware or architecture (issue 20 item 5), and the plan's qualified verdicts.
 
 Classification and wording on constructed headroom rows; the cores-needed arithmetic on a
-synthetic run with known CPU demands (analysis/synthetic.py drives the samples by the
+synthetic run with known CPU demands (tests/synthetic.py drives the samples by the
 utilisation law, so the expected cores follow from the truth); the plan's "assumes more
 cores" and "unreliable" on a synthetic run whose measured gate FAILS.
 """
@@ -16,14 +16,16 @@ import pytest
 
 from analysis import analyze, load_run
 from analysis import binding as bd
-from analysis import capacity_plan as cp
 from analysis import demands as dm
-from analysis.headroom import HOST_CPU, Constraint, Headroom, compute_headroom
+from analysis import plan as cp
+from analysis.crossings import HOST_CPU, Constraint
+from analysis.headroom import Headroom, compute_headroom
 from analysis.saturation import fit_usl
-from analysis.steps import build_steps, compute_step_stats
-from analysis.synthetic import write_run
+from analysis.step_stats import compute_step_stats
+from analysis.steps import build_steps
 from reports import html, json_report, markdown, plan_report
 from tests.analysis.test_analysis_demands import SERVICE_CPU, SPEC
+from tests.synthetic import write_run
 
 
 def _row(name: str, load: float | None, basis: str = "measured", limit: str = "x") -> Constraint:
@@ -287,7 +289,7 @@ def test_binds_line_in_markdown_html_and_json(failing_run):
 def test_sut_cores_from_the_isolation_the_run_recorded():
     """A cpuset run's stack had exactly its CPUs; with cgroup weights the stack may use
     what the generator leaves idle, so the host's count stays the ceiling."""
-    from analysis.headroom import sut_cores
+    from analysis.cores import sut_cores
 
     pinned = {"isolation": {"mechanism": "cpuset", "stack_cpus": [1], "generator_cpus": [0]}}
     weighted = {"isolation": {"mechanism": "weights", "stack_cpus": [1], "generator_cpus": [0]}}

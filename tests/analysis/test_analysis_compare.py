@@ -15,7 +15,7 @@ from analysis.compare import (
     compare_samples,
     hodges_lehmann,
 )
-from analysis.synthetic import SyntheticSpec, write_run
+from tests.synthetic import SyntheticSpec, write_run
 
 
 def test_hodges_lehmann_of_a_pure_shift():

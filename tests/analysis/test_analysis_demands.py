@@ -1,6 +1,6 @@
 """Service demands and the capacity plan on synthetic runs with known per-request demands.
 
-The synthetic writer (analysis/synthetic.py) drives each resource's samples by the
+The synthetic writer (tests/synthetic.py) drives each resource's samples by the
 utilisation law from the records' own per-second route counts, so every demand is known
 exactly and the estimate must recover it.
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import capacity_plan as cp
 from analysis import demands as dm
 from analysis import load_run
-from analysis.synthetic import SyntheticSpec, write_run
+from analysis import plan as cp
+from analysis.steps import build_steps
 from loadgate.phase_config import load_phases
+from tests.synthetic import SyntheticSpec, write_run
 
 #: Known demands (rate units per request): CPU in core-seconds, calls, connection-seconds.
 SERVICE_CPU = {
@@ -187,7 +188,7 @@ def test_backtest_catches_a_wrong_model(tmp_path):
     contention the plan assumes away), the backtest error shows it."""
     run_dir = write_run(tmp_path / "r", SPEC)
     run = load_run(run_dir)
-    top = max(cp.build_steps(run), key=lambda s: s.users)
+    top = max(build_steps(run), key=lambda s: s.users)
     s = run.samples
     m = (
         (s["source"] == "process:marketplace")
@@ -211,13 +212,13 @@ def test_seed_formula_as_written(demand_run):
 
 
 def test_no_steady_step_is_a_plan_error(demand_run, monkeypatch):
-    monkeypatch.setattr(cp.dm, "build_steps", lambda run: [])
+    monkeypatch.setattr(dm, "build_steps", lambda run: [])
     with pytest.raises(cp.PlanError, match="steady-state"):
         cp.plan([demand_run])
 
 
 def test_predict_throughput_is_exact_on_the_usl():
-    from analysis.synthetic import usl_throughput
+    from tests.synthetic import usl_throughput
 
     spec = SyntheticSpec()
     n = np.array([10.0, 20, 40, 60, 80])

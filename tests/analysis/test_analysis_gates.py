@@ -15,8 +15,8 @@ from analysis.gates import (
     PROJECTED_FAIL,
     PROJECTED_PASS,
 )
-from analysis.synthetic import SyntheticSpec, write_run
 from runformat.verdicts import EXIT_CODES, Verdict
+from tests.synthetic import SyntheticSpec, write_run
 
 
 @pytest.fixture
@@ -290,7 +290,7 @@ def test_open_model_gate_is_an_arrival_rate(tmp_path):
         validity={"arrival_shortfall": 0.5},
         gate={"users": 40, "rate": 0, "criteria": {"p95_ms": 1e6, "error_rate": 0.01}},
     )  # fmt: skip
-    from analysis.synthetic import usl_throughput
+    from tests.synthetic import usl_throughput
 
     spec.gate["rate"] = round(usl_throughput(spec, 40), 3)
     r = analyze(load_run(write_run(tmp_path / "open", spec)))

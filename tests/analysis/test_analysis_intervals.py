@@ -209,8 +209,8 @@ def test_deterministic():
 def test_repeatability_table_from_synthetic_runs(tmp_path):
     """bench_repeatability's table: one row per run dir, each interval's coverage of the
     other runs' point values, the spread, and whether the verdict flipped."""
-    from analysis.synthetic import SyntheticSpec, write_run
     from benchmarks.bench_repeatability import covers, read_row, table
+    from tests.synthetic import SyntheticSpec, write_run
 
     dirs = [
         write_run(tmp_path / f"run-{seed}", SyntheticSpec(levels=(40, 80, 100), seed=seed))
@@ -238,12 +238,12 @@ def test_gate_p95_without_interval_decides_nothing(base_run_dir):
     reports print the point with the reason instead of an interval."""
     import dataclasses
 
-    from analysis import gates, load_run, saturation, steps
+    from analysis import gates, load_run, saturation, step_stats, steps
     from analysis.percentiles import QuantileEstimate
     from reports import markdown
 
     run = load_run(base_run_dir)
-    stats_ = steps.compute_step_stats(run, steps.build_steps(run))
+    stats_ = step_stats.compute_step_stats(run, steps.build_steps(run))
     top = stats_[-1]
     old = top.latency.p(0.95)
     top.latency.percentiles[0.95] = dataclasses.replace(

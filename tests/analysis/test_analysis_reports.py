@@ -18,9 +18,9 @@ import pytest
 import reports
 from analysis import analyze, load_run
 from analysis.compare import compare_runs
-from analysis.synthetic import SyntheticSpec, write_run
 from reports import charts, html
 from reports.json_report import SCHEMA
+from tests.synthetic import SyntheticSpec, write_run
 
 #: Chromium's own background services (component updater, sign-in, network time) still call
 #: home despite the --disable-* flags.  The recording proxy refuses them (no traffic leaves

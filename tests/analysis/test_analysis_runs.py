@@ -9,7 +9,7 @@ import pytest
 
 from analysis import RunFormatError, analyze, load_run
 from analysis.steps import assign_steps, build_steps
-from analysis.synthetic import ENDPOINTS, truncate_last_events_file
+from tests.synthetic import ENDPOINTS, truncate_last_events_file
 
 
 def test_truncated_file_is_skipped_with_warning(base_run_dir, copy_run):
@@ -97,7 +97,7 @@ def test_synthetic_run_is_written_in_the_one_format(base_run_dir, tmp_path):
     assert meta.gate.users == 100 and meta.gate.criteria["p95_ms"] == 3000
     assert meta.validity.generator_lag_p99_ms == 10
     assert "exit_status" not in json.loads((base_run_dir / "manifest.json").read_text())
-    from analysis.synthetic import SyntheticSpec, write_run
+    from tests.synthetic import SyntheticSpec, write_run
 
     open_run = write_run(tmp_path / "open", SyntheticSpec(model="open", levels=(10,), hold_s=10))
     for f in (open_run / "arrivals").glob("*.parquet"):
@@ -133,8 +133,8 @@ def test_manifest_accepts_one_dialect(base_run_dir, tmp_path, change, needle):
 def test_lost_gate_data_is_named_in_the_verdict_block(base_run_dir, copy_run):
     """One of ~20 flushes of a worker in the gate window cut in half: the verdict block
     names the file and the seconds it covers; window coverage counts them as holes."""
-    from analysis.synthetic import SyntheticSpec, split_events_file, stages, truncate_events_file
     from runformat.verdicts import Verdict
+    from tests.synthetic import SyntheticSpec, split_events_file, stages, truncate_events_file
 
     d = copy_run(base_run_dir)
     last = len(stages(SyntheticSpec())) - 1  # the gate hold's files: w0-<last>, w1-<last>

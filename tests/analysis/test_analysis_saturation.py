@@ -12,10 +12,11 @@ from scipy.optimize import brentq
 
 from analysis import analyze, load_run
 from analysis.counters import counter_delta, counter_over_period, hit_rate
+from analysis.crossings import BEYOND, Constraint, crossing
 from analysis.gates import CriterionResult
-from analysis.headroom import BEYOND, Constraint, crossing, leadership_sentence, sanitize_criterion
+from analysis.headroom import leadership_sentence, sanitize_criterion
 from analysis.saturation import find_knee
-from analysis.synthetic import SyntheticSpec, usl_throughput, write_run
+from tests.synthetic import SyntheticSpec, usl_throughput, write_run
 
 
 def _fake_step(load, p95):

@@ -1,7 +1,7 @@
 """Every gate run ends decided (issue 20): overload FAILs, far inside PASSes, near the
 limit stays INCONCLUSIVE; MSER-5 finds the warm-up; zero errors follow the rule of three.
 
-Synthetic run directories (``analysis.synthetic``) with realistic per-second dependence:
+Synthetic run directories (``tests.synthetic``) with realistic per-second dependence:
 an AR(1) factor on every second's latencies.  The gate hold is 90 s (phase 1's final
 hold); every case runs on 3 seeds.
 """
@@ -14,8 +14,8 @@ import pytest
 from analysis import analyze, load_run, sustain
 from analysis.gates import FAIL, INCONCLUSIVE, INSUFFICIENT, PASS
 from analysis.steps import MSER_MAX_FRACTION, mser_truncation
-from analysis.synthetic import SyntheticSpec, true_quantile, write_run
 from runformat.verdicts import Verdict
+from tests.synthetic import SyntheticSpec, true_quantile, write_run
 
 SEEDS = (1, 2, 3)
 GATE_HOLD_S = 90.0
@@ -114,7 +114,7 @@ def test_p95_near_its_limit_is_never_decided_on_the_wrong_side(tmp_path, seed, s
 def test_true_quantile_matches_a_long_independent_sample():
     spec = SyntheticSpec(levels=(100,), hold_s=2000.0, ramp_s=0.0, sigma=0.0, kappa=0.0,
                          lam=0.88, seed=5)  # fmt: skip
-    from analysis.synthetic import _records, stages
+    from tests.synthetic import _records, stages
 
     rec = _records(spec, stages(spec)[0], np.random.default_rng(5))
     empirical = float(np.quantile(rec["lat"], 0.95)) / 1000.0
@@ -231,7 +231,7 @@ def test_a_run_still_going_is_analysed_up_to_its_data(tmp_path):
     """``analyze(run, until_us)`` (holding the gate step): the gate window ends at
     ``until_us``; an overloaded gate FAILs 50 s into its hold, a healthy one that is
     not yet decided says so in its criterion statuses."""
-    from analysis.synthetic import START_US, stages
+    from tests.synthetic import START_US, stages
 
     spec = _spec(1, **OVERLOAD)
     hold = stages(spec)[-1]
@@ -251,7 +251,7 @@ def test_a_run_still_going_is_analysed_up_to_its_data(tmp_path):
 def test_undecided_lists_what_a_longer_hold_could_decide(tmp_path):
     spec = _spec(1, **OVERLOAD)
     run = load_run(write_run(tmp_path / "und", spec))
-    from analysis.synthetic import START_US, stages
+    from tests.synthetic import START_US, stages
 
     hold = stages(spec)[-1]
     early = analyze(run, until_us=START_US + int((hold["start_s"] + 10) * 1e6)).gate

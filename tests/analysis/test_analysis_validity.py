@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 
 import reports
 from analysis import analyze, load_run
-from analysis.synthetic import START_US, SyntheticSpec, write_run
 from runformat.verdicts import Verdict
+from tests.synthetic import START_US, SyntheticSpec, write_run
 
 GATE = {"users": 100, "criteria": {"p95_ms": 100_000, "error_rate": 0.5}}
 
@@ -146,7 +146,7 @@ def test_hdr_backfill_matches_hdrhistogram_rule():
     """recordValueWithExpectedInterval(35, 10) records 35, 25, 15 (not 5)."""
     import numpy as np
 
-    from analysis.steps import hdr_corrected
+    from analysis.step_stats import hdr_corrected
 
     out = hdr_corrected(np.array([10, 35, 20], dtype=np.int64), 10)
     assert sorted(out.tolist()) == [10, 10, 15, 20, 25, 35]
