@@ -324,7 +324,7 @@ def _binds_at(
 
 
 def _milestone_config(config: Path | None):
-    from loadgate.phase_config import ConfigError, load_phases
+    from runconfig.phase_config import ConfigError, load_phases
 
     try:
         return load_phases(config)

@@ -30,7 +30,7 @@ import psycopg
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgate.records import SAMPLE_SCHEMA, ParquetBatches, now_us
+from runformat.records import SAMPLE_SCHEMA, ParquetBatches, now_us
 from runformat.schemas import HOST_CPU_METRIC, HOST_SOURCE
 
 Row = tuple[str, str, float, str]

@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 
 from loadgate.console import console, error, progress
-from loadgate.constants import PROFILES, PROVIDERS
 from loadgate.signals import terminate_on_sigterm
+from runconfig.constants import PROFILES, PROVIDERS
 from stack.config import (
     PG_MAX_CONNECTIONS,
     PGBOUNCER_POOL_SIZE,

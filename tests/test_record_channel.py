@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.validity import channel_lost_in_window, record_delivery
-from loadgate.records import ParquetBatches, set_sink
+from runformat.records import ParquetBatches, set_sink
 from scenarios import record_channel as rc
 
 

@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 
 from analysis.synthetic import SyntheticSpec, write_run
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
 from loadgate.reproduce import registry
 from loadgate.reproduce.breaking import BreakingPoint, Judged, StepResult, breaking_point
 from loadgate.reproduce.cli import list_lines
-from loadgate.reproduce.config import ReproducePlan, derived_config
 from loadgate.reproduce.runner import ReproduceOptions, compare_sides, prepare, profile_overrides
 from loadgate.reproduce.verdict import Verdict
 from marketplace.profiles import (
@@ -29,6 +27,8 @@ from marketplace.profiles import (
     overrides_from_env,
 )
 from reports import reproduce as reproduce_report
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
+from runconfig.reproduce import ReproducePlan, derived_config
 from tests.cli_helpers import run_cli
 
 NAMES = ("db-connections", "rate-limit-writes", "indexes", "stripe-limits",

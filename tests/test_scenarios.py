@@ -22,7 +22,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases, resolve
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases, resolve
+from runconfig.traffic import Traffic
 from scenarios.arrivals import Arrivals
 from scenarios.catalogue import Catalogue, Popularity
 from scenarios.context import TrafficContext
@@ -37,7 +38,6 @@ from scenarios.flows import (
     shopper,
 )
 from scenarios.plan import LoadPlan
-from scenarios.traffic import Traffic
 
 CATALOGUE = 500
 

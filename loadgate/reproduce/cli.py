@@ -15,7 +15,6 @@ import typer
 from rich.markup import escape
 
 from loadgate.console import console, error, progress
-from loadgate.phase_config import ConfigError
 from loadgate.reproduce import registry
 from loadgate.reproduce.runner import (
     Prepared,
@@ -25,6 +24,7 @@ from loadgate.reproduce.runner import (
     run_side,
 )
 from loadgate.signals import terminate_on_sigterm
+from runconfig.phase_config import ConfigError
 from stack.errors import ServiceNotReady, StackError
 
 EXIT_USAGE, EXIT_UNDECIDED, EXIT_INTERRUPTED = 2, 3, 130

@@ -19,13 +19,13 @@ from pathlib import Path
 from rich.console import Console
 
 from analysis.analyze import AnalysisResult
-from loadgate import rundir
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
 from loadgate.reproduce.breaking import breaking_point, judge_steps
-from loadgate.reproduce.config import ReproducePlan, ReproduceSpec, derived_config
 from loadgate.reproduce.registry import Reproduction, Side
 from loadgate.reproduce.verdict import Outcome, SideResult, decide
 from marketplace.profiles import OVERRIDES_ENV, ProfileOverrideError, apply_overrides, get_profile
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
+from runconfig.reproduce import ReproducePlan, ReproduceSpec, derived_config
+from runformat import rundir
 
 Progress = Callable[[str], None]
 

@@ -14,7 +14,7 @@ from analysis import capacity_plan as cp
 from analysis import demands as dm
 from analysis import load_run
 from analysis.synthetic import SyntheticSpec, write_run
-from loadgate.phase_config import load_phases
+from runconfig.phase_config import load_phases
 
 #: Known demands (rate units per request): CPU in core-seconds, calls, connection-seconds.
 SERVICE_CPU = {

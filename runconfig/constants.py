@@ -1,12 +1,12 @@
 """Names and defaults the CLI, the stack, the service and the Locust side share, once.
 
-Standard library only (``loadgate/__init__.py`` imports nothing), so ``stack/`` and
+Standard library only (plus the service's own ``marketplace.profiles``), so ``stack/`` and
 the Locust processes import it without pulling the harness in. The profile names
 are the service's own (``marketplace.profiles``, also stdlib only): the marketplace
 image carries ``marketplace/`` alone, so the service cannot import this module;
 they are re-exported here for the harness. What a phase runs (personas, think
 times, ramps, fixture sizes, gates) is not here: that is ``config/phases.toml``,
-read through ``loadgate.phase_config``.
+read through ``runconfig.phase_config``.
 """
 
 from __future__ import annotations
