@@ -26,10 +26,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from loadgate.reproduce.breaking import BreakingPoint, StepResult  # noqa: E402
-from loadgate.reproduce.metrics import Metric  # noqa: E402
-from loadgate.reproduce.registry import Reproduction  # noqa: E402
-from loadgate.reproduce.verdict import Outcome, SideResult  # noqa: E402
+from analysis.reproduce.breaking import BreakingPoint, StepResult  # noqa: E402
+from analysis.reproduce.metrics import Metric  # noqa: E402
+from analysis.reproduce.outcome import Outcome, SideResult  # noqa: E402
+from analysis.reproduce.registry import Reproduction  # noqa: E402
 from reports import fmt  # noqa: E402
 from reports.charts import png_bytes  # noqa: E402
 from reports.html import CSS  # noqa: E402

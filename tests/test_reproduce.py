@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from analysis.reproduce import registry
+from analysis.reproduce.breaking import BreakingPoint, Judged, StepResult, breaking_point
+from analysis.reproduce.outcome import Verdict
 from analysis.synthetic import SyntheticSpec, write_run
-from loadgate.reproduce import registry
-from loadgate.reproduce.breaking import BreakingPoint, Judged, StepResult, breaking_point
 from loadgate.reproduce.cli import list_lines
 from loadgate.reproduce.runner import ReproduceOptions, compare_sides, prepare, profile_overrides
-from loadgate.reproduce.verdict import Verdict
 from marketplace.profiles import (
     OVERRIDES_ENV,
     PHASE1,

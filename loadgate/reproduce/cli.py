@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from analysis.reproduce import registry
 from loadgate.console import console, error, progress
-from loadgate.reproduce import registry
 from loadgate.reproduce.runner import (
     Prepared,
     ReproduceOptions,

@@ -19,9 +19,10 @@ from pathlib import Path
 from rich.console import Console
 
 from analysis.analyze import AnalysisResult
-from loadgate.reproduce.breaking import breaking_point, judge_steps
-from loadgate.reproduce.registry import Reproduction, Side
-from loadgate.reproduce.verdict import Outcome, SideResult, decide
+from analysis.reproduce.breaking import breaking_point, judge_steps
+from analysis.reproduce.outcome import Outcome, SideResult
+from analysis.reproduce.registry import Reproduction, Side
+from analysis.reproduce.verdict import decide
 from marketplace.profiles import OVERRIDES_ENV, ProfileOverrideError, apply_overrides, get_profile
 from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
 from runconfig.reproduce import ReproducePlan, ReproduceSpec, derived_config
