@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fixtures.catalogue import Catalogue, Popularity
 from runconfig.traffic import Traffic
-from scenarios.catalogue import Catalogue, Popularity
 from scenarios.inputs import config_defaults, credentials_path, plan_of
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from fixtures.catalogue import DEFAULT_CATEGORIES, DEFAULT_TERMS, Catalogue, Popularity
 from runconfig.traffic import Traffic
-from scenarios.catalogue import DEFAULT_CATEGORIES, DEFAULT_TERMS, Catalogue, Popularity
 
 
 @dataclass

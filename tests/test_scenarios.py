@@ -22,10 +22,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from fixtures.catalogue import Catalogue, Popularity
 from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases, resolve
 from runconfig.traffic import Traffic
 from scenarios.arrivals import Arrivals
-from scenarios.catalogue import Catalogue, Popularity
 from scenarios.context import TrafficContext
 from scenarios.credentials import CredentialPool
 from scenarios.flows import (
