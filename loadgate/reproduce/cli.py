@@ -24,6 +24,7 @@ from loadgate.reproduce.runner import (
     run_side,
 )
 from loadgate.signals import terminate_on_sigterm
+from runconfig.constants import DEFAULT_SEED
 from runconfig.phase_config import ConfigError
 from stack.errors import ServiceNotReady, StackError
 
@@ -59,7 +60,7 @@ def reproduce(
     provider: Annotated[str, typer.Option(help="Stack provider: auto, local, containers.")] = (
         "auto"
     ),
-    seed: Annotated[int, typer.Option(help="Random seed of both runs.")] = 42,
+    seed: Annotated[int, typer.Option(help="Random seed of both runs.")] = DEFAULT_SEED,
     workers: Annotated[int | None, typer.Option(help="Local Locust workers per run.")] = None,
     config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
     isolation: Annotated[

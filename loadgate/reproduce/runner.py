@@ -24,6 +24,7 @@ from analysis.reproduce.outcome import Outcome, SideResult
 from analysis.reproduce.registry import Reproduction, Side
 from analysis.reproduce.verdict import decide
 from marketplace.profiles import OVERRIDES_ENV, ProfileOverrideError, apply_overrides, get_profile
+from runconfig.constants import DEFAULT_SEED
 from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
 from runconfig.reproduce import ReproducePlan, ReproduceSpec, derived_config
 from runformat import rundir
@@ -38,7 +39,7 @@ class ReproduceOptions:
     quick: bool = False
     config_path: Path | None = None
     provider: str = "auto"
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     workers: int | None = None
     isolation: str | None = None
     generator_cpus: str | None = None
