@@ -18,6 +18,7 @@ from marketplace.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ProfileName
 __all__ = [
     "DEFAULT_PROFILE",
     "DEFAULT_SEED",
+    "PERSONAS",
     "PROFILES",
     "PROVIDERS",
     "ProfileName",
@@ -26,6 +27,11 @@ __all__ = [
 
 DEFAULT_SEED: Final = 42
 """Seed of fixtures, personas and arrivals when none is given: same seed, same run."""
+
+PERSONAS: Final[tuple[str, ...]] = ("shopper", "buyer", "farmer", "driver", "admin")
+"""The personas a phase's ``persona_mix`` may name: the one list. The Locust side's flows
+(``scenarios.flows.FLOWS``, ``ROLE_OF``) and user classes (``scenarios.personas``) are
+keyed by these names; ``tests/test_one_source.py`` ties them to this tuple."""
 
 PROFILES: Final[tuple[str, ...]] = PROFILE_NAMES
 """Architecture profiles of the marketplace, phase0..phase3 (``marketplace/profiles.py``)."""

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from runconfig.constants import PROFILES, ProfileName
+from runconfig.constants import PERSONAS, PROFILES, ProfileName
 from runconfig.faults import FaultSpec
 from runconfig.reproduce import ReproduceSpec
 from runconfig.sizes import SIZES, Size, get_size
@@ -37,7 +37,6 @@ from runconfig.traffic import Traffic
 from runformat.gate import GateFormatError, GateSpec
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
-PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
 MODELS = ("closed", "open")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
