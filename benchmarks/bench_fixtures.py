@@ -24,9 +24,9 @@ import psycopg
 
 from fixtures.generate import LOAD_ORDER
 from fixtures.load import LoadReport, StepEvent, load
-from fixtures.sizes import get_size
-from loadgate.constants import DEFAULT_SEED
 from marketplace.auth import generate_secret
+from runconfig.constants import DEFAULT_SEED
+from runconfig.sizes import get_size
 from stack.config import StackConfig
 from stack.stack import Stack
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_repeatability import _criterion, run_once  # noqa: E402
 
-from loadgate.constants import PROFILES  # noqa: E402
+from runconfig.constants import PROFILES  # noqa: E402
 
 ERROR_STEP_BOUND = 0.01  # "errors appear": a step's error rate above 1 %
 

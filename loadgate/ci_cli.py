@@ -302,8 +302,8 @@ def ci(
     PROJECTED), 2 harness error. Any other 'loadgate run' option is passed through,
     e.g. 'loadgate ci --phase 1 --provider containers --duration 5m --workers 2'.
     """
-    from loadgate.rundir import default_run_dir
     from reports import ReportError
+    from runformat.rundir import default_run_dir
 
     extra = list(ctx.args)
     _check_options(phase, run_dir, extra)

@@ -3,7 +3,7 @@
 A run rejects a bad config before anything starts, but only for the phase it runs
 and only once a stack is wanted. This checks every phase of a file at once, with no
 stack, and prints each phase as ``loadgate run`` would execute it (defaults applied,
-through :func:`loadgate.phase_config.resolve`), so a change to the TOML can be
+through :func:`runconfig.phase_config.resolve`), so a change to the TOML can be
 reviewed by its effect: users, profile, ramp, run length, persona mix, think times
 and gate criteria.
 """
@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from loadgate.console import console, error
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, ResolvedPhase, load_phases, resolve
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, ResolvedPhase, load_phases, resolve
 from runformat.criteria import criterion
 
 app = typer.Typer(help="The phase config (config/phases.toml): check it, show it resolved.")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgate import rundir
+from runformat import rundir
 from scenarios.gate_hold import HoldControl, write_control
 
 #: Seconds between two checks of an extended hold (one check of a phase-1 run takes a

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgate.records import now_us
+from runformat.records import now_us
 
 INCIDENTS_FILE = "incidents.jsonl"
 FAILURES_NEEDED = 2

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadgate.constants import DEFAULT_SEED
+from runconfig.constants import DEFAULT_SEED
 from runformat.schemas import DRAIN_TIMEOUT_S, REQUEST_TIMEOUT_S
 from stack.ownership import spawn_owned
 from stack.ports import free_port

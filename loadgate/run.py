@@ -27,18 +27,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fixtures.sizes import get_size
-from loadgate import rundir
-from loadgate.constants import DEFAULT_SEED
-from loadgate.faults import Fault, FaultLog, FaultScheduler, FaultSpecError, resolve_faults
+from loadgate.faults import Fault, FaultLog, FaultScheduler, resolve_faults
 from loadgate.hold import GateHold, subprocess_evaluator
 from loadgate.incidents import IncidentWatcher
 from loadgate.live import LiveStats, live_view
 from loadgate.locust_cluster import DRAIN_TIMEOUT_S, LocustCluster, default_worker_count
-from loadgate.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
 from loadgate.queue_drain import wait_for_queue
 from loadgate.samplers import HostSampler, ProcessSampler, Sampler, SamplerLoop, stack_samplers
 from marketplace.profiles import ProfileOverrideError, overrides_from_env
+from runconfig.constants import DEFAULT_SEED
+from runconfig.faults import FaultSpecError
+from runconfig.phase_config import ConfigError, ResolvedPhase, load_phases, resolve
+from runconfig.sizes import get_size
+from runformat import rundir
 from scenarios.plan import LoadPlan
 from stack import isolation
 from stack.config import StackConfig, StripeRealism
@@ -159,7 +160,7 @@ def plan_isolation(options: RunOptions) -> IsolationPlan | None:
 def plan_faults(options: RunOptions, phase: ResolvedPhase) -> list[Fault]:
     """The run's faults in seconds (``--fault`` replaces the phase config's), checked
     against the load's length and the stack's services before anything starts."""
-    from loadgate.faults import parse_fault
+    from runconfig.faults import parse_fault
 
     try:
         if options.faults is None:

@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 
 from loadgate.console import console, error, progress
-from loadgate.constants import DEFAULT_SEED, PROVIDERS
 from loadgate.locust_cluster import LOCUSTFILES, default_worker_count, locust_command
-from loadgate.phase_config import ConfigError
 from loadgate.report_cli import report_and_print
 from loadgate.run import RunOptions, execute
 from loadgate.signals import terminate_on_sigterm
+from runconfig.constants import DEFAULT_SEED, PROVIDERS
+from runconfig.phase_config import ConfigError
 from stack.errors import ServiceNotReady, StackError
 
 

@@ -30,7 +30,6 @@ import psycopg
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgate.records import SAMPLE_SCHEMA, ParquetBatches, now_us
 from runformat.metrics import (
     CACHE_HITS,
     CACHE_MISSES,
@@ -56,6 +55,7 @@ from runformat.metrics import (
     STRIPE_CALLS,
     XACT_TOTAL,
 )
+from runformat.records import SAMPLE_SCHEMA, ParquetBatches, now_us
 from runformat.schemas import DB_CONNECTION_ERRORS, HOST_CPU_METRIC, HOST_SOURCE
 
 Row = tuple[str, str, float, str]

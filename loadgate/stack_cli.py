@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 
 from loadgate.console import console, error, progress
-from loadgate.constants import PROFILES, PROVIDERS
 from loadgate.signals import terminate_on_sigterm
+from runconfig.constants import PROFILES, PROVIDERS
 from stack.config import (
     PG_MAX_CONNECTIONS,
     PGBOUNCER_POOL_SIZE,
@@ -71,6 +71,17 @@ ProfileOpt = Annotated[
 ]
 
 NETWORKS = ("auto", "host", "bridge")
+
+# Option defaults are StackConfig's own (stack/config.py), not a second copy here.
+DEFAULT_STRIPE = StripeRealism()
+DEFAULT_LATENCY = f"{DEFAULT_STRIPE.latency_min_ms:g}-{DEFAULT_STRIPE.latency_max_ms:g}"
+DEFAULT_RATE_LIMIT = DEFAULT_STRIPE.rate_limit_per_s
+DEFAULT_BASE_IMAGE = StackConfig.base_image
+DEFAULT_NETWORK = StackConfig.network
+CHECK_PG_MAX_CONNECTIONS = 200
+"""``stack check`` only probes every endpoint once, so it runs a small Postgres ..."""
+CHECK_PGBOUNCER_POOL_SIZE = 20
+"""... and a small PgBouncer pool rather than the seed's §3.1 sizes of ``stack up``."""
 
 
 def _fail(message: str, details: list[str] | None = None, code: int = 2) -> typer.Exit:
@@ -207,13 +218,13 @@ def up(
     service: ServiceOpt = None,
     port: PortOpt = None,
     replica: ReplicaOpt = False,
-    stripe_latency: LatencyOpt = "200-500",
-    stripe_rate_limit: RateOpt = 100.0,
+    stripe_latency: LatencyOpt = DEFAULT_LATENCY,
+    stripe_rate_limit: RateOpt = DEFAULT_RATE_LIMIT,
     pg_max_connections: MaxConnOpt = PG_MAX_CONNECTIONS,
     pgbouncer_pool_size: PoolOpt = PGBOUNCER_POOL_SIZE,
     ready_timeout: TimeoutOpt = None,
-    network: NetworkOpt = "auto",
-    base_image: BaseImageOpt = "debian:bookworm-slim",
+    network: NetworkOpt = DEFAULT_NETWORK,
+    base_image: BaseImageOpt = DEFAULT_BASE_IMAGE,
     profile: ProfileOpt = None,
     supervise: Annotated[bool, typer.Option("--supervise", hidden=True)] = False,
 ) -> None:
@@ -364,11 +375,11 @@ def check(
     provider: ProviderOpt = "auto",
     service: ServiceOpt = None,
     replica: ReplicaOpt = False,
-    stripe_latency: LatencyOpt = "200-500",
-    stripe_rate_limit: RateOpt = 100.0,
+    stripe_latency: LatencyOpt = DEFAULT_LATENCY,
+    stripe_rate_limit: RateOpt = DEFAULT_RATE_LIMIT,
     ready_timeout: TimeoutOpt = None,
-    network: NetworkOpt = "auto",
-    base_image: BaseImageOpt = "debian:bookworm-slim",
+    network: NetworkOpt = DEFAULT_NETWORK,
+    base_image: BaseImageOpt = DEFAULT_BASE_IMAGE,
     profile: ProfileOpt = None,
 ) -> None:
     """Bring the stack up, check every endpoint answers, take it down."""
@@ -379,12 +390,12 @@ def check(
         replica,
         stripe_latency,
         stripe_rate_limit,
-        200,
-        20,
-        ready_timeout,
-        network,
-        base_image,
-        profile,
+        pg_max_connections=CHECK_PG_MAX_CONNECTIONS,
+        pgbouncer_pool_size=CHECK_PGBOUNCER_POOL_SIZE,
+        ready_timeout=ready_timeout,
+        network=network,
+        base_image=base_image,
+        profile=profile,
     )
     _refuse_second_stack()
     with terminate_on_sigterm():

@@ -34,7 +34,7 @@ DbRoute = Literal["direct", "pgbouncer"]
 
 ProfileName = Literal["phase0", "phase1", "phase2", "phase3"]
 """The profiles' names: the one list the service, the stack and the harness's CLI and
-phase config check against (``loadgate.constants`` re-exports it for the harness)."""
+phase config check against (``runconfig.constants`` re-exports it for the harness)."""
 PROFILE_NAMES: Final[tuple[str, ...]] = get_args(ProfileName)
 DEFAULT_PROFILE: Final[ProfileName] = "phase0"
 """The profile of a service started without one: today's architecture (seed §1). Also

@@ -25,15 +25,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from loadgate.reproduce.breaking import BreakingPoint, StepResult  # noqa: E402
-from loadgate.reproduce.config import ReproducePlan  # noqa: E402
-from loadgate.reproduce.metrics import Metric  # noqa: E402
-from loadgate.reproduce.registry import Reproduction  # noqa: E402
-from loadgate.reproduce.verdict import Outcome, SideResult  # noqa: E402
+from analysis.reproduce.breaking import BreakingPoint, StepResult  # noqa: E402
+from analysis.reproduce.metrics import Metric  # noqa: E402
+from analysis.reproduce.outcome import Outcome, SideResult  # noqa: E402
+from analysis.reproduce.registry import Reproduction  # noqa: E402
 from reports import fmt  # noqa: E402
 from reports.charts import png_bytes  # noqa: E402
 from reports.html import CSS  # noqa: E402
 from reports.images import img  # noqa: E402
+from runconfig.reproduce import ReproducePlan  # noqa: E402
 
 JSON_FILE, MD_FILE, HTML_FILE = "reproduce.json", "reproduce.md", "reproduce.html"
 VERDICT_CLASS = {"confirmed": "v-PASS", "refuted": "v-FAIL", "inconclusive": "v-INCONCLUSIVE"}

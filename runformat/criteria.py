@@ -1,6 +1,6 @@
 """The registry of gate criteria: defined once, read everywhere.
 
-Config validation (``loadgate.phase_config``) accepts exactly these names and bounds,
+Config validation (``runconfig.phase_config``) accepts exactly these names and bounds,
 ``analysis.gates`` evaluates each with the evaluator registered under its name in
 ``analysis.criterion`` and compares with its comparison, and reports describe each with
 :meth:`Criterion.describe`.  Only the declarative data lives here: this package is the

@@ -11,6 +11,7 @@ exactly one spelling.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,6 +78,70 @@ class Manifest(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+# --- what a reader checks before analysis (loadgate report, compare) --------------
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _date_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"is {type(value).__name__}, not an ISO 8601 date string"
+    try:
+        pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return f"{value!r} is not an ISO 8601 date"
+    return None
+
+
+def manifest_problems(manifest: Any) -> list[str]:
+    """Every problem with the fields analysis reads, as 'field: what is wrong'.
+
+    Looser than :class:`Manifest` on purpose: it lists *every* problem (a report names
+    up to three) and checks inside ``config`` (stages, think times), which the model
+    keeps as a plain dict."""
+    if not isinstance(manifest, dict):
+        return [f"manifest.json holds a {type(manifest).__name__}, not an object"]
+    out = []
+    for key in ("started_at", "load_started_at"):
+        if key in manifest and manifest[key] is not None:
+            problem = _date_problem(manifest[key])
+            if problem:
+                out.append(f"{key} {problem}")
+        elif key == "started_at":
+            out.append("started_at is missing")
+    phase = manifest.get("phase")
+    if phase is not None and not (isinstance(phase, int) and not isinstance(phase, bool)):
+        out.append(f"phase is {phase!r}, not an integer")
+    config = manifest.get("config", {})
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        return [*out, f"config is {type(config).__name__}, not an object"]
+    for key in ("gate",):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            out.append(f"config.{key} is {type(config[key]).__name__}, not an object")
+    think = config.get("think_time_s", [0.0, 0.0])
+    if not (isinstance(think, list) and len(think) == 2 and all(_number(t) for t in think)):
+        out.append(f"config.think_time_s is {think!r}, not [min, max] seconds")
+    stages = config.get("stages", [])
+    if not isinstance(stages, list):
+        return [*out, f"config.stages is {type(stages).__name__}, not a list"]
+    for i, stage in enumerate(stages):
+        where = f"config.stages[{i}]"
+        if not isinstance(stage, dict):
+            out.append(f"{where} is {type(stage).__name__}, not an object")
+            continue
+        for key in ("start_s", "end_s"):
+            if not _number(stage.get(key)):
+                out.append(f"{where}.{key} is {stage.get(key)!r}, not a number of seconds")
+        for key in ("users", "rate", "warmup_s"):
+            if stage.get(key) is not None and not _number(stage[key]):
+                out.append(f"{where}.{key} is {stage[key]!r}, not a number")
+    return out
 
 
 def iso_to_us(value: str) -> int:

@@ -31,6 +31,39 @@ EVENT_SCHEMA = pa.schema(
 #: Event columns that may be missing from older run directories (read as null).
 OPTIONAL_EVENT_COLUMNS: tuple[str, ...] = ("ack",)
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+#: Event columns analysis reads; a file whose column has another type family than
+#: EVENT_SCHEMA's is refused before analysis (:func:`event_column_problem`).
+ANALYSED_EVENT_COLUMNS: tuple[str, ...] = (
+    "ts_us",
+    "status",
+    "latency_us",
+    "intended_latency_us",
+    "users",
+    "name",
+    "method",
+    "error_class",
+)
+
+
+def event_column_problem(schema: pa.Schema) -> str | None:
+    """'column NAME is TYPE, not an integer column' when an analysed column of an event
+    file's ``schema`` is of the wrong family (integer or string, as EVENT_SCHEMA says)."""
+    for name in ANALYSED_EVENT_COLUMNS:
+        if name not in schema.names:
+            continue
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        integer = pa.types.is_integer(EVENT_SCHEMA.field(name).type)
+        ok = (
+            pa.types.is_integer(kind)
+            if integer
+            else pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        )
+        if not ok:
+            return f"column {name} is {kind}, not {'an integer' if integer else 'a string'} column"
+    return None
+
 
 SAMPLE_SCHEMA = pa.schema(
     [

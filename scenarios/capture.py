@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadgate.records import ParquetBatches
 from runformat.outcomes import classify_error
+from runformat.records import ParquetBatches
 from runformat.schemas import EVENT_SCHEMA, PAYMENT_PENDING
 from scenarios.acks import ack_of
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scenarios.catalogue import Catalogue, Popularity
+from fixtures.catalogue import Catalogue, Popularity
+from runconfig.traffic import Traffic
 from scenarios.inputs import config_defaults, credentials_path, plan_of
-from scenarios.traffic import Traffic
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from scenarios.catalogue import DEFAULT_CATEGORIES, DEFAULT_TERMS, Catalogue, Popularity
-from scenarios.traffic import Traffic
+from fixtures.catalogue import DEFAULT_CATEGORIES, DEFAULT_TERMS, Catalogue, Popularity
+from runconfig.traffic import Traffic
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import gevent
 import psutil
 
-from loadgate.records import ParquetBatches, now_us
+from runformat.records import ParquetBatches, now_us
 from runformat.schemas import (
     GENERATOR_CPU_METRIC,
     GENERATOR_SOURCE,

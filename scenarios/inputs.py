@@ -13,12 +13,12 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any
 
-from loadgate.constants import DEFAULT_SEED
+from runconfig.constants import DEFAULT_SEED
 from scenarios.credentials import CredentialPool
 from scenarios.plan import LoadPlan, load_plan
 
 if TYPE_CHECKING:
-    from loadgate.phase_config import Defaults
+    from runconfig.phase_config import Defaults
 
 
 def _option(environment: Any, name: str, default: Any) -> Any:
@@ -37,7 +37,7 @@ def config_defaults() -> Defaults:
     """``[defaults]`` of ``config/phases.toml``: what a plain ``locust -f locustfile.py``
     (no plan) follows, so the persona mix, think times and traffic are the config's
     there too."""
-    from loadgate.phase_config import load_phases
+    from runconfig.phase_config import load_phases
 
     return load_phases().defaults
 

@@ -29,7 +29,7 @@ import gevent
 from gevent.pool import Pool
 from locust import FastHttpUser, task
 
-from loadgate.records import ARRIVAL_SCHEMA, ParquetBatches
+from runformat.records import ARRIVAL_SCHEMA, ParquetBatches
 from runformat.schemas import DRAIN_TIMEOUT_S
 from scenarios.arrivals import Arrivals
 from scenarios.blocking import in_native_thread

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scenarios.traffic import Traffic
+from runconfig.traffic import Traffic
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadgate.constants import DEFAULT_SEED
-from loadgate.rundir import TEST_START_FILE
+from runconfig.constants import DEFAULT_SEED
+from runformat.rundir import TEST_START_FILE
 from scenarios.blocking import in_native_thread
 from scenarios.capture import RawCapture
 from scenarios.generator_probe import GeneratorProbe

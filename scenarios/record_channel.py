@@ -3,7 +3,7 @@
 A worker on another machine cannot write into the master's run directory. With
 ``--loadgate-ship-records`` (``loadgate worker`` without ``--run-dir``) every batch
 its recorders flush (request events, generator samples, open-model arrivals:
-whatever :class:`loadgate.records.ParquetBatches` would have written) goes to the
+whatever :class:`runformat.records.ParquetBatches` would have written) goes to the
 master instead, as Arrow IPC bytes in a Locust custom message
 (``runner.send_message`` / ``register_message``, the channel Locust already keeps
 open; the harness adds no transport of its own). The master writes each batch
@@ -41,7 +41,7 @@ from typing import Any
 import gevent
 import pyarrow as pa
 
-from loadgate.records import set_sink, write_batch
+from runformat.records import set_sink, write_batch
 from runformat.schemas import RECORD_CHANNEL_FILE as ACCOUNTING_FILE
 
 HELLO = "loadgate_hello"

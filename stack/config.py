@@ -14,8 +14,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-from loadgate.constants import ProviderName
 from marketplace.profiles import PHASE1
+from runconfig.constants import ProviderName
 from stack.isolation import SidePlacement
 
 NetworkMode = Literal["auto", "host", "bridge"]

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadgate.phase_config import DEFAULT_CONFIG
+from runconfig.phase_config import DEFAULT_CONFIG
 
 
 def loadgate_env(state_dir: Path, **extra: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import gevent
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loadgate.records import ParquetBatches
+from runformat.records import ParquetBatches
 from scenarios.blocking import in_native_thread
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG, load_phases, resolve
+from runconfig.phase_config import DEFAULT_CONFIG, load_phases, resolve
 from tests.cli_helpers import run_cli
 
 WIDE = {"COLUMNS": "250"}  # the table's cells unwrapped, so rows can be read back

@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from loadgate.faults import (
-    FaultLog,
-    FaultScheduler,
-    FaultSpecError,
-    parse_fault,
-    resolve_faults,
-)
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
+from loadgate.faults import FaultLog, FaultScheduler, resolve_faults
+from runconfig.faults import FaultSpecError, parse_fault
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
 from tests.cli_helpers import run_cli
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG
+from runconfig.phase_config import DEFAULT_CONFIG
 from tests.cli_helpers import run_cli
 
 pytestmark = pytest.mark.load

@@ -180,7 +180,7 @@ def test_the_control_file_round_trips(tmp_path):
 
 
 def test_the_plan_carries_the_hold_cap():
-    from loadgate.phase_config import load_phases, resolve
+    from runconfig.phase_config import load_phases, resolve
 
     phase = resolve(load_phases(), 1, gate_hold_max_s=45)
     plan = LoadPlan.from_dict(phase.model_dump())
@@ -191,7 +191,7 @@ def test_the_plan_carries_the_hold_cap():
 
 
 def test_open_model_arrivals_go_on_while_held_and_stop_when_released(tmp_path):
-    from loadgate.phase_config import load_phases, resolve
+    from runconfig.phase_config import load_phases, resolve
     from scenarios.arrivals import Arrivals
 
     config = load_phases()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG
+from runconfig.phase_config import DEFAULT_CONFIG
 from runformat.manifest import iso_to_us
 from tests.cli_helpers import run_cli
 

@@ -106,7 +106,7 @@ def test_none_opts_out_and_unknown_modes_are_rejected():
 
 
 def test_the_shipped_config_states_isolation_and_the_hold_cap():
-    from loadgate.phase_config import load_phases, resolve
+    from runconfig.phase_config import load_phases, resolve
 
     config = load_phases()
     assert config.defaults.isolation == "auto"

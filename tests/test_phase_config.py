@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgate.phase_config import (
+from runconfig.phase_config import (
     DEFAULT_CONFIG,
     ConfigError,
     Defaults,
@@ -19,7 +19,7 @@ from loadgate.phase_config import (
     resolve,
     size_for_phase,
 )
-from scenarios.traffic import Traffic
+from runconfig.traffic import Traffic
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -169,7 +169,7 @@ def test_unknown_phase():
 def test_the_gate_step_holds_longer_and_scales_with_duration() -> None:
     """The last level is the gate step: it holds final_hold_s (its intervals need
     several batches of the latencies' memory), and --duration scales it with the rest."""
-    from loadgate.phase_config import load_phases, resolve
+    from runconfig.phase_config import load_phases, resolve
 
     config = load_phases()
     ramp = config.defaults.ramp
@@ -205,9 +205,10 @@ def test_defaults_have_no_values_in_code(model):
 
 
 def test_one_list_of_profile_and_provider_names():
-    from loadgate import constants, stack_cli
-    from loadgate.constants import PROFILES, PROVIDERS
+    from loadgate import stack_cli
     from marketplace.profiles import PROFILES as SERVICE_PROFILES
+    from runconfig import constants
+    from runconfig.constants import PROFILES, PROVIDERS
     from stack import config
 
     assert tuple(SERVICE_PROFILES) == PROFILES

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from loadgate.locust_cluster import REPO_ROOT
-from loadgate.phase_config import load_phases, resolve
+from runconfig.phase_config import load_phases, resolve
 from scenarios.plan import LoadPlan, load_plan
 
 

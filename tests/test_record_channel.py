@@ -19,7 +19,7 @@ import pytest
 
 from analysis.lost_data import channel_lost_in_window
 from analysis.validity import record_delivery
-from loadgate.records import ParquetBatches, set_sink
+from runformat.records import ParquetBatches, set_sink
 from scenarios import record_channel as rc
 
 

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
-from loadgate.reproduce import registry
-from loadgate.reproduce.breaking import BreakingPoint, Judged, StepResult, breaking_point
+from analysis.reproduce import registry
+from analysis.reproduce.breaking import BreakingPoint, Judged, StepResult, breaking_point
+from analysis.reproduce.outcome import Verdict
 from loadgate.reproduce.cli import list_lines
-from loadgate.reproduce.config import ReproducePlan, derived_config
 from loadgate.reproduce.runner import ReproduceOptions, compare_sides, prepare, profile_overrides
-from loadgate.reproduce.verdict import Verdict
 from marketplace.profiles import (
     OVERRIDES_ENV,
     PHASE1,
@@ -28,6 +26,8 @@ from marketplace.profiles import (
     overrides_from_env,
 )
 from reports import reproduce as reproduce_report
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
+from runconfig.reproduce import ReproducePlan, derived_config
 from tests.cli_helpers import run_cli
 from tests.synthetic import SyntheticSpec, write_run
 

@@ -14,7 +14,7 @@ import pytest
 
 from analysis import load_run
 from analysis.counters import counter_delta
-from loadgate.reproduce.verdict import Verdict
+from analysis.reproduce.outcome import Verdict
 from tests.cli_helpers import run_cli
 
 

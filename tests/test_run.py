@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG
+from runconfig.phase_config import DEFAULT_CONFIG
 from stack.ports import free_port
 from tests.cli_helpers import ctrl_c_reaches_the_child, fast_config, loadgate_env, run_cli
 from tests.leftovers import listening, processes_of

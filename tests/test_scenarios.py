@@ -10,7 +10,6 @@ counterpart is ``tests/test_traffic_run.py``.
 
 from __future__ import annotations
 
-import ast
 import json
 import random
 import subprocess
@@ -22,9 +21,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases, resolve
+from fixtures.catalogue import Catalogue, Popularity
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases, resolve
+from runconfig.traffic import Traffic
 from scenarios.arrivals import Arrivals
-from scenarios.catalogue import Catalogue, Popularity
 from scenarios.context import TrafficContext
 from scenarios.credentials import CredentialPool
 from scenarios.flows import (
@@ -37,7 +37,6 @@ from scenarios.flows import (
     shopper,
 )
 from scenarios.plan import LoadPlan
-from scenarios.traffic import Traffic
 
 CATALOGUE = 500
 
@@ -239,7 +238,7 @@ def test_bad_traffic_config_is_refused_with_its_key(tmp_path: Path) -> None:
         load_phases(bad)
 
 
-# --- the plugin hands the config to the personas, no import cycle ---------------------
+# --- the plugin hands the config to the personas (no import loop: tests/test_layers.py) -
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -293,37 +292,6 @@ def test_without_a_plan_personas_follow_the_config_defaults() -> None:
     wired = _persona_wiring("")
     assert _shares(wired["weights"]) == _shares(defaults.persona_mix)
     assert tuple(wired["think"]) == defaults.think_time_s
-
-
-def _scenario_imports(path: Path) -> set[str]:
-    """Modules of scenarios/ a file imports, at the top or inside a function."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        found |= {n.split(".")[1] for n in names if n.startswith("scenarios.")}
-    return found
-
-
-def test_no_import_cycles_in_scenarios() -> None:
-    graph = {p.stem: _scenario_imports(p) - {p.stem} for p in SCENARIOS.glob("*.py")}
-    assert "personas" in graph["plugin"]  # the plugin hands the config to the personas ...
-    cycles = []
-
-    def walk(module: str, path: list[str]) -> None:
-        for nxt in sorted(graph.get(module, ())):
-            if nxt in path:
-                cycles.append([*path[path.index(nxt) :], nxt])
-            else:
-                walk(nxt, [*path, nxt])
-
-    for module in graph:
-        walk(module, [module])
-    assert cycles == []  # ... and nothing in scenarios/ imports the plugin back
 
 
 # --- operations and drivers -------------------------------------------------------------

@@ -20,8 +20,8 @@ import pytest
 import redis
 
 from fixtures.load import load
-from fixtures.sizes import get_size
-from loadgate.phase_config import DEFAULT_CONFIG
+from runconfig.phase_config import DEFAULT_CONFIG
+from runconfig.sizes import get_size
 from stack.config import StackConfig, StripeRealism
 from stack.stack import Stack
 from tests.cli_helpers import run_cli

@@ -30,13 +30,12 @@ from analysis.plan.types import (
     fmt_amount,
 )
 from analysis.runs import Run
+from runconfig.phase_config import ConfigError, load_phases
 from runformat.metrics import POOL_SIZE
 
 
 def milestone_config(config: Path | None):
     """The phase config whose milestones are planned; PlanError (one line) when it is bad."""
-    from loadgate.phase_config import ConfigError, load_phases
-
     try:
         return load_phases(config)
     except ConfigError as exc:

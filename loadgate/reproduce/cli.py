@@ -14,9 +14,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from analysis.reproduce import registry
 from loadgate.console import console, error, progress
-from loadgate.phase_config import ConfigError
-from loadgate.reproduce import registry
 from loadgate.reproduce.runner import (
     Prepared,
     ReproduceOptions,
@@ -25,6 +24,8 @@ from loadgate.reproduce.runner import (
     run_side,
 )
 from loadgate.signals import terminate_on_sigterm
+from runconfig.constants import DEFAULT_SEED
+from runconfig.phase_config import ConfigError
 from stack.errors import ServiceNotReady, StackError
 
 EXIT_USAGE, EXIT_UNDECIDED, EXIT_INTERRUPTED = 2, 3, 130
@@ -59,7 +60,7 @@ def reproduce(
     provider: Annotated[str, typer.Option(help="Stack provider: auto, local, containers.")] = (
         "auto"
     ),
-    seed: Annotated[int, typer.Option(help="Random seed of both runs.")] = 42,
+    seed: Annotated[int, typer.Option(help="Random seed of both runs.")] = DEFAULT_SEED,
     workers: Annotated[int | None, typer.Option(help="Local Locust workers per run.")] = None,
     config: Annotated[Path | None, typer.Option(help="Phase config TOML.")] = None,
     isolation: Annotated[

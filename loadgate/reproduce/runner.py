@@ -19,13 +19,15 @@ from pathlib import Path
 from rich.console import Console
 
 from analysis.analyze import AnalysisResult
-from loadgate import rundir
-from loadgate.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
-from loadgate.reproduce.breaking import breaking_point, judge_steps
-from loadgate.reproduce.config import ReproducePlan, ReproduceSpec, derived_config
-from loadgate.reproduce.registry import Reproduction, Side
-from loadgate.reproduce.verdict import Outcome, SideResult, decide
+from analysis.reproduce.breaking import breaking_point, judge_steps
+from analysis.reproduce.outcome import Outcome, SideResult
+from analysis.reproduce.registry import Reproduction, Side
+from analysis.reproduce.verdict import decide
 from marketplace.profiles import OVERRIDES_ENV, ProfileOverrideError, apply_overrides, get_profile
+from runconfig.constants import DEFAULT_SEED
+from runconfig.phase_config import DEFAULT_CONFIG, ConfigError, load_phases
+from runconfig.reproduce import ReproducePlan, ReproduceSpec, derived_config
+from runformat import rundir
 
 Progress = Callable[[str], None]
 
@@ -37,7 +39,7 @@ class ReproduceOptions:
     quick: bool = False
     config_path: Path | None = None
     provider: str = "auto"
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     workers: int | None = None
     isolation: str | None = None
     generator_cpus: str | None = None

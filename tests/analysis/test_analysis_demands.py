@@ -14,7 +14,7 @@ from analysis import demands as dm
 from analysis import load_run
 from analysis import plan as cp
 from analysis.steps import build_steps
-from loadgate.phase_config import load_phases
+from runconfig.phase_config import load_phases
 from tests.synthetic import SyntheticSpec, write_run
 
 #: Known demands (rate units per request): CPU in core-seconds, calls, connection-seconds.

@@ -172,8 +172,8 @@ def test_job_completion_is_measured_from_the_queue_counters(phase2: Service) -> 
     import pandas as pd
 
     from analysis.jobs import job_completion
-    from loadgate.records import now_us
     from loadgate.samplers import PrometheusSampler
+    from runformat.records import now_us
 
     sampler = PrometheusSampler(phase2.base + "/metrics")
     rows: list[tuple] = []

@@ -1,12 +1,12 @@
 """Names and defaults the CLI, the stack, the service and the Locust side share, once.
 
-Standard library only (``loadgate/__init__.py`` imports nothing), so ``stack/`` and
+Standard library only (plus the service's own ``marketplace.profiles``), so ``stack/`` and
 the Locust processes import it without pulling the harness in. The profile names
 are the service's own (``marketplace.profiles``, also stdlib only): the marketplace
 image carries ``marketplace/`` alone, so the service cannot import this module;
 they are re-exported here for the harness. What a phase runs (personas, think
 times, ramps, fixture sizes, gates) is not here: that is ``config/phases.toml``,
-read through ``loadgate.phase_config``.
+read through ``runconfig.phase_config``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from marketplace.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ProfileName
 __all__ = [
     "DEFAULT_PROFILE",
     "DEFAULT_SEED",
+    "PERSONAS",
     "PROFILES",
     "PROVIDERS",
     "ProfileName",
@@ -26,6 +27,11 @@ __all__ = [
 
 DEFAULT_SEED: Final = 42
 """Seed of fixtures, personas and arrivals when none is given: same seed, same run."""
+
+PERSONAS: Final[tuple[str, ...]] = ("shopper", "buyer", "farmer", "driver", "admin")
+"""The personas a phase's ``persona_mix`` may name: the one list. The Locust side's flows
+(``scenarios.flows.FLOWS``, ``ROLE_OF``) and user classes (``scenarios.personas``) are
+keyed by these names; ``tests/test_one_source.py`` ties them to this tuple."""
 
 PROFILES: Final[tuple[str, ...]] = PROFILE_NAMES
 """Architecture profiles of the marketplace, phase0..phase3 (``marketplace/profiles.py``)."""

@@ -4,8 +4,8 @@ Each reproduction changes one thing between its two runs (a profile, or one prof
 through ``LOADGATE_PROFILE_OVERRIDES``), so a difference between them is that change's.
 Its *metric* is what explains the result (DB connection errors, statements per request,
 Stripe calls per checkout, ...), measured per step from the run's own records
-(:mod:`loadgate.reproduce.metrics`); its *judge* compares the two sides' valid steps (the
-steps below the load at which the machine saturated, :mod:`loadgate.reproduce.verdict`)
+(:mod:`analysis.reproduce.metrics`); its *judge* compares the two sides' valid steps (the
+steps below the load at which the machine saturated, :mod:`analysis.reproduce.verdict`)
 against the seed's prediction and says confirmed or refuted, or inconclusive with why.
 Thresholds are the seed's numbers; where a judge needs a tolerance, it says so.
 """
@@ -16,9 +16,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loadgate.reproduce import metrics as m
-from loadgate.reproduce.metrics import Metric
-from loadgate.reproduce.verdict import Outcome, SideResult, Verdict
+from analysis.reproduce import metrics as m
+from analysis.reproduce.metrics import Metric
+from analysis.reproduce.outcome import Outcome, SideResult, Verdict
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Steps, holds and users are configuration, not code (a laptop and a CI box want different
 plans), so they live beside the phases; the claim, the two configurations and the metric
-that explains the result are code (:mod:`loadgate.reproduce.registry`). Parsed by the
+that explains the result are code (:mod:`analysis.reproduce.registry`). Parsed by the
 phase config's own loader, so a bad table is rejected with its key like any other.
 
 A plan becomes a run through a derived phase config: the base file plus a

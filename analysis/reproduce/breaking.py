@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from analysis import gates
 from analysis.analyze import AnalysisResult
 from analysis.counters import counter_over_period
+from analysis.reproduce.metrics import Metric
 from analysis.runs import Run
 from analysis.steps import StepStats
-from loadgate.reproduce.metrics import Metric
 from runformat.criteria import CRITERIA
 from runformat.schemas import DB_CONNECTION_ERRORS
 

@@ -29,15 +29,14 @@ from pydantic import (
     model_validator,
 )
 
-from fixtures.sizes import SIZES, Size, get_size
-from loadgate.constants import PROFILES, ProfileName
-from loadgate.faults import FaultSpec
-from loadgate.reproduce.config import ReproduceSpec
+from runconfig.constants import PERSONAS, PROFILES, ProfileName
+from runconfig.faults import FaultSpec
+from runconfig.reproduce import ReproduceSpec
+from runconfig.sizes import SIZES, Size, get_size
+from runconfig.traffic import Traffic
 from runformat.gate import GateFormatError, GateSpec
-from scenarios.traffic import Traffic
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "phases.toml"
-PERSONAS = ("shopper", "buyer", "farmer", "driver", "admin")
 MODELS = ("closed", "open")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -166,7 +165,7 @@ class Phase(_Strict):
     """Open model: the gate load as arrivals/s (default gate_users x open.rate_per_user)."""
     profile: ProfileName
     fixture_size: str
-    """A named size of ``fixtures/sizes.py`` (the row counts are defined there)."""
+    """A named size of ``runconfig/sizes.py`` (the row counts are defined there)."""
     gate: Gate = Gate()
     model: Literal["closed", "open"] | None = None
     think_time_s: tuple[float, float] | None = None
