@@ -73,10 +73,12 @@ class Hosts:
             sh("ip", "-n", ns, "link", "set", "to-m", "up")
             sh("ip", "-n", ns, "route", "add", "default", "via", MASTER[key])
 
-    def spawn(self, ns: str, cpu: int, args: list[str], cwd: Path, env: dict, log: Path):
+    def spawn(self, ns: str, cpu: int | None, args: list[str], cwd: Path, env: dict, log: Path):
+        """``cpu``: pin the process there; None: it places itself (``--isolation``)."""
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, "taskset", "-c", str(cpu), *args],
+                ["ip", "netns", "exec", ns, *pin, *args],
                 cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.procs.append(proc)
@@ -153,7 +155,7 @@ def test_remote_workers_deliver_every_record_and_account_a_killed_ones_loss(host
     master_dir.mkdir()
     env = {**loadgate_env(master_dir / "state"), "LOADGATE_ACCESS_LOG": "1"}
     run = hosts.spawn(
-        hosts.master, 0,
+        hosts.master, None,  # --isolation cpuset: generator on CPU 0, the stack on CPU 1
         [sys.executable, "-m", "loadgate", "run", "--phase", "1", "--provider", "local",
          "--service-host", MASTER["a"], "--isolation", "cpuset", "--fixture-size", "tiny",
          "--workers", "1", "--remote-workers", "2", "--master-bind", "0.0.0.0",
