@@ -2,8 +2,9 @@
 
 ``kubernetes-validate`` bundles the OpenAPI schemas of each Kubernetes release, so every
 resource the kustomization applies (and the ConfigMap and Secret its generators make)
-is checked against Kubernetes ``K8S_VERSION`` without a cluster. The lint half checks
-what schemas cannot: the pieces agree with each other (Service name and port = the
+is checked against Kubernetes ``K8S_VERSION`` without a cluster. ``yamllint`` lints the
+YAML itself (``deploy/k8s/.yamllint.yaml``, warnings count). The rest checks what
+schemas cannot: the pieces agree with each other (Service name and port = the
 workers' master address, replicas = the master's --remote-workers, one-core Guaranteed
 workers, the image the kustomization rewrites).
 """
@@ -16,6 +17,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from yamllint import linter
+from yamllint.config import YamlLintConfig
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 K8S_VERSION = "1.30.0"
@@ -129,3 +132,22 @@ def test_duplicate_keys_are_refused(tmp_path):
     path.write_text("a: 1\na: 2\n")
     with pytest.raises(yaml.constructor.ConstructorError):
         _load(path)
+
+
+def _lint(path: Path) -> list[str]:
+    config = YamlLintConfig(file=str(K8S / ".yamllint.yaml"))
+    return [
+        f"{path.name}:{p.line}: {p.desc} ({p.rule})" for p in linter.run(path.read_text(), config)
+    ]
+
+
+def test_every_manifest_passes_yamllint():
+    problems = [p for path in sorted(K8S.glob("*.yaml")) for p in _lint(path)]
+    assert problems == []
+
+
+def test_yamllint_flags_a_sloppy_manifest(tmp_path):
+    path = tmp_path / "sloppy.yaml"
+    path.write_text("kind: Job \nkind: Pod\nspec:\n  backoffLimit: 0 # retry\n")
+    rules = {p.rsplit("(", 1)[1] for p in _lint(path)}
+    assert {"trailing-spaces)", "key-duplicates)", "comments)"} <= rules
