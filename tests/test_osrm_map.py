@@ -19,16 +19,9 @@ import pytest
 
 from stack import osrm_map
 from stack.errors import BinaryMissing, StackError
-from stack.osrm_map import (
-    ATTRIBUTION,
-    MAP_BASENAME,
-    MapInfo,
-    ensure_map,
-    map_bbox,
-    osrm_bin_dir,
-    random_road_points,
-    source_pbf,
-)
+from stack.osm_extract import MapInfo, map_bbox, source_pbf
+from stack.osrm_map import ATTRIBUTION, MAP_BASENAME, ensure_map, osrm_bin_dir
+from stack.road_points import random_road_points
 
 BUILD_STEPS = ("osrm-extract", "osrm-partition", "osrm-customize")
 

@@ -13,7 +13,7 @@ import redis
 import stripe
 
 from stack.config import PG_MAX_CONNECTIONS, STRIPE_API_KEY
-from stack.osrm_map import random_road_points
+from stack.road_points import random_road_points
 from tests.support import STRIPE_UNDER_TEST
 
 pytestmark = pytest.mark.services
