@@ -84,3 +84,4 @@ class PrometheusSampler:
                     ):
                         derived[metric] += float(s.value)
         rows += [(self.name, metric, value, "") for metric, value in derived.items()]
+        return rows
