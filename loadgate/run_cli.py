@@ -13,7 +13,8 @@ import typer
 from loadgate.console import console, error, progress
 from loadgate.locust_cluster import LOCUSTFILES, default_worker_count, locust_command
 from loadgate.report_cli import report_and_print
-from loadgate.run import RunOptions, execute
+from loadgate.run import execute
+from loadgate.run.options import RunOptions
 from loadgate.signals import terminate_on_sigterm
 from runconfig.constants import DEFAULT_SEED, PROVIDERS
 from runconfig.phase_config import ConfigError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from loadgate.run import stopped_early
+from loadgate.run.locust_phase import stopped_early
 from runformat import rundir
 
 START = datetime(2026, 11, 27, 16, 47, 41, tzinfo=UTC)

@@ -11,7 +11,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from loadgate.samplers import PgBouncerSampler, SamplerLoop, stack_samplers
+from loadgate.samplers.for_stack import stack_samplers
+from loadgate.samplers.loop import SamplerLoop
+from loadgate.samplers.stores import PgBouncerSampler
 from stack.config import PG_MAX_CONNECTIONS
 
 pytestmark = pytest.mark.services
@@ -55,7 +57,7 @@ def test_sampler_loop_records_every_service(full_stack, tmp_path):
 
 def test_host_sampler_reports_whole_host_cpu(tmp_path):
     """Whole-host CPU (100 = every core) is sampled beside the services."""
-    from loadgate.samplers import HostSampler
+    from loadgate.samplers.processes import HostSampler
 
     loop = SamplerLoop(tmp_path, [HostSampler()], interval_s=0.2)
     loop.start()
@@ -74,7 +76,7 @@ def test_process_sampler_follows_a_restarted_service():
 
     import psutil
 
-    from loadgate.samplers import ProcessSampler
+    from loadgate.samplers.processes import ProcessSampler
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
     first = subprocess.Popen(sleeper)
@@ -125,7 +127,7 @@ def test_process_sampler_covers_the_tree_with_one_shared_process_table():
     tree's fds and sockets are still counted (sockets every few seconds only)."""
     import psutil
 
-    from loadgate.samplers import ProcessSampler, ProcessTable, count_fds, count_sockets
+    from loadgate.samplers.processes import ProcessSampler, ProcessTable, count_fds, count_sockets
 
     child, grandchild = _tree_of_sleepers()
     try:
@@ -168,7 +170,7 @@ def test_prometheus_prefilter_drops_only_what_the_parser_would_skip():
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from loadgate.samplers import without_skipped_series
+    from loadgate.samplers.service_metrics import without_skipped_series
 
     registry = CollectorRegistry()
     requests = Counter("app_requests", "r", ["path", "status"], registry=registry)

@@ -139,7 +139,7 @@ RESOURCES: tuple[ResourceSpec, ...] = (
 RESOURCE_BY_KEY = {r.key: r for r in RESOURCES}
 
 
-#: Asked for by issue 13 and never sampled by loadgate's samplers (loadgate/samplers.py).
+#: Asked for by issue 13 and never sampled by loadgate's samplers (loadgate/samplers/).
 NOT_SAMPLED = (
     "network bytes per service (only response bytes per request, from the events)",
     "disk I/O per service",

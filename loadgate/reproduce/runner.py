@@ -106,7 +106,8 @@ def run_side(
     progress: Progress,
 ) -> Path:
     """One side as a normal run; returns its run directory (kept whatever happened)."""
-    from loadgate.run import RunOptions, execute
+    from loadgate.run import execute
+    from loadgate.run.options import RunOptions
 
     side = prepared.repro.before if label == "before" else prepared.repro.after
     run_options = RunOptions(

@@ -172,7 +172,7 @@ def test_job_completion_is_measured_from_the_queue_counters(phase2: Service) -> 
     import pandas as pd
 
     from analysis.jobs import job_completion
-    from loadgate.samplers import PrometheusSampler
+    from loadgate.samplers.service_metrics import PrometheusSampler
     from runformat.records import now_us
 
     sampler = PrometheusSampler(phase2.base + "/metrics")
