@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.runs import Run
-
-INCIDENTS_FILE = "incidents.jsonl"  # written by loadgate.incidents (same name)
+from runformat.rundir import INCIDENTS_FILE
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

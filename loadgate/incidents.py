@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from runformat.records import now_us
+from runformat.rundir import INCIDENTS_FILE
 
-INCIDENTS_FILE = "incidents.jsonl"
 FAILURES_NEEDED = 2
 """Consecutive failed probes before a service counts as down (one can be a hiccup)."""
 SLOW_FOR_S = 30.0

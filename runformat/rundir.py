@@ -33,6 +33,8 @@ from runformat.manifest import update_manifest
 from runformat.schemas import RECORD_CHANNEL_FILE
 
 TEST_START_FILE = "locust/test_start.json"
+INCIDENTS_FILE = "incidents.jsonl"
+"""Unplanned outages seen by the probes during the load (docs/run-directory.md)."""
 """Written by the Locust master when the load shape starts (its t = 0)."""
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
