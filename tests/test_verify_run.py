@@ -135,3 +135,25 @@ def test_an_older_run_without_the_ack_column_checks_only_invariants(
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     assert body["acknowledged"]["recorded"] is False and body["violations"] == []
+
+
+def test_stock_above_start_minus_ordered_is_a_restock_below_it_is_lost(
+    db: Stack, run_dir: Path
+) -> None:
+    """B (50 at the start, none ordered) at 55: a farmer's restock the service committed
+    but never answered (in flight when the load stopped), counted apart and not a
+    violation. A (50 - 3 ordered = 47) at 45: two units gone, a violation with its id."""
+    with psycopg.connect(db.url("postgres"), autocommit=True, row_factory=dict_row) as conn:
+        ids = {r["name"]: r["id"] for r in conn.execute("SELECT id, name FROM products")}
+        conn.execute("UPDATE products SET stock_quantity = 55 WHERE id = %s", (ids["B"],))
+        conn.execute("UPDATE products SET stock_quantity = 45 WHERE id = %s", (ids["A"],))
+        try:
+            result = RUNNER.invoke(APP, args(db, run_dir))
+        finally:
+            conn.execute("UPDATE products SET stock_quantity = 47 WHERE id = %s", (ids["A"],))
+            conn.execute("UPDATE products SET stock_quantity = 50 WHERE id = %s", (ids["B"],))
+    body = json.loads(result.output)
+    assert body["acknowledged"]["skipped"].get("stock_unacknowledged_restock") == 1, body
+    (stock,) = [v for v in body["violations"] if v["check"] == "lost-stock"]
+    assert stock["ids"] == {"product": str(ids["A"])} and "stock 45" in stock["message"]
+    assert body["counts"]["lost-stock"] == 1
