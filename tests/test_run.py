@@ -164,7 +164,7 @@ def test_open_model_run_gives_a_gate_verdict_from_its_data(tmp_path):
     out = tmp_path / "open"
     result = run_cli(
         ["run", *SHORT, "--model", "open", "--rate", f"{OPEN_RATE:g}", "--out", str(out),
-         "--config", str(open_config(tmp_path))],
+         "--config", str(open_config(tmp_path)), "--gate-hold-max", "0"],  # verdict as planned
         tmp_path / "state",
         timeout=300,
     )  # fmt: skip

@@ -169,7 +169,7 @@ def test_a_short_phase_2_run_evaluates_job_completion(tmp_path) -> None:
     result = run_cli(
         ["run", "--phase", "2", "--users", "20", "--duration", "40s", "--fixture-size", "tiny",
          "--provider", "local", "--workers", "1", "--config", str(config),
-         "--seed", str(SEED), "--out", str(out)],
+         "--seed", str(SEED), "--out", str(out), "--gate-hold-max", "0"],  # no hold needed
         tmp_path / "state",
         timeout=420,
         LOADGATE_PAYOUT_DELAY_S="1",
