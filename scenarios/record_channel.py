@@ -274,11 +274,10 @@ class RecordCollector:
     def wait_for_finals(self, timeout_s: float = FINAL_WAIT_S) -> None:
         """At the test's end: give every stopping shipping worker time for its last batch.
 
-        ``loadgate run`` ends the load with its shape: the master tells the workers to
-        stop, and each sends its last batch and final tally before it reports stopped
-        (a stopped worker leaves the master's client list: nothing to wait for). Workers
-        still running (a run-time limit or Ctrl-C quits without a stop) or missing send
-        nothing more here, so they are not waited for.
+        A worker told to stop (by Locust, or by :meth:`stop_shipping_workers`) sends its
+        last batch and final tally before it reports stopped (a stopped worker leaves the
+        master's client list: nothing to wait for). Workers still running that nobody
+        told to stop, or missing ones, send nothing more here, so they are not waited for.
         """
         deadline = time.monotonic() + timeout_s
         busy = ("running", "spawning", "missing")

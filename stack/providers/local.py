@@ -1,4 +1,5 @@
-"""The ``local`` provider: every service a child process on 127.0.0.1.
+"""The ``local`` provider: every service a child process on 127.0.0.1 (the marketplace
+on ``StackConfig.service_host`` when remote workers must reach it).
 
 Used where no Docker engine answers. PostgreSQL 15, PgBouncer and Redis come
 from the OS packages, OSRM from the ``osrm-bindings`` wheel, the Stripe mock
