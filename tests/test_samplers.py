@@ -111,14 +111,19 @@ def _tree_of_sleepers():
     code = (
         "import socket, subprocess, sys, threading, time\n"
         "a, b = socket.socketpair()\n"
-        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "g = subprocess.Popen([sys.executable, '-c', GRANDCHILD])\n"
         "threading.Thread(target=g.wait, daemon=True).start()  # reaps it when killed\n"
         "print(g.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
+    # The grandchild says when its interpreter has started: until then it opens and
+    # closes files, and the fd counts the test compares would move under it.
+    grandchild_code = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    code = f"GRANDCHILD = {grandchild_code!r}\n" + code
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     grandchild = int(child.stdout.readline())
+    assert child.stdout.readline().strip() == "ready"
     return child, grandchild
 
 
