@@ -125,6 +125,7 @@ def is_generator_worker_source(source: str) -> bool:
 LAG_METRIC = "event_loop_lag_ms"  # sampled LAG_HZ times a second
 LAG_INTERVAL_S = 0.1
 GENERATOR_CPU_METRIC = "cpu_percent"  # the worker process, 100 = one core
+GC_PAUSE_METRIC = "gc_pause_ms"  # the worker's longest garbage-collection pause each second
 #: Whole-host CPU (source ``host``): 100 = every core of the machine busy.
 HOST_SOURCE = "host"
 HOST_CPU_METRIC = "host_cpu_percent"  # not "cpu_percent": never a per-process constraint

@@ -9,7 +9,9 @@ plain ``locust -f locustfile.py``) gets:
   mix and think times the users follow, and whose stages the shape in
   ``scenarios/loadgate_shape.py`` drives;
 - the generator probe (``scenarios.generator_probe``): each worker's event-loop
-  lag and CPU into ``DIR/samples``, so analysis can tell a distorted generator;
+  lag, CPU and GC pauses into ``DIR/samples``, so analysis can tell a distorted
+  generator; and ``scenarios.heap``: the heap frozen after each spawn, so full
+  garbage collections do not distort it;
 - ``--loadgate-credentials FILE``: the identities written by the fixture loader
   (default: the loader's default path);
 - ``--loadgate-ship-records`` (a worker on another machine): every record batch goes
@@ -44,6 +46,7 @@ from runformat.rundir import TEST_START_FILE
 from scenarios.blocking import in_native_thread
 from scenarios.capture import RawCapture
 from scenarios.generator_probe import GeneratorProbe
+from scenarios.heap import freeze_after_spawning
 from scenarios.inputs import config_defaults, plan_of
 from scenarios.personas import PERSONA_USERS, PersonaUser
 from scenarios.record_channel import RecordCollector, RecordShipper, default_workdir
@@ -114,6 +117,8 @@ def on_init(environment: Environment, **_: Any) -> None:
         environment.events.test_start.add_listener(lambda **_: apply_plan(environment))
     if run_dir and not isinstance(runner, WorkerRunner):
         environment.events.test_start.add_listener(lambda **_: _write_test_start(Path(run_dir)))
+    if not isinstance(runner, MasterRunner):  # the processes that send requests
+        freeze_after_spawning(environment)
     if run_dir and not isinstance(runner, MasterRunner):
         worker_id = f"{os.uname().nodename}-{os.getpid()}"
         capture = RawCapture(Path(run_dir), worker_id, users=lambda: total_users(environment))

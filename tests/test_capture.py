@@ -3,6 +3,7 @@ per flush; the generator probe and the drain at the end of the last hold."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,28 @@ probe.close()
     assert len(lag) >= 10 and (lag >= 0).all()
     assert lag.max() > 100  # the blocked quarter second
     assert (frame.metric == "cpu_percent").sum() >= 1
+    assert (frame.metric == "gc_pause_ms").sum() >= 1
+
+
+def test_gc_pauses_keep_the_longest_collection_of_each_second():
+    """A full collection of a large heap is a pause every greenlet waits through: the probe
+    keeps the longest one since it last looked, then starts again from zero."""
+    from scenarios.generator_probe import GcPauses
+
+    pauses = GcPauses()
+    pauses.install()
+    try:
+        heap = [[i] for i in range(300_000)]  # enough tracked objects for a visible pause
+        gc.collect()
+        first = pauses.take()
+        assert first > 0
+        assert pauses.take() == 0.0  # nothing collected since
+        gc.collect(0)
+        assert pauses.take() > 0  # a young-generation collection is timed too
+    finally:
+        pauses.remove()
+        del heap
+    assert pauses not in gc.callbacks
 
 
 def test_users_drain_in_flight_requests_at_the_end():
@@ -177,3 +200,26 @@ def test_users_drain_in_flight_requests_at_the_end():
     cluster.start()
     master = dict(spawned)["master"]
     assert float(master[master.index("--stop-timeout") + 1]) >= DRAIN_TIMEOUT_S
+
+
+def test_a_finished_spawn_freezes_the_heap():
+    """Users and their sessions, alive once spawned, leave the generations that full
+    collections walk (scenarios/heap.py). In a child: Locust patches the process."""
+    script = """
+from gevent import monkey
+monkey.patch_all()
+import gc
+from locust.env import Environment
+from scenarios.heap import freeze_after_spawning
+environment = Environment()
+freeze_after_spawning(environment)
+before = gc.get_freeze_count()
+environment.events.spawning_complete.fire(user_count=3)
+print(before, gc.get_freeze_count())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
+        check=True, timeout=60,
+    )  # fmt: skip
+    before, after = map(int, out.stdout.split())
+    assert after > before + 1000  # every object alive at the spawn's end
