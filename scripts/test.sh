@@ -4,8 +4,15 @@
 #   bash scripts/test.sh            the default tier: no `load`, no `containers`, plus
 #                                   the `smoke` run (-m "smoke or not (load or containers)")
 #   bash scripts/test.sh --all      everything (what .ci/run and the nightly workflow run)
-#   bash scripts/test.sh -k foo     other arguments pass through to pytest; a `-m` of your
-#                                   own replaces the default tier's selection
+#   bash scripts/test.sh -k foo     other arguments pass through to pytest (both passes);
+#                                   a `-m` of your own replaces the two passes with one
+#                                   serial pytest run of your selection
+#
+# Without a `-m` of your own, the tests run in two passes: first everything that does
+# not run Locust, spread over pytest-xdist workers (one per core, at most 4;
+# $LOADGATE_TEST_WORKERS overrides); then the Locust runs (`load`, `smoke`) one at a time,
+# alone on the machine, because their verdicts rest on the generator having its CPU
+# (docs/isolation.md). The exit status is non-zero if either pass failed.
 #
 # OS packages and the venv are installed idempotently (a second run only checks). The
 # Docker engine and its offline base image are set up only when the selection holds
@@ -56,4 +63,33 @@ else
     log "no containers tests selected: Docker not started"
 fi
 
-exec "$VENV/bin/python" -m pytest "${selection[@]}" "${args[@]}"
+if [ "$own_marker" -eq 1 ]; then
+    exec "$VENV/bin/python" -m pytest "${args[@]}"
+fi
+
+workers="${LOADGATE_TEST_WORKERS:-$(nproc)}"
+[ -z "${LOADGATE_TEST_WORKERS:-}" ] && [ "$workers" -gt 4 ] && workers=4
+if [ "$all" -eq 1 ]; then
+    parallel_pass="not load"
+    serial_pass="load"
+else
+    parallel_pass="not (load or containers)"
+    serial_pass="smoke"
+fi
+# pytest exits 5 when a pass selects nothing (a -k that matches only one pass's tests).
+status=0
+log "pass 1 of 2: -m \"$parallel_pass\" on $workers pytest-xdist workers"
+"$VENV/bin/python" -m pytest -n "$workers" --dist loadfile -m "$parallel_pass" "${args[@]}" \
+    || status=$?
+log "pass 2 of 2: -m \"$serial_pass\", one Locust run at a time"
+second=0
+"$VENV/bin/python" -m pytest -m "$serial_pass" "${args[@]}" || second=$?
+if [ "$status" -eq 5 ] && [ "$second" -eq 5 ]; then
+    log "no test selected by either pass"
+    exit 5
+fi
+[ "$status" -eq 5 ] && status=0
+[ "$second" -eq 5 ] && second=0
+[ "$status" -eq 0 ] && status="$second"
+[ "$status" -eq 0 ] || log "a pass failed (exit $status): see its summary above"
+exit "$status"
