@@ -81,8 +81,14 @@ def route_outcomes(run: Run, start_us: int, end_us: int) -> list[RouteOutcomes]:
 
 def load_period(run: Run) -> tuple[int, int]:
     """The whole load period: load start to the end of the last stage plus the drain
-    (requests in flight at the end are recorded after it), i.e. the last recorded event."""
+    (requests in flight at the end are recorded after it), i.e. the last recorded event.
+
+    While the run is still ``running`` (a gate-hold check analyses it during the load,
+    the last stage cut where the check looks) the events after that stage are more of
+    the load, not a drain: the period ends with the stage. Otherwise a counter would
+    need a sample after the newest event on disk, which the samplers' 2-s flush has
+    rarely written yet, and stay "insufficient data" through every check of the hold."""
     end = run.load_end_us
-    if len(run.events):
+    if len(run.events) and run.meta.status != "running":
         end = max(end, int(run.events.ts_us.max()) + 1)
     return run.start_us, end

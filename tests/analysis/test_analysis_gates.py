@@ -281,6 +281,38 @@ def test_db_connection_errors_cover_the_whole_load_period(tmp_path):
     assert r2.verdict == Verdict.INCONCLUSIVE
 
 
+def test_a_gate_hold_check_brackets_counters_at_the_stage_it_cut(tmp_path):
+    """During the load (status ``running``) a hold check cuts the gate stage where its
+    data ends; the load goes on after it, so the period ends with the stage and a
+    counter is decided by the samples around that end, not by a sample after the newest
+    event (the samplers' flush has not written it yet). A finished run keeps its drain."""
+    import json
+
+    import pandas as pd
+
+    spec = SyntheticSpec(
+        db_connection_errors=0, status="running",
+        gate={"users": 100, "criteria": {"db_connection_errors": 0}},
+    )  # fmt: skip
+    d = write_run(tmp_path / "held", spec)
+    run = load_run(d)
+    last_event = int(run.events.ts_us.max())
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["config"]["stages"][-1]["end_s"] -= 10.0  # where a check would look
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    f = d / "samples" / "sampler-0000.parquet"
+    samples = pd.read_parquet(f)
+    samples[samples.ts_us < last_event - 3_000_000].to_parquet(f, index=False)
+
+    db = _status(analyze(load_run(d)), "db_connection_errors")
+    assert db.status != INSUFFICIENT and db.value == 0
+
+    manifest["status"] = "completed"
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    done = _status(analyze(load_run(d)), "db_connection_errors")
+    assert done.status == INSUFFICIENT and done.value is None  # the drain is not sampled
+
+
 def test_open_model_gate_is_an_arrival_rate(tmp_path):
     """The open model's gate load is a rate; its P95 is from the intended start; dropped
     arrivals count against the error criterion."""
