@@ -216,3 +216,40 @@ def test_no_pickle_written(mock_url: str, pickle_before: int | None) -> None:
     for i in range(3):
         client.v1.customers.create(params={"email": f"p{i}@example.com"})
     assert _pickle_stamp() == pickle_before
+
+
+def test_lists_page_through_every_object_of_their_type_once(mock_url: str) -> None:
+    """The mock's type index (``index_store_by_type``) answers lists as localstripe's
+    whole-store scan did: every object of the listed type, once, in creation order, and
+    a charge's refunds (read on every export of its PaymentIntent) are its own."""
+    _configure(mock_url)
+    client = _client(mock_url)
+    created = [
+        client.v1.payment_intents.create(
+            params={"amount": 100 + i, "currency": "eur", "payment_method": "pm_card_visa",
+                    "confirm": True, "metadata": {"order_id": str(i)}}
+        ).id
+        for i in range(23)
+    ]  # fmt: skip
+    def charge_of(intent_id: str) -> str:
+        latest = client.v1.payment_intents.retrieve(intent_id).latest_charge
+        return latest if isinstance(latest, str) else latest.id  # localstripe expands it
+
+    refund = client.v1.refunds.create(params={"charge": charge_of(created[5]), "amount": 40})
+
+    listed: list[str] = []
+    params: dict = {"limit": 10}
+    while True:
+        page = client.v1.payment_intents.list(params=params)
+        listed += [pi.id for pi in page.data]
+        if not page.has_more:
+            break
+        params["starting_after"] = page.data[-1].id
+    assert len(listed) == len(set(listed))  # each once
+    assert [pi for pi in listed if pi in set(created)] == created  # all, in creation order
+    assert not any(pi.startswith(("ch_", "cus_", "re_")) for pi in listed)  # only its type
+
+    charge = client.v1.charges.retrieve(charge_of(created[5]))
+    assert charge.amount_refunded == 40
+    assert [r.id for r in client.v1.refunds.list(params={"charge": charge.id}).data] == [refund.id]
+    assert client.v1.charges.retrieve(charge_of(created[6])).amount_refunded == 0
