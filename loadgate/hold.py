@@ -213,12 +213,17 @@ def undecided_criteria(run_dir: Path) -> list[str]:
     Only when the gate load was applied (analysis found a gate step): below it, more of
     the same load cannot decide a criterion measured at the gate load."""
     from analysis.analyze import analyze
+    from analysis.criterion import FAIL
     from analysis.runs import load_run
     from runformat.verdicts import Verdict
 
     result = analyze(load_run(run_dir))
-    if result.gate.verdict is Verdict.FAIL:
-        return []  # a criterion measured on the wrong side decides the verdict already
+    # A criterion measured on the wrong side decides the verdict already. Asked of the
+    # criteria, not of the verdict: during the load the run is not yet completed, so
+    # its verdict is INVALID (incomplete) however clearly a criterion failed.
+    failed = any(c.status == FAIL and c.basis == "measured" for c in result.gate.criteria)
+    if failed or result.gate.verdict is Verdict.FAIL:
+        return []
     return [f"{c.description}: {c.status}" for c in result.gate.undecided]
 
 

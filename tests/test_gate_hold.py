@@ -244,5 +244,9 @@ def test_a_gate_already_failed_is_not_held_for_its_other_criteria(tmp_path):
 
     failed = write_run(tmp_path / "failed", spec({"p95_ms": 2000}))
     assert undecided_criteria(failed) == []
+    # As a check sees it: the run still running, so not yet a valid (completed) run.
+    running = spec({"p95_ms": 2000})
+    running.status = "running"
+    assert undecided_criteria(write_run(tmp_path / "running", running)) == []
     open_only = write_run(tmp_path / "open", spec({"error_rate": 0.01}))
     assert any("DELETE /nobody" in c for c in undecided_criteria(open_only))
