@@ -139,14 +139,17 @@ class ServiceControl:
         victim = victims[0]
         before = {p.pid for p in victims}
         victim.send_signal(signal.SIGKILL)
-        replaced = self._wait_replaced(before - {victim.pid}, len(victims))
+        replaced = self._wait_replaced(before, len(victims))
         return f"SIGKILL worker {victim.pid}; {replaced}"
 
-    def _wait_replaced(self, survivors: set[int], count: int, limit_s: float = 30.0) -> str:
+    def _wait_replaced(self, before: set[int], count: int, limit_s: float = 30.0) -> str:
+        """Until a worker that was not there before runs beside the survivors. Not "any
+        pid but the survivors": a SIGKILLed worker is still listed until the kernel has
+        delivered the signal, and would pass for its own replacement."""
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             now = self.workers()
-            new = [p.pid for p in now if p.pid not in survivors]
+            new = [p.pid for p in now if p.pid not in before]
             if len(now) >= count and new:
                 return f"uvicorn started worker {new[0]}"
             time.sleep(0.2)
