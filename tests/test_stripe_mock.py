@@ -231,6 +231,7 @@ def test_lists_page_through_every_object_of_their_type_once(mock_url: str) -> No
         ).id
         for i in range(23)
     ]  # fmt: skip
+
     def charge_of(intent_id: str) -> str:
         latest = client.v1.payment_intents.retrieve(intent_id).latest_charge
         return latest if isinstance(latest, str) else latest.id  # localstripe expands it
