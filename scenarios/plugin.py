@@ -171,7 +171,7 @@ def _collect_records(environment: Environment, run_dir: Path) -> None:
     _state["collector"] = collector
 
     def at_stop(**_: Any) -> None:
-        collector.stop_shipping_workers()
+        collector.quit_shipping_workers()
         collector.wait_for_finals()
         collector.write_accounting()
 

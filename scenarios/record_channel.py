@@ -201,7 +201,7 @@ class RecordCollector:
         self.workers: dict[str, WorkerAccount] = {}
         self.plan = ""
         self.credentials = ""
-        self.asked_to_stop: set[str] = set()
+        self.asked_to_quit: set[str] = set()
 
     def install(self, plan: str, credentials: str) -> None:
         self.plan, self.credentials = plan, credentials
@@ -254,30 +254,37 @@ class RecordCollector:
         self.on_tally(environment, msg)
         self._account(msg).final = True
 
-    def stop_shipping_workers(self) -> None:
-        """Tell every live shipping worker to stop, so its last batch comes before ``quit``.
+    def quit_shipping_workers(self) -> None:
+        """Tell every live shipping worker to quit, so its last batch comes before the end.
 
         Locust ends a headless run whose shape is done with ``MasterRunner.quit()``, which
-        stops the master without telling the workers (``stop(send_stop_to_client=False)``):
-        they stop only on ``quit``, and the batch they flush then reaches a master that
-        listens for 0.5 s more. Found with the real stack across hosts: a live remote
-        worker's last ~2 s of records lost in 2 of 5 runs. Locust's own ``stop`` message
-        first makes each worker stop its users, flush, send its final tally and report
-        stopped, in that order on the channel.
+        stops the master without telling the workers (``stop(send_stop_to_client=False)``)
+        and sends ``quit`` only to workers still in its client list, then listens for 0.5 s
+        more. Found with the real stack across hosts: a live remote worker's last ~2 s of
+        records lost in 2 of 5 runs. So the collector sends each one Locust's ``quit``
+        itself, while the master still listens (:meth:`wait_for_finals`): the worker stops
+        its users, flushes, sends its final tally and then ``quit``, in that order on the
+        channel, and exits.
+
+        Not Locust's ``stop``: a worker answers it with ``client_stopped`` (the master then
+        drops it from its client list, so never sends it ``quit``) and then sleeps for the
+        stop timeout (60 s) before it reads another message: every remote worker outlived
+        its run by a minute.
         """
         states = {c.id: c.state for c in self.runner.clients.values()}
         for account in self.workers.values():
             if not account.final and states.get(account.client_id) in ("running", "spawning"):
-                self.runner.server.send_to_client(stop_message(account.client_id))
-                self.asked_to_stop.add(account.client_id)
+                self.runner.server.send_to_client(quit_message(account.client_id))
+                self.asked_to_quit.add(account.client_id)
 
     def wait_for_finals(self, timeout_s: float = FINAL_WAIT_S) -> None:
         """At the test's end: give every stopping shipping worker time for its last batch.
 
-        A worker told to stop (by Locust, or by :meth:`stop_shipping_workers`) sends its
-        last batch and final tally before it reports stopped (a stopped worker leaves the
-        master's client list: nothing to wait for). Workers still running that nobody
-        told to stop, or missing ones, send nothing more here, so they are not waited for.
+        A worker told to stop or quit (by Locust, or by :meth:`quit_shipping_workers`)
+        sends its last batch and final tally before it reports stopped or quits (either
+        drops it from the master's client list: nothing to wait for). Workers still
+        running that nobody told to quit, or missing ones, send nothing more here, so they
+        are not waited for.
         """
         deadline = time.monotonic() + timeout_s
         busy = ("running", "spawning", "missing")
@@ -285,7 +292,7 @@ class RecordCollector:
             live = {
                 c.id
                 for c in self.runner.clients.values()
-                if c.state not in busy or (c.id in self.asked_to_stop and c.state != "missing")
+                if c.state not in busy or (c.id in self.asked_to_quit and c.state != "missing")
             }
             waiting = [a for a in self.workers.values() if not a.final and a.client_id in live]
             if not waiting:
@@ -308,11 +315,11 @@ class RecordCollector:
         partial.replace(path)
 
 
-def stop_message(client_id: str) -> Any:
-    """Locust's own ``stop`` for one worker (imported late: locust patches on import)."""
+def quit_message(client_id: str) -> Any:
+    """Locust's own ``quit`` for one worker (imported late: locust patches on import)."""
     from locust.rpc import Message
 
-    return Message("stop", None, client_id)
+    return Message("quit", None, client_id)
 
 
 def _file_name(worker: str, name: str) -> str:

@@ -190,31 +190,32 @@ def test_the_master_waits_only_for_stopping_workers(wired, monkeypatch):
     assert naps == []
 
 
-def test_a_running_worker_is_told_to_stop_and_its_final_batch_waited_for(wired, monkeypatch):
-    """Locust's headless end is ``quit`` without ``stop``: the collector stops a running
-    shipping worker itself and waits for its final tally; a missing one is left alone."""
+def test_a_running_worker_is_told_to_quit_and_its_final_batch_waited_for(wired, monkeypatch):
+    """Locust's headless end is ``quit`` without ``stop``: the collector tells a running
+    shipping worker to quit itself and waits for its final tally; a missing one is left
+    alone."""
     channel, collector, shipper, _ = wired
     told: list[tuple[str, str]] = []
     channel.master.server = SimpleNamespace(
         send_to_client=lambda m: told.append((m.type, m.node_id))
     )
-    monkeypatch.setattr(rc, "stop_message", lambda c: SimpleNamespace(type="stop", node_id=c))
+    monkeypatch.setattr(rc, "quit_message", lambda c: SimpleNamespace(type="quit", node_id=c))
     naps: list[float] = []
     monkeypatch.setattr(rc.gevent, "sleep", naps.append)
     channel.master.clients = {"w1": SimpleNamespace(id="w1", state="missing")}
-    collector.stop_shipping_workers()
+    collector.quit_shipping_workers()
     assert told == []
     channel.master.clients = {"w1": SimpleNamespace(id="w1", state="running")}
-    collector.stop_shipping_workers()
-    assert told == [("stop", "w1")]
+    collector.quit_shipping_workers()
+    assert told == [("quit", "w1")]
     collector.wait_for_finals(timeout_s=0.05)
     assert naps, "a running worker told to stop is waited for"
     shipper.tally(final=True)
     naps.clear()
     collector.wait_for_finals(timeout_s=5)
     assert naps == []
-    collector.stop_shipping_workers()  # finished: not told again
-    assert told == [("stop", "w1")]
+    collector.quit_shipping_workers()  # finished: not told again
+    assert told == [("quit", "w1")]
 
 
 def test_loadgate_worker_ships_records_without_a_run_dir(monkeypatch, tmp_path):
