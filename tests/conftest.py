@@ -1,4 +1,5 @@
-"""Shared fixtures: real stacks, per provider; the session's one real run (smoke).
+"""Shared fixtures: real stacks, per provider; the session's one real run (smoke); the
+short phase-2 run two load tests read.
 
 The containers provider needs a Docker engine. ``scripts/test.sh`` starts one
 (and CI runs that script), so in CI a missing engine is a failure, never a
@@ -65,3 +66,54 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     )
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
     return SmokeRun(out, result, summary, outputs, root)
+
+
+@dataclass(frozen=True)
+class Phase2Run:
+    """What the shared phase-2 run left, and the configs it and its plan were given."""
+
+    out: Path
+    result: subprocess.CompletedProcess[str]
+    config: Path
+    plan_config: Path
+
+
+PHASE2_USERS = 24
+
+
+@pytest.fixture(scope="session")
+def phase2_run(tmp_path_factory: pytest.TempPathFactory) -> Phase2Run:
+    """One short real phase-2 run with its own stack and reports, read by two load tests
+    that used to make a run each (docs/testing.md): the plan's Stripe projection
+    (tests/test_plan_cli.py) and job completion (tests/test_traffic_run.py).
+
+    24 users, 90 s, tiny fixtures, short think times; the phase-2 gate at 24 users, so
+    its criteria are applied; the operator's batch generation every 6 s, and payouts
+    paid 1 s after they are queued instead of the seed's 60 s, so the jobs enqueued in
+    the window complete within the run. Payouts stay every 60 s: their Stripe transfers
+    are calls no checkout made (the plan test leaves them out of its own count). The
+    plan reads the shipped milestones (``plan_config``: the gate at the seed's 15,000
+    users)."""
+    root = tmp_path_factory.mktemp("phase2")
+    plan_config = fast_config(root)
+    text = plan_config.read_text()
+    for old, new in (
+        ("gate_users = 15000", f"gate_users = {PHASE2_USERS}"),
+        ("batch_interval_s = 60", "batch_interval_s = 6"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    config = root / "run.toml"
+    config.write_text(text)
+    out = root / "run"
+    args = ["--phase", "2", "--provider", "local", "--fixture-size", "tiny", "--workers", "1"]
+    args += ["--users", str(PHASE2_USERS), "--duration", "90s", "--gate-hold-max", "0"]
+    result = run_cli(
+        ["run", *args, "--config", str(config), "--out", str(out)],
+        root / "state",
+        timeout=420,
+        LOADGATE_PAYOUT_DELAY_S="1",
+    )
+    # 0/1/3: the verdict its data gives (PASS, FAIL, or INCONCLUSIVE/INVALID on a busy box)
+    assert result.returncode in (0, 1, 3), result.stdout[-3000:] + result.stderr[-3000:]
+    return Phase2Run(out, result, config, plan_config)

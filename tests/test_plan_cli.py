@@ -137,46 +137,22 @@ def test_unknown_phase_and_bad_utilisation_are_one_error_line(synthetic_run, tmp
 
 
 @pytest.mark.load
-def test_real_run_stripe_projection_matches_checkouts_times_calls(tmp_path):
-    """A short real phase-2 run: the plan's Stripe projection equals the checkout rate per
-    user x Stripe calls per checkout measured in the run, within the plan's interval."""
+def test_real_run_stripe_projection_matches_checkouts_times_calls(phase2_run, tmp_path):
+    """A short real phase-2 run (tests/conftest.py ``phase2_run``): the plan's Stripe
+    projection equals the checkout rate per user x Stripe calls per checkout measured in
+    the run, within the plan's interval."""
     from analysis import load_run
     from analysis.demands import read_records
     from analysis.steps import build_steps
-    from tests.cli_helpers import fast_config
 
-    out = tmp_path / "run"
-    config = fast_config(tmp_path)
-    result = run_cli(
-        [
-            "run",
-            "--phase",
-            "2",
-            "--provider",
-            "local",
-            "--fixture-size",
-            "tiny",
-            "--workers",
-            "1",
-            "--users",
-            "24",
-            "--duration",
-            "90s",
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-            "--no-report",
-        ],
-        tmp_path / "state",
-        timeout=420,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = phase2_run.out
+    assert json.loads((out / "manifest.json").read_text())["status"] == "completed"
     plan = run_cli(
-        ["plan", str(out), "--phase", "2", "--config", str(config), "--out", str(tmp_path / "p")],
+        ["plan", str(out), "--phase", "2", "--config", str(phase2_run.plan_config),
+         "--out", str(tmp_path / "p")],
         tmp_path / "state",
         timeout=300,
-    )
+    )  # fmt: skip
     assert plan.returncode == 0, plan.stderr[-3000:]
     doc = json.loads((tmp_path / "p" / "plan.json").read_text())
     (m2,) = doc["milestones"]
