@@ -1,5 +1,5 @@
 """Shared fixtures: real stacks, per provider; the session's one real run (smoke); the
-short phase-2 run two load tests read.
+short phase-0 and phase-2 runs that several load tests read.
 
 The containers provider needs a Docker engine. ``scripts/test.sh`` starts one
 (and CI runs that script), so in CI a missing engine is a failure, never a
@@ -9,6 +9,8 @@ skip; elsewhere (a laptop without Docker) those tests skip and say why.
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from stack.config import StackConfig
+from stack.ports import free_port
 from stack.stack import Stack
-from tests.cli_helpers import fast_config, run_cli
+from tests.cli_helpers import fast_config, loadgate_env, run_cli
+from tests.leftovers import listening
 from tests.support import PROVIDERS, STRIPE_UNDER_TEST, require_provider
 
 # Test tiers as markers, enforced (services / containers / load / smoke).
@@ -117,3 +121,56 @@ def phase2_run(tmp_path_factory: pytest.TempPathFactory) -> Phase2Run:
     # 0/1/3: the verdict its data gives (PASS, FAIL, or INCONCLUSIVE/INVALID on a busy box)
     assert result.returncode in (0, 1, 3), result.stdout[-3000:] + result.stderr[-3000:]
     return Phase2Run(out, result, config, plan_config)
+
+
+@dataclass(frozen=True)
+class Phase0Run:
+    """What the shared phase-0 run left: its run directory, how ``loadgate run`` ended
+    (its stdout was a pipe), and the exit code of the worker that joined it."""
+
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    worker_returncode: int
+    users: int
+
+
+@pytest.fixture(scope="session")
+def phase0_run(tmp_path_factory: pytest.TempPathFactory) -> Phase0Run:
+    """One short real phase-0 run, read by the real phase-0 report test
+    (tests/test_report_cli.py) and the remote-worker test (tests/test_run.py), which used
+    to make a run each (docs/testing.md).
+
+    ``loadgate run`` with one local worker and one ``loadgate worker`` joining it as from
+    another machine (shared run directory), 12 users, 30 s, tiny fixtures, short think
+    times, reports on; its stdout is a pipe, as in a CI log."""
+    root = tmp_path_factory.mktemp("phase0")
+    out, port, users = root / "run", free_port(), 12
+    env = loadgate_env(root / "state")
+    args = ["--phase", "0", "--provider", "local", "--fixture-size", "tiny", "--workers", "1"]
+    args += ["--remote-workers", "1", "--master-port", str(port), "--users", str(users)]
+    args += ["--duration", "30s", "--config", str(fast_config(root)), "--out", str(out)]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "loadgate", "run", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    worker = None
+    try:
+        deadline = time.monotonic() + 180
+        while not listening(port):
+            assert run.poll() is None, run.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the master never listened"
+            time.sleep(0.2)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "loadgate", "worker", "--master", "127.0.0.1",
+             "--master-port", str(port), "--run-dir", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        stdout, stderr = run.communicate(timeout=300)
+        worker_code = worker.wait(timeout=60)
+    finally:
+        for proc in (run, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    return Phase0Run(out, run.returncode, stdout, stderr, worker_code, users)

@@ -195,45 +195,31 @@ def test_verdict_exit_table():
     assert [verdict_exit_code(v) for v in verdicts] == [0, 1, 3, 3, 3, 0, 3]
 
 
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    """A real short phase-0 run (local stack, 12 users, 40 s) whose stdout is a pipe."""
-    from tests.cli_helpers import fast_config
-
-    root = tmp_path_factory.mktemp("real")
-    out = root / "run"
-    result = run_cli(
-        ["run", "--phase", "0", "--provider", "local", "--fixture-size", "tiny",
-         "--workers", "1", "--users", "12", "--duration", "40s",
-         "--config", str(fast_config(root)), "--out", str(out)],
-        root / "state",
-        timeout=400,
-    )  # fmt: skip
-    return out, result
-
-
 @pytest.mark.load
-def test_real_run_prints_progress_lines_to_a_pipe(real_run):
-    _, result = real_run
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("progress ")]
-    # 40 s of load, a line every 10 s, one at the start and one at the end
-    assert len(lines) >= 4, result.stdout[-3000:]
+@pytest.mark.smoke
+def test_real_run_prints_progress_lines_to_a_pipe(smoke_run):
+    """The smoke run's stdout was a pipe (tests/conftest.py ``smoke_run``)."""
+    stdout = smoke_run.result.stdout
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("progress ")]
+    # 36 s of load, a line every 10 s, one at the start and one at the end
+    assert len(lines) >= 4, stdout[-3000:]
     for field in ("stage ", "users ", "req/s ", "P95 ", "errors ", "generator CPU ", "requests "):
         assert all(field in ln for ln in lines), (field, lines)
-    assert "\x1b[" not in result.stdout  # plain text, no terminal control codes
+    assert "\x1b[" not in stdout  # plain text, no terminal control codes
     assert any(not ln.endswith("requests 0") for ln in lines), lines
 
 
 @pytest.mark.load
-def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(real_run, tmp_path):
+def test_real_phase_0_run_is_no_gate_and_its_report_is_sane(phase0_run, tmp_path):
+    """tests/conftest.py ``phase0_run``: a real short phase-0 run, stdout a pipe."""
     from tests.analysis.test_analysis_reports import assert_no_nonsense
 
-    out, result = real_run
-    assert "NO GATE" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    out, stdout, stderr = phase0_run.out, phase0_run.stdout, phase0_run.stderr
+    assert "NO GATE" in stdout, stdout[-3000:] + stderr[-3000:]
     doc = json.loads((out / "report" / "report.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     valid = manifest["status"] == "completed" and all(c["ok"] is not False for c in doc["validity"])
-    assert result.returncode == (0 if valid else 3), result.stderr[-3000:]
+    assert phase0_run.returncode == (0 if valid else 3), stderr[-3000:]
     assert_no_nonsense(doc, (out / "report" / "summary.md").read_text())
     assert manifest["stripe"]["rate_limit_per_s"] == 100
     stripe = [c for c in doc["headroom"]["constraints"] if c["name"] == "Stripe rate limit"]

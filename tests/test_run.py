@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 
 from runconfig.phase_config import DEFAULT_CONFIG
-from stack.ports import free_port
-from tests.cli_helpers import ctrl_c_reaches_the_child, fast_config, loadgate_env, run_cli
-from tests.leftovers import listening, processes_of
+from tests.cli_helpers import ctrl_c_reaches_the_child, loadgate_env, run_cli
+from tests.leftovers import processes_of
 
 SHORT = ["--phase", "1", "--provider", "local", "--fixture-size", "tiny", "--workers", "2"]
 
@@ -331,36 +330,12 @@ def test_malformed_config_file_is_rejected(tmp_path):
 
 
 @pytest.mark.load
-def test_remote_worker_joins_the_run(tmp_path):
-    """A worker started with ``loadgate worker`` (as on another machine) takes part."""
-    port = free_port()
-    out = tmp_path / "run"
-    state = tmp_path / "state"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "loadgate", "run", "--phase", "1", "--provider", "local",
-         "--fixture-size", "tiny", "--workers", "1", "--remote-workers", "1",
-         "--master-port", str(port), "--users", "6", "--duration", "20s", "--no-report",
-         "--config", str(fast_config(tmp_path)), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=loadgate_env(state),
-    )  # fmt: skip
-    worker = None
-    try:
-        deadline = time.monotonic() + 180
-        while not listening(port):
-            assert run.poll() is None, run.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "the master never listened"
-            time.sleep(0.2)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "loadgate", "worker", "--master", "127.0.0.1",
-             "--master-port", str(port), "--run-dir", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=loadgate_env(state),
-        )  # fmt: skip
-        assert run.wait(timeout=180) == 0, run.stderr.read()[-3000:]
-        assert worker.wait(timeout=60) == 0
-    finally:
-        for proc in (run, worker):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+def test_remote_worker_joins_the_run(phase0_run):
+    """A worker started with ``loadgate worker`` (as on another machine) takes part
+    (tests/conftest.py ``phase0_run``: one local worker, one joined)."""
+    out = phase0_run.out
+    assert phase0_run.worker_returncode == 0
+    assert manifest(out)["status"] == "completed", phase0_run.stderr[-3000:]
     events = pd.read_parquet(out / "events")
     assert events.worker.nunique() == 2
-    assert events.users.max() == 6
+    assert events.users.max() == phase0_run.users
