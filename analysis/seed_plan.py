@@ -19,14 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from runconfig.constants import HPA_TARGET_UTILISATION as HPA_TARGET_UTILISATION  # §6.3
+
 #: t3.xlarge (4 vCPU) and c5.2xlarge (8 vCPU) are AWS's published sizes; the seed names
 #: only the instance types (§6.3, §7.2).
 T3_XLARGE_VCPU = 4
 C5_2XLARGE_VCPU = 8
-#: The seed's HPA target (§6.3, ``averageUtilization: 70``): the one planning line of CPU
-#: (headroom's CPU row, the capacity plan's required = busy / this, cores needed in the
-#: verdict's binding line).
-HPA_TARGET_UTILISATION = 0.70
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from analysis.seed_plan import HPA_TARGET_UTILISATION as PLANNING_UTILISATION
 from loadgate.console import console, error
+from runconfig.constants import HPA_TARGET_UTILISATION as PLANNING_UTILISATION
 
 EXIT_USAGE = 2
 

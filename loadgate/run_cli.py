@@ -13,8 +13,6 @@ import typer
 from loadgate.console import console, error, progress
 from loadgate.locust_cluster import LOCUSTFILES, default_worker_count, locust_command
 from loadgate.report_cli import report_and_print
-from loadgate.run import execute
-from loadgate.run.options import RunOptions
 from loadgate.signals import terminate_on_sigterm
 from runconfig.constants import DEFAULT_SEED, PROVIDERS
 from runconfig.phase_config import ConfigError
@@ -108,6 +106,11 @@ def run(
     ] = None,
 ) -> None:
     """Run one phase: stack up, fixtures, Locust along the phase's stages, reports."""
+    # Imported here, not at the top: the pipeline pulls in the stack, the samplers and
+    # Locust's helpers, which `loadgate --help` and every other command do not need.
+    from loadgate.run import execute
+    from loadgate.run.options import RunOptions
+
     try:
         options = RunOptions(
             phase=phase,

@@ -18,6 +18,7 @@ from marketplace.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ProfileName
 __all__ = [
     "DEFAULT_PROFILE",
     "DEFAULT_SEED",
+    "HPA_TARGET_UTILISATION",
     "PERSONAS",
     "PROFILES",
     "PROVIDERS",
@@ -27,6 +28,13 @@ __all__ = [
 
 DEFAULT_SEED: Final = 42
 """Seed of fixtures, personas and arrivals when none is given: same seed, same run."""
+
+HPA_TARGET_UTILISATION: Final = 0.70
+"""The seed's HPA target (§6.3, ``averageUtilization: 70``): the one planning line of CPU
+(headroom's CPU row, the capacity plan's required = busy / this, cores needed in the
+verdict's binding line) and ``loadgate plan``'s default utilisation. Here, not only in
+``analysis.seed_plan`` (which re-exports it), so the CLI can show the default without
+importing the analysis stack."""
 
 PERSONAS: Final[tuple[str, ...]] = ("shopper", "buyer", "farmer", "driver", "admin")
 """The personas a phase's ``persona_mix`` may name: the one list. The Locust side's flows

@@ -12,10 +12,38 @@ sides must agree on, so there is exactly one dialect:
 - :mod:`runformat.verdicts` — the verdict vocabulary and its exit codes.
 """
 
-from runformat.criteria import CRITERIA, Criterion, criterion
-from runformat.gate import GateSpec
-from runformat.manifest import Manifest, RunFormatError, RunStatus, read_manifest, update_manifest
-from runformat.verdicts import HARNESS_ERROR_EXIT, Verdict
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runformat.criteria import CRITERIA, Criterion, criterion
+    from runformat.gate import GateSpec
+    from runformat.manifest import (
+        Manifest,
+        RunFormatError,
+        RunStatus,
+        read_manifest,
+        update_manifest,
+    )
+    from runformat.verdicts import HARNESS_ERROR_EXIT, Verdict
+
+# Imported on first use (PEP 562): the manifest's module needs pandas, and a reader of
+# the verdicts or the criteria alone (the CLI, at start) should not pay for it.
+_HOMES = {
+    "CRITERIA": "runformat.criteria",
+    "Criterion": "runformat.criteria",
+    "criterion": "runformat.criteria",
+    "GateSpec": "runformat.gate",
+    "Manifest": "runformat.manifest",
+    "RunFormatError": "runformat.manifest",
+    "RunStatus": "runformat.manifest",
+    "read_manifest": "runformat.manifest",
+    "update_manifest": "runformat.manifest",
+    "HARNESS_ERROR_EXIT": "runformat.verdicts",
+    "Verdict": "runformat.verdicts",
+}
 
 __all__ = [
     "CRITERIA",
@@ -30,3 +58,18 @@ __all__ = [
     "read_manifest",
     "update_manifest",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        # Kept, as an eager import would: importing a home module (``analysis.analyze``)
+        # sets the package attribute of its name to the module; the function is meant.
+        globals()[name] = value
+        return value
+    try:  # a submodule read as an attribute (``analysis.steps``) after ``import analysis``
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

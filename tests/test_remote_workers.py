@@ -33,8 +33,7 @@ import pandas as pd
 import pytest
 
 from runformat.verdicts import Verdict
-from tests.cli_helpers import loadgate_env
-from tests.test_run import fast_config
+from tests.cli_helpers import fast_config, loadgate_env
 
 pytestmark = [pytest.mark.load, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 REPO = Path(__file__).resolve().parent.parent

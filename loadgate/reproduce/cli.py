@@ -9,30 +9,27 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from analysis.reproduce import registry
 from loadgate.console import console, error, progress
-from loadgate.reproduce.runner import (
-    Prepared,
-    ReproduceOptions,
-    compare_sides,
-    prepare,
-    run_side,
-)
 from loadgate.signals import terminate_on_sigterm
 from runconfig.constants import DEFAULT_SEED
 from runconfig.phase_config import ConfigError
 from stack.errors import ServiceNotReady, StackError
+
+if TYPE_CHECKING:
+    from loadgate.reproduce.runner import Prepared, ReproduceOptions
 
 EXIT_USAGE, EXIT_UNDECIDED, EXIT_INTERRUPTED = 2, 3, 130
 
 
 def list_lines() -> list[str]:
     """One line per reproduction: name, seed section, what it shows, before → after."""
+    from analysis.reproduce import registry
+
     width = max(len(n) for n in registry.REPRODUCTIONS)
     return [
         f"{r.name:<{width}}  {r.section:<5} {r.description} "
@@ -74,6 +71,11 @@ def reproduce(
     """Check one of the seed's bottleneck claims: the same load plan against a "before" and
     an "after" architecture, both breaking points, and a verdict (confirmed / refuted /
     inconclusive) with a comparison report."""
+    # Imported here, not at the top: the registry's metrics and the runner pull in the
+    # analysis stack, which `loadgate --help` and the other commands do not need.
+    from analysis.reproduce import registry
+    from loadgate.reproduce.runner import ReproduceOptions, prepare, run_side
+
     if list_:
         for line in list_lines():
             console.print(line, soft_wrap=True, markup=False)
@@ -118,6 +120,7 @@ def reproduce(
 
 def report(prepared: Prepared, options: ReproduceOptions, before: Path, after: Path) -> int:
     """Analyse both runs, write the comparison reports, print the verdict; the exit code."""
+    from loadgate.reproduce.runner import compare_sides
     from reports import ReportError, report_run
     from reports import reproduce as reproduce_report
 
