@@ -35,15 +35,15 @@ def plan(
     ] = PLANNING_UTILISATION,
 ) -> None:
     """Capacity plan for milestones M1-M4 from the measured service demands of runs."""
+    for path in runs:
+        if not path.is_dir():
+            error(f"{path}: no such run directory; pass directories written by 'loadgate run'")
+            raise typer.Exit(EXIT_USAGE)
     from analysis.plan import RELIABLE_BACKTEST_ERROR, PlanError
     from analysis.plan import plan as make_plan
     from reports import ReportError, load_checked
     from reports.plan_report import write
 
-    for path in runs:
-        if not path.is_dir():
-            error(f"{path}: no such run directory; pass directories written by 'loadgate run'")
-            raise typer.Exit(EXIT_USAGE)
     try:
         loaded = [load_checked(p) for p in runs]
         result = make_plan(loaded, phase=phase, config=config, utilisation=utilisation)

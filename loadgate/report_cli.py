@@ -53,12 +53,12 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Where to write (default RUN/report).")] = None,
 ) -> None:
     """Analyse a run and write the HTML, Markdown, JSON and JUnit reports."""
-    from reports import ReportError
-
     for path in (run_dir, baseline):
         if path is not None and not path.is_dir():
             error(f"{path}: no such run directory")
             raise typer.Exit(EXIT_USAGE)
+    from reports import ReportError  # the analysis stack: only once there is a run to read
+
     try:
         code = report_and_print(run_dir, out, baseline)
     except ReportError as exc:
@@ -73,12 +73,12 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Where to write (default RUN/report).")] = None,
 ) -> None:
     """Regression test against a baseline: errors, latency shift and tails, with tolerance."""
-    from reports import ReportError, compare_dirs, exit_code, write_comparison
-
     for path in (run_dir, baseline_dir):
         if not path.is_dir():
             error(f"{path}: no such run directory")
             raise typer.Exit(EXIT_USAGE)
+    from reports import ReportError, compare_dirs, exit_code, write_comparison
+
     try:
         comparison = compare_dirs(run_dir, baseline_dir)
         paths = write_comparison(comparison, out or run_dir / "report")
