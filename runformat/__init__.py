@@ -63,11 +63,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _HOMES:
         value = getattr(importlib.import_module(_HOMES[name]), name)
-        # Kept, as an eager import would: importing a home module (``analysis.analyze``)
-        # sets the package attribute of its name to the module; the function is meant.
-        globals()[name] = value
+        globals()[name] = value  # resolved once: later reads are plain attributes
         return value
-    try:  # a submodule read as an attribute (``analysis.steps``) after ``import analysis``
+    try:  # a submodule read as an attribute (``runformat.rundir``) after ``import runformat``
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__name__}.{name}":

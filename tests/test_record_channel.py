@@ -209,7 +209,7 @@ def test_a_running_worker_is_told_to_quit_and_its_final_batch_waited_for(wired, 
     collector.quit_shipping_workers()
     assert told == [("quit", "w1")]
     collector.wait_for_finals(timeout_s=0.05)
-    assert naps, "a running worker told to stop is waited for"
+    assert naps, "a running worker told to quit is waited for"
     shipper.tally(final=True)
     naps.clear()
     collector.wait_for_finals(timeout_s=5)
