@@ -95,7 +95,8 @@ class Profile:
     """Test-only, never set by a profile: checkout reads the cart without locking its lines
     and then deletes *every* line of the cart, so an add that commits in between is
     deleted without being ordered (the lost update of issue 21). ``loadgate verify --run``
-    must catch it; it exists so that a real run can show the check failing."""
+    must catch it; it exists so that a real run can show the check failing. The window is
+    widened to ``checkout.RACY_WINDOW_S`` so that a short run shows it every time."""
     skip_migrations: tuple[str, ...] = ()
     """Migration versions left out (e.g. ``("0002",)``: phase1 without the §3.3 indexes).
     Never set by a profile; only by an override, to isolate one change."""

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -191,9 +192,11 @@ def test_open_model_run_gives_a_gate_verdict_from_its_data(tmp_path):
     assert step["rate"] == OPEN_RATE
     inside = events[(events.ts_us >= step["start_us"]) & (events.ts_us < step["end_us"])]
     crit = {c["name"]: c for c in gate["criteria"] if c["route"] is None}
-    # P95 from the intended start (nearest rank), recomputed from the raw records.
-    p95_ms = inside.intended_latency_us.quantile(0.95, interpolation="higher") / 1000
-    assert crit["p95_ms"]["value"] == pytest.approx(p95_ms, rel=0.02)
+    # P95 from the intended start, recomputed from the raw records with the same nearest
+    # rank (numpy's inverted_cdf). Not pandas' "higher" interpolation: that is the next
+    # rank up, and ~300 records leave gaps of 10 %+ between neighbouring tail ranks.
+    p95_ms = np.quantile(inside.intended_latency_us, 0.95, method="inverted_cdf") / 1000
+    assert crit["p95_ms"]["value"] == pytest.approx(p95_ms, abs=0.001)  # report rounds to µs
     win = arrivals[(arrivals.ts_us >= step["start_us"]) & (arrivals.ts_us < step["end_us"])]
     failed = int((inside.error_class != "").sum()) + int(win.dropped.sum())
     assert crit["error_rate"]["value"] == pytest.approx(failed / (len(inside) + win.dropped.sum()))
