@@ -213,7 +213,8 @@ def test_open_model_run_gives_a_gate_verdict_from_its_data(tmp_path):
 
 
 def _verdict_from_intervals(gate: dict, config_gate: dict) -> str:
-    """PASS / FAIL / INCONCLUSIVE from each criterion's interval against its limit."""
+    """PASS / FAIL / INCONCLUSIVE from each criterion's interval against its limit, and
+    its course through the window where the detail says it decided (analysis.sustain)."""
     from runformat.criteria import CRITERIA
 
     sides = []
@@ -223,9 +224,17 @@ def _verdict_from_intervals(gate: dict, config_gate: dict) -> str:
         if c["value"] is None:
             sides.append("unknown")
             continue
+        if "does not sustain" in c["detail"]:  # its course through the window (sustain)
+            sides.append("fail")
+            continue
+        if c["ci"] is None and "insufficient data" in c["detail"]:  # a value, no interval
+            sides.append("unknown")
+            continue
         lo, hi = c["ci"] or (c["value"], c["value"])
         sides.append({(True, True): "pass", (False, False): "fail"}.get(
             (spec.ok(lo, limit), spec.ok(hi, limit)), "unknown"))  # fmt: skip
+        if sides[-1] == "pass" and "held:" in c["detail"]:  # inside, but rising toward it
+            sides[-1] = "unknown"
     if "fail" in sides:
         return "FAIL"
     return "PASS" if set(sides) == {"pass"} else "INCONCLUSIVE"
