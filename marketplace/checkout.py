@@ -104,9 +104,9 @@ RACY_WINDOW_S = 0.05
 """How long the racy checkout waits between reading the cart and deleting all of it.
 
 Unwidened, the window is a few milliseconds: 40 s runs of 12 buyers on three shared carts
-(tests/test_lost_writes_run.py) lost 1 and 2 units here, and none in one CI run, so the
-test of the check could not fail the bug. 50 ms, a checkout transaction on a busy
-database, makes a loss near certain in such a run."""
+(tests/test_lost_writes_run.py) lost 1 and 2 units here and none in one CI run, so
+whether the test saw the check catch the bug was left to chance. 50 ms, a checkout
+transaction on a busy database, makes a loss near certain in such a run (12-15 lost)."""
 
 
 async def remove_ordered(

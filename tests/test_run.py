@@ -193,8 +193,8 @@ def test_open_model_run_gives_a_gate_verdict_from_its_data(tmp_path):
     inside = events[(events.ts_us >= step["start_us"]) & (events.ts_us < step["end_us"])]
     crit = {c["name"]: c for c in gate["criteria"] if c["route"] is None}
     # P95 from the intended start, recomputed from the raw records with the same nearest
-    # rank (numpy's inverted_cdf). Not pandas' "higher" interpolation: that is the next
-    # rank up, and ~300 records leave gaps of 10 %+ between neighbouring tail ranks.
+    # rank (numpy's inverted_cdf). Not pandas' "higher" interpolation: for most n that is
+    # the next rank up, and ~300 records leave gaps of 10 %+ between neighbouring tail ranks.
     p95_ms = np.quantile(inside.intended_latency_us, 0.95, method="inverted_cdf") / 1000
     assert crit["p95_ms"]["value"] == pytest.approx(p95_ms, abs=0.001)  # report rounds to µs
     win = arrivals[(arrivals.ts_us >= step["start_us"]) & (arrivals.ts_us < step["end_us"])]
